@@ -1,0 +1,264 @@
+//! Configuration: the one TOML file, parsed (`raw`), validated (`validate`) into the typed
+//! [`Config`] every other part reads. Nothing downstream sees the raw form.
+//!
+//! Invariant: this module imports no other part of hookrelay; each part takes its own typed
+//! section. Secrets are resolved here (`secrets`) and only ever held as [`Secret`], whose
+//! `Debug` never prints the value.
+
+mod raw;
+mod secrets;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+pub use validate::ConfigError;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Ingress listener and its limits.
+    pub server: ServerConfig,
+    /// Where and how long events are kept.
+    pub storage: StorageConfig,
+    /// Sources, sorted by name.
+    pub sources: Vec<SourceConfig>,
+    /// Sinks, sorted by name.
+    pub sinks: Vec<SinkConfig>,
+    /// Routes, in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`: the ingress listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind, e.g. `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes.
+    pub max_body: u64,
+    /// Time allowed to receive a request's headers.
+    pub header_timeout: Duration,
+    /// Time allowed to receive a request's whole body.
+    pub body_timeout: Duration,
+    /// Idle keep-alive connections are closed after this long.
+    pub idle_timeout: Duration,
+    /// On SIGTERM, how long in-flight deliveries may take before the process exits.
+    pub shutdown_timeout: Duration,
+    /// Most simultaneous ingress connections; further ones wait in the accept queue.
+    pub max_connections: usize,
+}
+
+/// `[storage]`: the redb file.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Path of the redb file; parent folders are created.
+    pub path: PathBuf,
+    /// Finished events older than this are removed.
+    pub retention: Duration,
+}
+
+/// A secret value resolved from the file, `${env:NAME}` or `${file:PATH}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps raw secret bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Secret {
+        Secret(bytes.into())
+    }
+    /// The secret's bytes; callers must never log them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `[sources.NAME]`: one sender.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// The name in `/hooks/{name}`.
+    pub name: String,
+    /// A disabled source answers 404.
+    pub enabled: bool,
+    /// How requests are verified and where event type and delivery id come from.
+    pub kind: SourceKind,
+}
+
+/// Where a value is read from in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldLocation {
+    /// A request header.
+    Header(HeaderName),
+    /// An RFC 6901 JSON pointer into the body, e.g. `/event/type`.
+    JsonPointer(String),
+}
+
+/// HMAC digest for `kind = "hmac"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA1 (Nexus).
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// How a signature is written in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureEncoding {
+    /// Hexadecimal, either case.
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+}
+
+/// The verification scheme of a source, with its secrets.
+///
+/// Every secret field is a list: any one of them verifies, so secrets can be rotated.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// GitHub: `X-Hub-Signature-256`, `X-GitHub-Event`, `X-GitHub-Delivery`.
+    Github { secrets: Vec<Secret> },
+    /// GitLab: `X-Gitlab-Token` and/or Standard Webhooks signing with `whsec_` tokens.
+    /// When both lists are non-empty, both checks must pass.
+    Gitlab {
+        tokens: Vec<Secret>,
+        /// Already base64-decoded key bytes (the part after `whsec_`).
+        signing_keys: Vec<Secret>,
+        tolerance: Duration,
+    },
+    /// Standard Webhooks; event type from the JSON `type` field.
+    Standard {
+        /// Already base64-decoded key bytes (the part after `whsec_`).
+        keys: Vec<Secret>,
+        tolerance: Duration,
+    },
+    /// A generic HMAC signature header.
+    Hmac {
+        header: HeaderName,
+        algorithm: HmacAlgorithm,
+        encoding: SignatureEncoding,
+        /// Text before the signature in the header, e.g. `sha256=`.
+        prefix: Option<String>,
+        secrets: Vec<Secret>,
+        event_type: Option<FieldLocation>,
+        delivery_id: Option<FieldLocation>,
+    },
+    /// A shared token sent verbatim in a header.
+    Token {
+        header: HeaderName,
+        secrets: Vec<Secret>,
+        event_type: Option<FieldLocation>,
+        delivery_id: Option<FieldLocation>,
+    },
+    /// No verification at all (logged as a warning at start).
+    None {
+        event_type: Option<FieldLocation>,
+        delivery_id: Option<FieldLocation>,
+    },
+}
+
+impl SourceKind {
+    /// The `kind` string as written in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceKind::Github { .. } => "github",
+            SourceKind::Gitlab { .. } => "gitlab",
+            SourceKind::Standard { .. } => "standard",
+            SourceKind::Hmac { .. } => "hmac",
+            SourceKind::Token { .. } => "token",
+            SourceKind::None { .. } => "none",
+        }
+    }
+}
+
+/// A sink's rate limit: `count` deliveries per `per`, with bursts up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Deliveries allowed per period (at least 1).
+    pub count: u32,
+    /// The period: one second, minute or hour.
+    pub per: Duration,
+    /// Largest burst (at least 1); defaults to 1.
+    pub burst: u32,
+}
+
+/// When and how often a failed delivery is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; after the last failure the entry is dead-lettered.
+    pub max_attempts: u32,
+    /// Upper bound of the first backoff.
+    pub initial: Duration,
+    /// Largest backoff between two attempts.
+    pub max: Duration,
+}
+
+/// `[sinks.NAME]`: one destination.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The name routes refer to.
+    pub name: String,
+    /// A disabled sink gets nothing new queued.
+    pub enabled: bool,
+    /// `None` means unlimited.
+    pub rate: Option<Rate>,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Backoff and dead-letter policy.
+    pub retry: RetryPolicy,
+    /// Time allowed for one delivery attempt.
+    pub timeout: Duration,
+    /// What the sink is.
+    pub kind: SinkKind,
+}
+
+/// The kind of a sink, with its own settings.
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    /// POST the original body, signed with Standard Webhooks headers.
+    Webhook(WebhookSinkConfig),
+}
+
+/// `kind = "webhook"`.
+#[derive(Debug, Clone)]
+pub struct WebhookSinkConfig {
+    /// Receiver URL (`http` or `https`). Often carries a secret: never log it.
+    pub url: String,
+    /// Decoded key bytes of a `whsec_` secret; when set, `webhook-signature` is sent.
+    pub signing_key: Option<Secret>,
+    /// Static headers added to every request.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// `[[routes]]`: which sinks get which events.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Source names this route applies to.
+    pub from: Vec<String>,
+    /// Glob patterns on the event type; empty matches every event.
+    pub events: Vec<String>,
+    /// Sink names.
+    pub to: Vec<String>,
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        validate::load(path)
+    }
+
+    /// Parses and validates `text`; `origin` names the file in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        validate::parse(text, origin)
+    }
+}

@@ -1,0 +1,1 @@
+//! Ingress: the hyper server for `POST /hooks/{source}`.
