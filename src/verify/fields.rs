@@ -1,0 +1,1 @@
+//! Reads event type and delivery id from headers or JSON pointers.

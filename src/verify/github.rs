@@ -1,0 +1,5 @@
+//! Placeholder until the verifier lands.
+
+/// Verifier for this scheme.
+#[derive(Debug)]
+pub struct GithubVerifier;
