@@ -9,11 +9,16 @@ mod codec;
 mod tables;
 mod writer;
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use redb::{Database, ReadableDatabase};
+use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
+
+use tables::{ATTEMPTS, DEAD, DEDUP, EVENTS, PENDING, QUEUE};
 
 use crate::config::StorageConfig;
 
@@ -161,17 +166,124 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-struct Inner {}
+struct Inner {
+    db: Arc<Database>,
+    path: PathBuf,
+    /// `None` once closed; a std Mutex because it is only held to clone the sender.
+    ops: Mutex<Option<mpsc::Sender<writer::Op>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    watchers: Arc<Watchers>,
+}
+
+/// One `Notify` per sink, woken by the writer after a commit adds to that sink's queue.
+#[derive(Default)]
+pub(crate) struct Watchers {
+    // A std Mutex: held for a map lookup only, never across an await.
+    by_sink: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
+}
+
+impl Watchers {
+    fn get(&self, sink: &str) -> Arc<Notify> {
+        let mut map = self.by_sink.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get(sink) {
+            return n.clone();
+        }
+        let n = Arc::new(Notify::new());
+        map.insert(Arc::from(sink), n.clone());
+        n
+    }
+
+    pub(crate) fn notify(&self, sink: &str) {
+        let map = self.by_sink.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get(sink) {
+            // notify_one keeps a permit when nobody waits yet, so a wake-up is never lost.
+            n.notify_one();
+        }
+    }
+}
+
+/// Bounded so that a stalled disk pushes back on ingress instead of growing memory.
+const OPS_CHANNEL: usize = 8192;
+/// redb's page cache. Small, because the queue is read in due order and the events once
+/// each: a large cache would only hold RSS.
+const CACHE_BYTES: usize = 32 << 20;
 
 impl Store {
     /// Opens (or creates) the redb file and starts the writer thread.
     pub fn open(config: &StorageConfig) -> Result<Store, StoreError> {
-        todo!()
+        let path = config.path.clone();
+        let open_err = |message: String| StoreError::Open {
+            path: path.display().to_string(),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| open_err(format!("cannot create folder {}: {e}", parent.display())))?;
+        }
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => open_err(
+                    "the file is in use by another hookrelay process; stop it or choose another [storage] path".into(),
+                ),
+                other => open_err(other.to_string()),
+            })?;
+        let db = Arc::new(db);
+        create_tables(&db).map_err(|e| open_err(e.to_string()))?;
+        let watchers = Arc::new(Watchers::default());
+        let (tx, rx) = mpsc::channel(OPS_CHANNEL);
+        let writer = {
+            let db = db.clone();
+            let watchers = watchers.clone();
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || writer::run(db, rx, watchers))
+                .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                ops: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+                watchers,
+            }),
+        })
+    }
+
+    /// The redb file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Op,
+    ) -> Result<T, StoreError> {
+        let sender = self
+            .inner
+            .ops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Commit(
+                "the writer stopped before confirming the commit".into(),
+            ))
+        })
     }
 
     /// Stores the event and one queue entry per sink in one durable commit.
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
-        todo!()
+        self.submit(|reply| writer::Op::Ingest { event, reply })
+            .await
     }
 
     /// Reads up to `limit` entries of `sink` due at `now_ms`, skipping events in `skip`
@@ -183,7 +295,50 @@ impl Store {
         limit: usize,
         skip: &HashSet<EventId>,
     ) -> Result<DueBatch, StoreError> {
-        todo!()
+        let read = |e: redb::Error| StoreError::Read(e.to_string());
+        let txn = self.inner.db.begin_read().map_err(|e| read(e.into()))?;
+        let queue = txn.open_table(QUEUE).map_err(|e| read(e.into()))?;
+        let events = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
+        let mut batch = DueBatch::default();
+        let range = queue
+            .range((sink, 0u64, 0u128)..=(sink, u64::MAX, u128::MAX))
+            .map_err(|e| read(e.into()))?;
+        for item in range {
+            let (key, value) = item.map_err(|e| read(e.into()))?;
+            let (_, due_ms, id) = key.value();
+            if due_ms > now_ms {
+                batch.next_due_ms = Some(due_ms);
+                break;
+            }
+            let event_id = Uuid::from_u128(id);
+            if skip.contains(&event_id) {
+                continue;
+            }
+            if batch.entries.len() >= limit {
+                // There is more due now: tell the worker to come straight back.
+                batch.next_due_ms = Some(due_ms);
+                break;
+            }
+            let attempt = codec::decode::<codec::QueueValue>(value.value())
+                .map(|v| v.attempt)
+                .unwrap_or(1);
+            let Some(stored) = events.get(id).map_err(|e| read(e.into()))? else {
+                tracing::error!(%event_id, sink, "queue entry without its event; skipping it");
+                continue;
+            };
+            let (meta, body) = codec::decode_event(stored.value())
+                .map_err(|e| StoreError::Read(format!("event {event_id}: {e}")))?;
+            batch.entries.push(Due {
+                entry: QueueEntry {
+                    event_id,
+                    sink: Arc::from(sink),
+                    due_ms,
+                    attempt,
+                },
+                event: Arc::new(StoredEvent::from_parts(event_id, meta, body)),
+            });
+        }
+        Ok(batch)
     }
 
     /// Records an attempt and moves the entry on (removed, rescheduled or dead-lettered),
@@ -194,16 +349,358 @@ impl Store {
         attempt: AttemptRecord,
         next: NextStep,
     ) -> Result<(), StoreError> {
-        todo!()
+        self.submit(|reply| writer::Op::Finish {
+            entry,
+            attempt,
+            next,
+            reply,
+        })
+        .await
+    }
+
+    /// Removes up to `limit` finished events received before `cutoff_ms`, in one small
+    /// transaction; returns how many were removed.
+    pub async fn purge(&self, cutoff_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        self.submit(|reply| writer::Op::Purge {
+            cutoff_ms,
+            limit,
+            reply,
+        })
+        .await
     }
 
     /// A notifier woken after each commit that adds entries to `sink`'s queue.
-    pub fn watch(&self, sink: &str) -> Arc<tokio::sync::Notify> {
-        todo!()
+    pub fn watch(&self, sink: &str) -> Arc<Notify> {
+        self.inner.watchers.get(sink)
     }
 
-    /// Stops the writer after the batches already submitted are committed.
+    /// Reads one event. Blocking.
+    pub fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let read = |e: redb::Error| StoreError::Read(e.to_string());
+        let txn = self.inner.db.begin_read().map_err(|e| read(e.into()))?;
+        let events = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
+        let Some(stored) = events.get(id.as_u128()).map_err(|e| read(e.into()))? else {
+            return Ok(None);
+        };
+        let (meta, body) = codec::decode_event(stored.value())
+            .map_err(|e| StoreError::Read(format!("event {id}: {e}")))?;
+        Ok(Some(StoredEvent::from_parts(id, meta, body)))
+    }
+
+    /// The recorded attempts of one event, per sink, in order. Blocking.
+    pub fn attempts(&self, id: EventId) -> Result<Vec<(String, u32, AttemptRecord)>, StoreError> {
+        let read = |e: redb::Error| StoreError::Read(e.to_string());
+        let txn = self.inner.db.begin_read().map_err(|e| read(e.into()))?;
+        let table = txn.open_table(ATTEMPTS).map_err(|e| read(e.into()))?;
+        let key = id.as_u128();
+        let mut out = Vec::new();
+        for item in table
+            .range((key, "", 0u32)..(key + 1, "", 0u32))
+            .map_err(|e| read(e.into()))?
+        {
+            let (k, v) = item.map_err(|e| read(e.into()))?;
+            let (_, sink, number) = k.value();
+            let value: codec::AttemptValue = codec::decode(v.value())
+                .map_err(|e| StoreError::Read(format!("attempt of event {id}: {e}")))?;
+            out.push((
+                sink.to_string(),
+                number,
+                AttemptRecord {
+                    started_ms: value.started_ms,
+                    duration_ms: value.duration_ms,
+                    status: value.status,
+                    error: value.error,
+                    outcome: value.outcome,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Dead letters of one sink: event id, attempts made and the reason. Blocking.
+    pub fn dead_letters(&self, sink: &str) -> Result<Vec<(EventId, u32, String)>, StoreError> {
+        let read = |e: redb::Error| StoreError::Read(e.to_string());
+        let txn = self.inner.db.begin_read().map_err(|e| read(e.into()))?;
+        let table = txn.open_table(DEAD).map_err(|e| read(e.into()))?;
+        let mut out = Vec::new();
+        for item in table
+            .range((sink, 0u128)..=(sink, u128::MAX))
+            .map_err(|e| read(e.into()))?
+        {
+            let (k, v) = item.map_err(|e| read(e.into()))?;
+            let value: codec::DeadValue = codec::decode(v.value())
+                .map_err(|e| StoreError::Read(format!("dead letter of sink {sink}: {e}")))?;
+            out.push((Uuid::from_u128(k.value().1), value.attempts, value.reason));
+        }
+        Ok(out)
+    }
+
+    /// Number of entries in `sink`'s queue, due or not. Blocking; O(n).
+    pub fn queue_len(&self, sink: &str) -> Result<u64, StoreError> {
+        let read = |e: redb::Error| StoreError::Read(e.to_string());
+        let txn = self.inner.db.begin_read().map_err(|e| read(e.into()))?;
+        let queue = txn.open_table(QUEUE).map_err(|e| read(e.into()))?;
+        let range = queue
+            .range((sink, 0u64, 0u128)..=(sink, u64::MAX, u128::MAX))
+            .map_err(|e| read(e.into()))?;
+        Ok(range.count() as u64)
+    }
+
+    /// Stops the writer after the batches already submitted are committed, and waits for it.
     pub async fn close(&self) {
-        todo!()
+        drop(
+            self.inner
+                .ops
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        let handle = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            // The writer drains what is queued, then sees the channel closed.
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+impl StoredEvent {
+    fn from_parts(id: EventId, meta: codec::EventMeta, body: &[u8]) -> StoredEvent {
+        StoredEvent {
+            id,
+            source: Arc::from(meta.source),
+            event_type: meta.event_type,
+            delivery_id: meta.delivery_id,
+            content_type: meta.content_type,
+            received_at_ms: meta.received_at_ms,
+            headers: meta.headers,
+            body: Bytes::copy_from_slice(body),
+        }
+    }
+}
+
+fn create_tables(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(EVENTS)?;
+    txn.open_table(DEDUP)?;
+    txn.open_table(QUEUE)?;
+    txn.open_table(PENDING)?;
+    txn.open_table(ATTEMPTS)?;
+    txn.open_table(DEAD)?;
+    txn.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn open(dir: &tempfile::TempDir) -> Store {
+        Store::open(&StorageConfig {
+            path: dir.path().join("nested/folder/store.redb"),
+            retention: Duration::from_secs(3600),
+        })
+        .unwrap()
+    }
+
+    fn event(delivery: Option<&str>, sinks: &[&str]) -> NewEvent {
+        NewEvent {
+            source: Arc::from("github"),
+            event_type: Some("push".into()),
+            delivery_id: delivery.map(String::from),
+            content_type: Some("application/json".into()),
+            headers: vec![("x-github-event".into(), b"push".to_vec())],
+            body: Bytes::from_static(b"{\"ref\":\"refs/heads/main\"}"),
+            sinks: sinks.iter().map(|s| Arc::from(*s)).collect(),
+        }
+    }
+
+    fn id_of(i: Ingested) -> EventId {
+        match i {
+            Ingested::Accepted(id) | Ingested::Duplicate(id) => id,
+        }
+    }
+
+    #[tokio::test]
+    async fn ingest_queues_one_entry_per_sink_and_dedups_redeliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let first = store.ingest(event(Some("d-1"), &["a", "b"])).await.unwrap();
+        let Ingested::Accepted(id) = first else {
+            panic!("first delivery must be accepted, got {first:?}")
+        };
+        let again = store.ingest(event(Some("d-1"), &["a", "b"])).await.unwrap();
+        assert_eq!(again, Ingested::Duplicate(id));
+        for sink in ["a", "b"] {
+            let batch = store.due(sink, u64::MAX, 10, &HashSet::new()).unwrap();
+            assert_eq!(batch.entries.len(), 1, "sink {sink}");
+            let due = &batch.entries[0];
+            assert_eq!(due.entry.event_id, id);
+            assert_eq!(due.entry.attempt, 1);
+            assert_eq!(&due.event.body[..], b"{\"ref\":\"refs/heads/main\"}");
+            assert_eq!(due.event.event_type.as_deref(), Some("push"));
+        }
+        assert_eq!(store.queue_len("c").unwrap(), 0);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_ingests_all_commit_with_increasing_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            let delivery = format!("d-{i}");
+            tasks.push(tokio::spawn(async move {
+                id_of(store.ingest(event(Some(&delivery), &["a"])).await.unwrap())
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 200, "every event gets its own id");
+        assert_eq!(store.queue_len("a").unwrap(), 200);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn finish_reschedules_then_dead_letters_and_records_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let id = id_of(store.ingest(event(None, &["a"])).await.unwrap());
+        let due = store.due("a", u64::MAX, 10, &HashSet::new()).unwrap();
+        let entry = due.entries[0].entry.clone();
+        let attempt = |outcome| AttemptRecord {
+            started_ms: 1,
+            duration_ms: 2,
+            status: Some(503),
+            error: Some("receiver answered 503".into()),
+            outcome,
+        };
+        let retry_at = entry.due_ms + 60_000;
+        store
+            .finish(
+                entry.clone(),
+                attempt(AttemptOutcome::Retrying),
+                NextStep::RetryAt(retry_at),
+            )
+            .await
+            .unwrap();
+        let now = store.due("a", entry.due_ms, 10, &HashSet::new()).unwrap();
+        assert!(now.entries.is_empty(), "the retry is not due yet");
+        assert_eq!(now.next_due_ms, Some(retry_at));
+        let later = store.due("a", retry_at, 10, &HashSet::new()).unwrap();
+        let second = later.entries[0].entry.clone();
+        assert_eq!(second.attempt, 2);
+        store
+            .finish(
+                second,
+                attempt(AttemptOutcome::DeadLettered),
+                NextStep::DeadLetter("receiver answered 503".into()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.queue_len("a").unwrap(), 0);
+        let dead = store.dead_letters("a").unwrap();
+        assert_eq!(dead, vec![(id, 2, "receiver answered 503".to_string())]);
+        let attempts = store.attempts(id).unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[1].2.outcome, AttemptOutcome::DeadLettered);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn due_skips_in_flight_entries_and_honours_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let a = id_of(store.ingest(event(None, &["s"])).await.unwrap());
+        let b = id_of(store.ingest(event(None, &["s"])).await.unwrap());
+        let c = id_of(store.ingest(event(None, &["s"])).await.unwrap());
+        let first = store.due("s", u64::MAX, 1, &HashSet::new()).unwrap();
+        assert_eq!(first.entries[0].entry.event_id, a);
+        assert!(
+            first.next_due_ms.is_some(),
+            "more is due: come back at once"
+        );
+        let skip: HashSet<_> = [a, b].into_iter().collect();
+        let rest = store.due("s", u64::MAX, 10, &skip).unwrap();
+        let ids: Vec<_> = rest.entries.iter().map(|d| d.entry.event_id).collect();
+        assert_eq!(ids, vec![c]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn committed_events_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = open(&dir);
+            let id = id_of(store.ingest(event(Some("x"), &["a"])).await.unwrap());
+            store.close().await;
+            id
+        };
+        let store = open(&dir);
+        assert_eq!(
+            store.event(id).unwrap().unwrap().delivery_id.as_deref(),
+            Some("x")
+        );
+        assert_eq!(store.queue_len("a").unwrap(), 1);
+        assert_eq!(
+            store.ingest(event(Some("x"), &["a"])).await.unwrap(),
+            Ingested::Duplicate(id)
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn purge_removes_finished_events_and_keeps_pending_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let done = id_of(store.ingest(event(Some("done"), &[])).await.unwrap());
+        let waiting = id_of(store.ingest(event(Some("waiting"), &["a"])).await.unwrap());
+        let removed = store.purge(writer::now_ms() + 1000, 100).await.unwrap();
+        assert_eq!(removed, 1);
+        assert!(store.event(done).unwrap().is_none());
+        assert!(store.event(waiting).unwrap().is_some());
+        // Its dedup entry went with it: the same delivery id is a new event now.
+        assert!(matches!(
+            store.ingest(event(Some("done"), &[])).await.unwrap(),
+            Ingested::Accepted(_)
+        ));
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_refuses_new_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        store.close().await;
+        assert!(matches!(
+            store.ingest(event(None, &["a"])).await,
+            Err(StoreError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_second_process_cannot_open_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let err = Store::open(&StorageConfig {
+            path: store.path().to_path_buf(),
+            retention: Duration::from_secs(1),
+        })
+        .err()
+        .expect("second open must fail");
+        assert!(err.to_string().contains("in use"), "{err}");
+        store.close().await;
     }
 }
