@@ -1,3 +1,157 @@
 //! The `hookrelay` binary: command line, logging, exit codes; wires the parts.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hookrelay::config::{Config, SourceKind};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (serve: stopped cleanly after SIGTERM or SIGINT)
+  1  runtime failure: cannot listen, cannot open the store, a sink cannot start
+  2  invalid configuration or command line";
+
+/// Receives signed webhooks, stores every accepted event durably, and relays it to sinks.
+#[derive(Parser)]
+#[command(name = "hookrelay", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay.
+    #[command(after_help = EXIT_CODES)]
+    Serve {
+        /// The configuration file.
+        #[arg(
+            long,
+            short,
+            default_value = "config/hookrelay.toml",
+            env = "HOOKRELAY_CONFIG"
+        )]
+        config: PathBuf,
+        /// Log line format. The level is set with RUST_LOG (default: info).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a configuration file and print every problem found.
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        /// The configuration file.
+        #[arg(
+            long,
+            short,
+            default_value = "config/hookrelay.toml",
+            env = "HOOKRELAY_CONFIG"
+        )]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(loaded) => {
+                println!(
+                    "{}: ok ({} sources, {} sinks, {} routes)",
+                    config.display(),
+                    loaded.sources.len(),
+                    loaded.sinks.len(),
+                    loaded.routes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config, log_format } => {
+            init_logging(log_format);
+            let loaded = match Config::load(&config) {
+                Ok(c) => c,
+                Err(err) => {
+                    eprintln!("{err}");
+                    return ExitCode::from(2);
+                }
+            };
+            match serve(loaded) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("hookrelay: {err:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listen = config.server.listen;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen}; set [server] listen to a free address")
+        })?;
+        for source in config.sources.iter() {
+            if matches!(source.kind, SourceKind::None { .. }) && source.enabled {
+                tracing::warn!(source = %source.name, "source has kind = \"none\": its requests are NOT verified; anyone who can reach the port can inject events");
+            }
+        }
+        tracing::info!(
+            listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            store = %config.storage.path.display(),
+            sources = config.sources.len(),
+            sinks = config.sinks.len(),
+            routes = config.routes.len(),
+            "hookrelay {} listening",
+            env!("CARGO_PKG_VERSION")
+        );
+        hookrelay::run(listener, config, shutdown_signal())
+            .await
+            .context("hookrelay stopped")
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = which,
+        "shutting down: no new requests; finishing what is in flight"
+    );
+}

@@ -1,1 +1,324 @@
 //! Ingress: the hyper server for `POST /hooks/{source}`.
+//!
+//! Per request: find the source, enforce the body limit and timeouts, verify, route, and
+//! hand the event to the store; answer `202` only once the store says the commit is durable.
+//!
+//! Invariant: this module (with `admin`, later) is the only one that knows hyper server types
+//! and HTTP status codes. Nothing unverified reaches the store: verification happens on the
+//! complete body before `Store::ingest` is called. A refusal leaves a log line and nothing
+//! else — never the body, a signature or a secret.
+
+mod response;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{Config, ServerConfig};
+use crate::route::Router;
+use crate::store::{Ingested, NewEvent, Store, StoreError};
+use crate::verify::{Rejection, Verifier};
+
+use response::{json_error, json_id};
+
+/// Headers never kept with an event: they carry credentials of the sender or of hookrelay.
+const ALWAYS_SECRET: [header::HeaderName; 3] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// One configured source, ready to verify requests.
+struct Source {
+    name: Arc<str>,
+    enabled: bool,
+    verifier: Verifier,
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct Ingress {
+    sources: HashMap<Box<str>, Source>,
+    router: Router,
+    store: Store,
+    max_body: u64,
+    body_timeout: Duration,
+}
+
+impl Ingress {
+    /// Builds the request handler state from the config.
+    pub fn new(config: &Config, store: Store) -> Ingress {
+        let sources = config
+            .sources
+            .iter()
+            .map(|s| {
+                let source = Source {
+                    name: Arc::from(s.name.as_str()),
+                    enabled: s.enabled,
+                    verifier: Verifier::new(&s.kind),
+                };
+                (Box::from(s.name.as_str()), source)
+            })
+            .collect();
+        Ingress {
+            sources,
+            router: Router::new(config),
+            store,
+            max_body: config.server.max_body,
+            body_timeout: config.server.body_timeout,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        let path = request.uri().path();
+        let Some(name) = path
+            .strip_prefix("/hooks/")
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+        else {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "not found: webhooks are sent to POST /hooks/{source}",
+            );
+        };
+        let Some(source) = self.sources.get(name).filter(|s| s.enabled) else {
+            tracing::info!(source = %truncate(name, 64), %peer, outcome = "unknown_source", "refused event");
+            return json_error(StatusCode::NOT_FOUND, "no enabled source with this name");
+        };
+        if request.method() != Method::POST {
+            let mut response = json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "webhooks must be sent with POST",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+            return response;
+        }
+        if let Some(length) = content_length(request.headers()) {
+            if length > self.max_body {
+                return self.too_large(source, peer);
+            }
+        }
+        let (parts, body) = request.into_parts();
+        let limited = Limited::new(body, self.max_body as usize);
+        let body = match tokio::time::timeout(self.body_timeout, limited.collect()).await {
+            Err(_) => {
+                tracing::info!(source = %source.name, %peer, outcome = "body_timeout", "refused event");
+                return json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time",
+                );
+            }
+            Ok(Err(err)) => {
+                if err
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    return self.too_large(source, peer);
+                }
+                tracing::info!(source = %source.name, %peer, outcome = "body_error", error = %err, "refused event");
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                );
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        let verified = match source.verifier.verify(&parts.headers, &body, unix_now()) {
+            Ok(v) => v,
+            Err(rejection) => return self.rejected(source, peer, rejection),
+        };
+        let sinks = self
+            .router
+            .sinks_for(&source.name, verified.event_type.as_deref());
+        let event = NewEvent {
+            source: source.name.clone(),
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
+            headers: kept_headers(&parts.headers, source.verifier.secret_headers()),
+            event_type: verified.event_type,
+            delivery_id: verified.delivery_id,
+            body,
+            sinks,
+        };
+        let fan_out = event.sinks.len();
+        let event_type = event.event_type.clone();
+        match self.store.ingest(event).await {
+            Ok(Ingested::Accepted(id)) => {
+                tracing::info!(source = %source.name, event_type = event_type.as_deref().unwrap_or(""), event_id = %id, sinks = fan_out, outcome = "accepted", "accepted event");
+                json_id(StatusCode::ACCEPTED, id, false)
+            }
+            Ok(Ingested::Duplicate(id)) => {
+                tracing::info!(source = %source.name, event_type = event_type.as_deref().unwrap_or(""), event_id = %id, outcome = "duplicate", "duplicate delivery; nothing new queued");
+                json_id(StatusCode::OK, id, true)
+            }
+            Err(err) => {
+                let message = match &err {
+                    StoreError::Closed => "shutting down; send again later",
+                    _ => "the event could not be stored; send again later",
+                };
+                tracing::error!(source = %source.name, outcome = "store_failed", error = %err, "event not stored");
+                let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, message);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                response
+            }
+        }
+    }
+
+    fn too_large(&self, source: &Source, peer: SocketAddr) -> Response<Full<Bytes>> {
+        tracing::info!(source = %source.name, %peer, outcome = "too_large", max_body = self.max_body, "refused event");
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "body larger than {} bytes ([server] max_body)",
+                self.max_body
+            ),
+        )
+    }
+
+    fn rejected(
+        &self,
+        source: &Source,
+        peer: SocketAddr,
+        rejection: Rejection,
+    ) -> Response<Full<Bytes>> {
+        tracing::warn!(source = %source.name, %peer, outcome = rejection.code(), "refused event");
+        let status = if rejection.is_unauthorized() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        json_error(status, &rejection.to_string())
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting, lets requests in
+/// progress finish (their commits included) for up to `grace`, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    ingress: Arc<Ingress>,
+    server: &ServerConfig,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(server.max_connections));
+    let mut connections = JoinSet::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(server.header_timeout)
+        .keep_alive(true)
+        .max_buf_size(64 * 1024);
+    let http = Arc::new(http);
+    tokio::pin!(shutdown);
+    loop {
+        // Wait for a free connection slot first: beyond the limit, clients wait in the
+        // kernel's accept queue instead of costing us memory.
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off briefly instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        while connections.try_join_next().is_some() {}
+        let ingress = ingress.clone();
+        let http = http.clone();
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let service = service_fn(move |request| {
+                let ingress = ingress.clone();
+                async move { Ok::<_, Infallible>(ingress.handle(request, peer).await) }
+            });
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = async { drop(stop.wait_for(|s| *s).await) } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = connections.len(),
+            "connections still open after the shutdown grace period; closing them"
+        );
+        connections.shutdown().await;
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Headers worth keeping with the event: all but credentials.
+fn kept_headers(headers: &HeaderMap, secret: &[header::HeaderName]) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .filter(|(name, _)| !ALWAYS_SECRET.contains(name) && !secret.contains(name))
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Cuts attacker-chosen text (an unknown source name) before it reaches a log line.
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
