@@ -41,9 +41,14 @@ impl Relay {
     /// Writes `config` (its `[storage]` and `[server] listen` are supplied here: do not set
     /// them) into `dir` and starts the binary on it.
     pub fn start(dir: &Path, config: &str) -> Relay {
+        Relay::start_with_server(dir, "", config)
+    }
+
+    /// Like [`Relay::start`], with extra `[server]` keys.
+    pub fn start_with_server(dir: &Path, server: &str, config: &str) -> Relay {
         let config_path = dir.join("hookrelay.toml");
         let full = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n[storage]\npath = \"store/hookrelay.redb\"\n\n{config}"
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n{server}\n\n[storage]\npath = \"store/hookrelay.redb\"\n\n{config}"
         );
         std::fs::write(&config_path, full).unwrap();
         Relay::start_with_file(dir, &config_path)
@@ -357,4 +362,31 @@ pub fn github_headers(secret: &str, event: &str, delivery: &str, body: &[u8]) ->
         ("x-github-delivery", delivery.to_string()),
         ("x-hub-signature-256", github_signature(secret, body)),
     ]
+}
+
+/// Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`) for
+/// `body`, signed with a `whsec_…` secret, as any sender library would make them.
+pub fn standard_headers(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", format!("v1,{signature}")),
+    ]
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }

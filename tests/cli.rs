@@ -1,0 +1,85 @@
+//! The command line as scripts meet it: `check` exit codes and messages, `--help`, and the
+//! sample config shipped in `config/`.
+
+use std::process::Command;
+
+fn hookrelay(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(args)
+        .output()
+        .expect("run hookrelay")
+}
+
+#[test]
+fn the_sample_config_is_valid() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/config/hookrelay.toml");
+    let out = hookrelay(&["check", "--config", sample]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn check_reports_every_problem_with_file_line_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"[sources.github]
+kind = "github"
+secret = "s"
+
+[sinks.builds-slack]
+kind = "webhook"
+url = "http://127.0.0.1:9/"
+
+[[routes]]
+from = "github"
+to = ["build-slack"]
+colour = "blue"
+"#,
+    )
+    .unwrap();
+    let out = hookrelay(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    assert!(stderr.contains(&format!("{file}:11:")), "names file and line of the dangling sink:\n{stderr}");
+    assert!(stderr.contains("did you mean \"builds-slack\""), "suggests the near name:\n{stderr}");
+    assert!(stderr.contains("colour"), "names the unknown key:\n{stderr}");
+}
+
+#[test]
+fn a_missing_config_file_is_named_and_exits_2() {
+    let out = hookrelay(&["check", "--config", "/nonexistent/hookrelay.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hookrelay.toml"));
+}
+
+#[test]
+fn serve_with_a_bad_config_exits_2_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\nlisten = \"not an address\"\n").unwrap();
+    let out = hookrelay(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
+}
+
+#[test]
+fn help_documents_commands_and_exit_codes() {
+    let out = hookrelay(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["serve", "check", "Exit codes", "invalid configuration"] {
+        assert!(text.contains(needle), "--help mentions {needle}:\n{text}");
+    }
+    for command in ["serve", "check"] {
+        let out = hookrelay(&[command, "--help"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("--config"));
+    }
+}

@@ -1,0 +1,196 @@
+//! Ingest through the real binary: statuses for good and bad input, dedup, routing.
+
+mod common;
+
+use common::*;
+
+const SECRET: &str = "It's a Secret to Everybody";
+
+fn config(receiver: &Receiver) -> String {
+    format!(
+        r#"
+[sources.github]
+kind = "github"
+secret = "{SECRET}"
+
+[sources.off]
+kind = "github"
+secret = "x"
+enabled = false
+
+[sinks.receiver]
+kind = "webhook"
+url = "{}"
+concurrency = 1
+
+[[routes]]
+from = "github"
+events = ["push", "release*"]
+to = ["receiver"]
+"#,
+        receiver.url()
+    )
+}
+
+#[tokio::test]
+async fn a_signed_event_is_acknowledged_and_delivered_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start().await;
+    let relay = Relay::start(dir.path(), &config(&receiver));
+    let body = "{\"ref\":\"refs/heads/main\",\"note\":\"caf\u{e9} \u{1F680}\"}\n";
+    let reply = post(
+        &relay.hook_url("github"),
+        &github_headers(SECRET, "push", "delivery-1", body.as_bytes()),
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{:?}", reply.json);
+    let id = reply.id();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "id is a UUID: {id}");
+
+    let got = receiver.next().await;
+    assert_eq!(got.method, "POST");
+    assert_eq!(&got.body[..], body.as_bytes());
+    assert_eq!(got.header("content-type"), "application/json");
+    assert_eq!(got.header("webhook-id"), id);
+    assert_eq!(got.header("x-hookrelay-source"), "github");
+    assert_eq!(got.header("x-hookrelay-event-type"), "push");
+    let ts: i64 = got.header("webhook-timestamp").parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - ts).abs() < 60, "timestamp {ts} is about now ({now})");
+}
+
+#[tokio::test]
+async fn bad_or_missing_signatures_get_401_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start().await;
+    let relay = Relay::start(dir.path(), &config(&receiver));
+    let url = relay.hook_url("github");
+    let body = b"{\"zen\":\"bad\"}";
+
+    let wrong_secret = post(&url, &github_headers("not the secret", "push", "d-bad", body), &body[..]).await;
+    assert_eq!(wrong_secret.status, 401);
+    assert_eq!(wrong_secret.json["error"], "signature mismatch");
+
+    let mut tampered = github_headers(SECRET, "push", "d-tampered", body);
+    tampered[3].1 = github_signature(SECRET, b"{\"zen\":\"other\"}");
+    assert_eq!(post(&url, &tampered, &body[..]).await.status, 401);
+
+    let missing: Vec<_> = github_headers(SECRET, "push", "d-missing", body)
+        .into_iter()
+        .filter(|(n, _)| *n != "x-hub-signature-256")
+        .collect();
+    assert_eq!(post(&url, &missing, &body[..]).await.status, 401);
+
+    let mut garbage = github_headers(SECRET, "push", "d-garbage", body);
+    garbage[3].1 = "sha256=zz-not-hex".into();
+    assert_eq!(post(&url, &garbage, &body[..]).await.status, 401);
+
+    // The refused deliveries left no trace: the first thing the receiver sees is the good one,
+    // and the refused delivery id is not remembered as a duplicate.
+    let good = post(&url, &github_headers(SECRET, "push", "d-bad", b"{}"), "{}").await;
+    assert_eq!(good.status, 202);
+    assert_eq!(&receiver.next().await.body[..], b"{}");
+
+    let logs = relay.logs().join("\n");
+    assert!(logs.contains("bad_signature"), "refusals are logged with their reason");
+    assert!(!logs.contains(SECRET), "the secret never reaches the log");
+    assert!(!logs.contains("zen"), "bodies never reach the log");
+}
+
+#[tokio::test]
+async fn unknown_disabled_wrong_method_and_oversized_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start().await;
+    let relay = Relay::start_with_server(dir.path(), "max_body = \"1KiB\"", &config(&receiver));
+    let client = client();
+
+    let unknown = post(&relay.hook_url("nope"), &[], "{}").await;
+    assert_eq!(unknown.status, 404);
+    let disabled = post(&relay.hook_url("off"), &[], "{}").await;
+    assert_eq!(disabled.status, 404);
+    let root = client.post(format!("http://{}/", relay.addr)).send().await.unwrap();
+    assert_eq!(root.status(), 404);
+
+    let get = client.get(relay.hook_url("github")).send().await.unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
+
+    let big = vec![b'x'; 1025];
+    let declared = post(&relay.hook_url("github"), &github_headers(SECRET, "push", "big-1", &big), big.clone()).await;
+    assert_eq!(declared.status, 413);
+
+    // Chunked, with no length announced: the limit still holds while reading.
+    let status = raw_chunked_post(relay.addr, "/hooks/github", &[vec![b'x'; 600], vec![b'x'; 600]]).await;
+    assert_eq!(status, 413);
+
+    // A body right at the limit is fine.
+    let fits = vec![b'y'; 1024];
+    let ok = post(&relay.hook_url("github"), &github_headers(SECRET, "push", "fits", &fits), fits.clone()).await;
+    assert_eq!(ok.status, 202);
+    assert_eq!(receiver.next().await.body.len(), 1024);
+}
+
+/// Sends a chunked POST by hand and returns the status code of the answer.
+async fn raw_chunked_post(addr: std::net::SocketAddr, path: &str, chunks: &[Vec<u8>]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=00\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for chunk in chunks {
+        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.unwrap();
+        stream.write_all(chunk).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+    }
+    // The server may answer and close before the terminating chunk; ignore write errors.
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
+
+#[tokio::test]
+async fn a_resent_delivery_gets_the_first_id_and_is_not_fanned_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start().await;
+    let relay = Relay::start(dir.path(), &config(&receiver));
+    let url = relay.hook_url("github");
+    let body = b"{\"n\":1}";
+    let first = post(&url, &github_headers(SECRET, "push", "same-delivery", body), &body[..]).await;
+    assert_eq!(first.status, 202);
+    let again = post(&url, &github_headers(SECRET, "push", "same-delivery", body), &body[..]).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.id(), first.id());
+    assert_eq!(again.json["duplicate"], true);
+
+    let other = post(&url, &github_headers(SECRET, "push", "other-delivery", b"{\"n\":2}"), "{\"n\":2}").await;
+    assert_eq!(other.status, 202);
+    assert_eq!(receiver.next().await.header("webhook-id"), first.id());
+    assert_eq!(receiver.next().await.header("webhook-id"), other.id());
+}
+
+#[tokio::test]
+async fn routes_match_event_types_by_glob() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start().await;
+    let relay = Relay::start(dir.path(), &config(&receiver));
+    let url = relay.hook_url("github");
+    // Not routed: accepted and stored, but no sink wants it.
+    let issue = post(&url, &github_headers(SECRET, "issues", "r-1", b"{\"e\":\"issues\"}"), "{\"e\":\"issues\"}").await;
+    assert_eq!(issue.status, 202);
+    let release = post(&url, &github_headers(SECRET, "release_published", "r-2", b"{\"e\":\"release\"}"), "{\"e\":\"release\"}").await;
+    assert_eq!(release.status, 202);
+    let push = post(&url, &github_headers(SECRET, "push", "r-3", b"{\"e\":\"push\"}"), "{\"e\":\"push\"}").await;
+    assert_eq!(push.status, 202);
+    assert_eq!(&receiver.next().await.body[..], b"{\"e\":\"release\"}");
+    assert_eq!(&receiver.next().await.body[..], b"{\"e\":\"push\"}");
+}
