@@ -257,6 +257,8 @@ impl<'de> Deserialize<'de> for RawHeaders {
                 while let Some(entry) = map.next_entry::<Spanned<String>, Spanned<String>>()? {
                     items.push(entry);
                 }
+                // Tables arrive sorted by key; headers are sent in the order written.
+                items.sort_by_key(|(name, _)| name.span().start);
                 Ok(RawHeaders(items))
             }
         }
@@ -434,7 +436,12 @@ fn deserialize<T: for<'de> Deserialize<'de>>(
         Err(e) => {
             let span = e.span().unwrap_or_else(|| value.span());
             let key = key_at(path.to_string(), value, &span);
-            issues.push(Issue::new(span, key, e.message().trim_end().to_string()));
+            // serde names Rust types; say what the file needs instead.
+            let message = e
+                .message()
+                .trim_end()
+                .replace("expected i64", "expected a whole number");
+            issues.push(Issue::new(span, key, message));
             None
         }
     }
@@ -522,7 +529,7 @@ pub(super) fn levenshtein(a: &str, b: &str) -> usize {
 
 /// The field names a derived `Deserialize` struct accepts, read from serde itself so the
 /// unknown-key check can never disagree with the struct.
-fn struct_fields<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+pub(super) fn struct_fields<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
     struct Probe<'a>(&'a mut &'static [&'static str]);
     impl<'de> de::Deserializer<'de> for Probe<'_> {
         type Error = de::value::Error;

@@ -1341,4 +1341,921 @@ fn name_list(names: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Sets an environment variable for one test. Names must be unique per test, since
+    /// tests share the process environment.
+    fn set_env(name: &str, value: &str) {
+        // SAFETY: each test uses its own variable names, so no other thread touches them.
+        unsafe { std::env::set_var(name, value) };
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match Config::parse(text, "t.toml") {
+            Ok(_) => panic!("expected errors in:\n{text}"),
+            Err(e) => e.problems().to_vec(),
+        }
+    }
+
+    /// The single problem of `text`, as (line, column, key, message).
+    fn only(text: &str) -> (usize, usize, String, String) {
+        let mut ps = problems(text);
+        assert_eq!(ps.len(), 1, "{ps:#?}");
+        let p = ps.remove(0);
+        (p.line, p.column, p.key, p.message)
+    }
+
+    fn full_example(secret_file: &Path) -> String {
+        format!(
+            r#"
+[server]
+listen = "0.0.0.0:9090"
+max_body = "64KiB"
+header_timeout = "5s"
+body_timeout = "100ms"
+idle_timeout = "1m"
+shutdown_timeout = "0s"
+max_connections = 10
+
+[storage]
+path = "/var/lib/hookrelay/db.redb"
+retention = "1h 30m"
+
+[sources.github]
+kind = "github"
+secret = ["${{env:HOOKRELAY_T_FULL_GH}}", "old-secret"]
+enabled = false
+
+[sources.gl]
+kind = "gitlab"
+token = "gl-token"
+signing_token = ["whsec_AQID", "whsec_BAUG"]
+tolerance = "2m"
+
+[sources.std]
+kind = "standard"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+tolerance = "10m"
+
+[sources.nexus]
+kind = "hmac"
+header = "X-Nexus-Webhook-Signature"
+algorithm = "sha1"
+encoding = "base64"
+prefix = "sha1="
+secret = "${{file:{}}}"
+event_type = {{ header = "X-Nexus-Webhook-Id" }}
+delivery_id = {{ header = "X-Nexus-Webhook-Delivery" }}
+
+[sources.tok]
+kind = "token"
+header = "X-Token"
+secret = "tok"
+event_type = {{ pointer = "/type" }}
+delivery_id = {{ pointer = "/meta/id" }}
+
+[sources.open]
+kind = "none"
+
+[sinks.audit]
+kind = "webhook"
+url = "https://audit.internal/hooks"
+signing_secret = "${{env:HOOKRELAY_T_FULL_WHSEC}}"
+headers = {{ "X-Team" = "platform", "Authorization" = "${{env:HOOKRELAY_T_FULL_AUTH}}" }}
+timeout = "20s"
+concurrency = 4
+rate = "10/m"
+burst = 5
+retry = {{ max_attempts = 15, initial = "2s", max = "30m" }}
+
+[sinks.builds]
+kind = "webhook"
+url = "http://127.0.0.1:9000/"
+enabled = false
+
+[[routes]]
+from = "github"
+events = ["push", "release*"]
+to = ["audit", "builds"]
+
+[[routes]]
+from = ["gl", "std"]
+to = ["builds"]
+"#,
+            secret_file.display()
+        )
+    }
+
+    #[test]
+    fn full_example_parses_to_the_expected_values() {
+        set_env("HOOKRELAY_T_FULL_GH", "gh-secret");
+        set_env("HOOKRELAY_T_FULL_WHSEC", "whsec_c2lnbg==");
+        set_env("HOOKRELAY_T_FULL_AUTH", "Bearer abc");
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("nexus");
+        std::fs::write(&secret_file, "nexus-secret\n").unwrap();
+        let c = Config::parse(&full_example(&secret_file), "full.toml").unwrap();
+
+        let s = &c.server;
+        assert_eq!(s.listen, "0.0.0.0:9090".parse::<SocketAddr>().unwrap());
+        assert_eq!(s.max_body, 64 * 1024);
+        assert_eq!(s.header_timeout, Duration::from_secs(5));
+        assert_eq!(s.body_timeout, Duration::from_millis(100));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.shutdown_timeout, Duration::ZERO);
+        assert_eq!(s.max_connections, 10);
+        assert_eq!(c.storage.path, Path::new("/var/lib/hookrelay/db.redb"));
+        assert_eq!(c.storage.retention, Duration::from_secs(5400));
+
+        let names: Vec<&str> = c.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["github", "gl", "nexus", "open", "std", "tok"]);
+        let source = |n: &str| c.sources.iter().find(|s| s.name == n).unwrap();
+
+        assert!(!source("github").enabled);
+        let SourceKind::Github { secrets } = &source("github").kind else {
+            panic!()
+        };
+        assert_eq!(
+            *secrets,
+            [Secret::new("gh-secret"), Secret::new("old-secret")]
+        );
+
+        assert!(source("gl").enabled);
+        let SourceKind::Gitlab {
+            tokens,
+            signing_keys,
+            tolerance,
+        } = &source("gl").kind
+        else {
+            panic!()
+        };
+        assert_eq!(*tokens, [Secret::new("gl-token")]);
+        assert_eq!(
+            *signing_keys,
+            [Secret::new([1, 2, 3]), Secret::new([4, 5, 6])]
+        );
+        assert_eq!(*tolerance, Duration::from_secs(120));
+
+        let SourceKind::Standard { keys, tolerance } = &source("std").kind else {
+            panic!()
+        };
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].expose().len(), 24);
+        assert_eq!(*tolerance, Duration::from_secs(600));
+
+        let SourceKind::Hmac {
+            header,
+            algorithm,
+            encoding,
+            prefix,
+            secrets,
+            event_type,
+            delivery_id,
+        } = &source("nexus").kind
+        else {
+            panic!()
+        };
+        assert_eq!(header, "x-nexus-webhook-signature");
+        assert_eq!(*algorithm, HmacAlgorithm::Sha1);
+        assert_eq!(*encoding, SignatureEncoding::Base64);
+        assert_eq!(prefix.as_deref(), Some("sha1="));
+        assert_eq!(*secrets, [Secret::new("nexus-secret")]);
+        assert_eq!(
+            *event_type,
+            Some(FieldLocation::Header(HeaderName::from_static(
+                "x-nexus-webhook-id"
+            )))
+        );
+        assert_eq!(
+            *delivery_id,
+            Some(FieldLocation::Header(HeaderName::from_static(
+                "x-nexus-webhook-delivery"
+            )))
+        );
+
+        let SourceKind::Token {
+            header,
+            secrets,
+            event_type,
+            delivery_id,
+        } = &source("tok").kind
+        else {
+            panic!()
+        };
+        assert_eq!(header, "x-token");
+        assert_eq!(*secrets, [Secret::new("tok")]);
+        assert_eq!(
+            *event_type,
+            Some(FieldLocation::JsonPointer("/type".into()))
+        );
+        assert_eq!(
+            *delivery_id,
+            Some(FieldLocation::JsonPointer("/meta/id".into()))
+        );
+
+        let SourceKind::None {
+            event_type,
+            delivery_id,
+        } = &source("open").kind
+        else {
+            panic!()
+        };
+        assert_eq!((event_type, delivery_id), (&None, &None));
+
+        let sink_names: Vec<&str> = c.sinks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(sink_names, ["audit", "builds"]);
+        let audit = &c.sinks[0];
+        assert!(audit.enabled);
+        assert_eq!(audit.timeout, Duration::from_secs(20));
+        assert_eq!(audit.concurrency, 4);
+        assert_eq!(
+            audit.rate,
+            Some(Rate {
+                count: 10,
+                per: Duration::from_secs(60),
+                burst: 5
+            })
+        );
+        assert_eq!(
+            audit.retry,
+            RetryPolicy {
+                max_attempts: 15,
+                initial: Duration::from_secs(2),
+                max: Duration::from_secs(1800)
+            }
+        );
+        let SinkKind::Webhook(w) = &audit.kind;
+        assert_eq!(w.url, "https://audit.internal/hooks");
+        assert_eq!(w.signing_key, Some(Secret::new("sign")));
+        assert_eq!(w.headers.len(), 2);
+        assert_eq!(w.headers[0].0, "x-team");
+        assert_eq!(w.headers[0].1, "platform");
+        assert!(!w.headers[0].1.is_sensitive());
+        assert_eq!(w.headers[1].0, "authorization");
+        assert_eq!(w.headers[1].1, "Bearer abc");
+        assert!(
+            w.headers[1].1.is_sensitive(),
+            "values from the environment are credentials"
+        );
+
+        let builds = &c.sinks[1];
+        assert!(!builds.enabled);
+        assert_eq!(builds.rate, None);
+        assert_eq!(builds.concurrency, 8);
+        assert_eq!(builds.timeout, Duration::from_secs(15));
+        assert_eq!(
+            builds.retry,
+            RetryPolicy {
+                max_attempts: 12,
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(3600)
+            }
+        );
+
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[0].from, ["github"]);
+        assert_eq!(c.routes[0].events, ["push", "release*"]);
+        assert_eq!(c.routes[0].to, ["audit", "builds"]);
+        assert_eq!(c.routes[1].from, ["gl", "std"]);
+        assert!(c.routes[1].events.is_empty());
+        assert_eq!(c.routes[1].to, ["builds"]);
+    }
+
+    #[test]
+    fn every_source_key_but_kind_and_enabled_says_which_kinds_take_it() {
+        for field in raw::struct_fields::<RawSource>() {
+            let listed = KIND_KEYS.iter().any(|(k, _)| k == field);
+            assert_eq!(listed, !matches!(*field, "kind" | "enabled"), "{field}");
+        }
+    }
+
+    #[test]
+    fn an_empty_file_takes_every_default() {
+        let c = Config::parse("", "empty.toml").unwrap();
+        assert_eq!(
+            c.server.listen,
+            DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(c.server.max_body, 25 * 1024 * 1024);
+        assert_eq!(c.server.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.server.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.storage.path, Path::new("data/hookrelay.redb"));
+        assert_eq!(c.storage.retention, Duration::from_secs(7 * 24 * 3600));
+        assert!(c.sources.is_empty() && c.sinks.is_empty() && c.routes.is_empty());
+    }
+
+    const TWO_SINKS: &str = "[sources.github]\nkind = \"none\"\n\n\
+        [sinks.builds-slack]\nkind = \"webhook\"\nurl = \"https://h/\"\n\n\
+        [sinks.audit]\nkind = \"webhook\"\nurl = \"https://h/\"\n\n";
+
+    #[test]
+    fn a_dangling_sink_is_reported_with_position_suggestion_and_excerpt() {
+        let text = format!("{TWO_SINKS}[[routes]]\nfrom = \"github\"\nto = [\"build-slack\"]\n");
+        let err = Config::parse(&text, "config/hookrelay.toml").unwrap_err();
+        let p = &err.problems()[0];
+        assert_eq!((p.line, p.column), (14, 7));
+        assert_eq!(p.key, "routes[0].to");
+        assert_eq!(
+            p.message,
+            "no sink \"build-slack\" (did you mean \"builds-slack\"?)"
+        );
+        assert_eq!(
+            err.to_string(),
+            "config/hookrelay.toml:14:7: routes[0].to: no sink \"build-slack\" (did you mean \
+             \"builds-slack\"?)\n   |\n14 | to = [\"build-slack\"]\n   |       ^^^^^^^^^^^^^\n\n\
+             1 error in config/hookrelay.toml"
+        );
+    }
+
+    #[test]
+    fn without_a_near_name_the_known_names_are_listed() {
+        let text = format!("{TWO_SINKS}[[routes]]\nfrom = \"gthb\"\nto = [\"zzzzzzzz\"]\n");
+        let ps = problems(&text);
+        assert_eq!(ps.len(), 2, "{ps:#?}");
+        assert_eq!(ps[0].key, "routes[0].from");
+        assert_eq!(
+            ps[0].message,
+            "no source \"gthb\" (did you mean \"github\"?)"
+        );
+        assert_eq!(
+            ps[1].message,
+            "no sink \"zzzzzzzz\"; the sinks are: audit, builds-slack"
+        );
+        let m = &problems("[[routes]]\nfrom = \"a\"\nto = []\n")[0].message;
+        assert_eq!(
+            m,
+            "no source \"a\"; no sources are defined: add a [sources.NAME] table"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_file_order() {
+        let text = "[server]\nlisten = \"localhost\"\nmax_body = 0\n\n\
+                    [sources.a]\nkind = \"gihub\"\n\n\
+                    [sinks.s]\nkind = \"webhook\"\nurl = \"ftp://x/\"\nconcurrency = 0\n\n\
+                    [[routes]]\nfrom = \"a\"\nto = []\n";
+        let err = Config::parse(text, "m.toml").unwrap_err();
+        let got: Vec<(usize, &str)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.line, p.key.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, "server.listen"),
+                (3, "server.max_body"),
+                (6, "sources.a.kind"),
+                (10, "sinks.s.url"),
+                (11, "sinks.s.concurrency"),
+                (15, "routes[0].to"),
+            ]
+        );
+        assert!(
+            err.problems()[2]
+                .message
+                .contains("did you mean \"github\"")
+        );
+        let shown = err.to_string();
+        assert!(shown.ends_with("\n\n6 errors in m.toml"), "{shown}");
+        assert_eq!(
+            shown.matches("\n\n").count(),
+            6,
+            "one blank line between problems:\n{shown}"
+        );
+    }
+
+    #[test]
+    fn unknown_sections_and_keys_suggest_the_nearest() {
+        let (line, col, key, m) = only("[source.github]\nkind = \"none\"\n");
+        assert_eq!((line, col, key.as_str()), (1, 2, "source"));
+        assert_eq!(m, "unknown section (did you mean \"sources\"?)");
+        let (line, col, key, m) = only("[server]\nlisten = \"127.0.0.1:1\"\nmax_bdy = 5\n");
+        assert_eq!((line, col, key.as_str()), (3, 1, "server.max_bdy"));
+        assert_eq!(m, "unknown key (did you mean \"max_body\"?)");
+        let (.., m) = only("[storage]\nqqqqqqqq = 1\n");
+        assert_eq!(m, "unknown key; the keys here are: path, retention");
+        let (.., key, m) =
+            only("[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nretry = { tries = 3 }\n");
+        assert_eq!(key, "sinks.s.retry.tries");
+        assert!(m.contains("unknown field `tries`"), "{m}");
+    }
+
+    #[test]
+    fn keys_of_another_kind_say_which_kinds_take_them() {
+        let (line, col, key, m) =
+            only("[sources.gh]\nkind = \"github\"\nsecret = \"s\"\nalgorithm = \"sha1\"\n");
+        assert_eq!((line, col, key.as_str()), (4, 1, "sources.gh.algorithm"));
+        assert_eq!(
+            m,
+            "kind \"github\" takes no algorithm; only kind \"hmac\" takes it: remove it or change kind"
+        );
+        let (.., m) = only("[sources.o]\nkind = \"none\"\nheader = \"X-A\"\n");
+        assert!(
+            m.contains("only kinds \"hmac\" or \"token\" take it"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn missing_required_keys_are_named() {
+        let (line, _, key, m) = only("[sources.gh]\nkind = \"github\"\n");
+        assert_eq!((line, key.as_str()), (2, "sources.gh"));
+        assert!(m.starts_with("kind \"github\" needs secret"), "{m}");
+        let (.., m) = only("[sources.gl]\nkind = \"gitlab\"\n");
+        assert!(m.contains("token") && m.contains("signing_token"), "{m}");
+        let ps = problems("[sources.h]\nkind = \"hmac\"\n");
+        assert_eq!(ps.len(), 2, "header and secret: {ps:#?}");
+        let (line, _, key, m) = only("[sources.x]\nsecret = \"s\"\n");
+        assert_eq!((line, key.as_str()), (1, "sources.x"));
+        assert!(m.starts_with("missing kind"), "{m}");
+        let (.., m) = only("[sinks.s]\nkind = \"webhook\"\n");
+        assert!(m.starts_with("missing url"), "{m}");
+        let (line, _, key, m) = only(
+            "[sources.o]\nkind = \"none\"\n[sinks.s]\nkind = \"webhook\"\n\
+                                      url = \"http://h\"\n[[routes]]\nfrom = \"o\"\n",
+        );
+        assert_eq!((line, key.as_str()), (6, "routes[0]"));
+        assert!(m.starts_with("missing to"), "{m}");
+    }
+
+    #[test]
+    fn bad_values_say_what_is_allowed() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[server]\nheader_timeout = \"10 parsecs\"\n",
+                "server.header_timeout",
+                "is not a duration",
+            ),
+            (
+                "[server]\nbody_timeout = 30\n",
+                "server.body_timeout",
+                "a duration string",
+            ),
+            (
+                "[server]\nidle_timeout = \"0s\"\n",
+                "server.idle_timeout",
+                "longer than zero",
+            ),
+            (
+                "[server]\nmax_body = \"25 lightyears\"\n",
+                "server.max_body",
+                "is not a size",
+            ),
+            (
+                "[server]\nmax_body = \"2GiB\"\n",
+                "server.max_body",
+                "at most 1GiB",
+            ),
+            (
+                "[server]\nmax_body = -1\n",
+                "server.max_body",
+                "more than 0",
+            ),
+            (
+                "[server]\nmax_connections = 0\n",
+                "server.max_connections",
+                "from 1 to",
+            ),
+            (
+                "[storage]\nretention = \"1000000d\"\n",
+                "storage.retention",
+                "100 years",
+            ),
+            ("[storage]\npath = \"\"\n", "storage.path", "is empty"),
+            (
+                "[sources.b]\nkind = \"github\"\nsecret = []\n",
+                "sources.b.secret",
+                "empty list",
+            ),
+            (
+                "[sources.b]\nkind = \"github\"\nsecret = 5\n",
+                "sources.b.secret",
+                "a string or a list",
+            ),
+            (
+                "[sources.h]\nkind = \"hmac\"\nheader = \"X Sig\"\nsecret = \"s\"\n",
+                "sources.h.header",
+                "not a valid header name",
+            ),
+            (
+                "[sources.h]\nkind = \"hmac\"\nheader = \"X-S\"\nsecret = \"s\"\nalgorithm = \"md5\"\n",
+                "sources.h.algorithm",
+                "write one of: sha1, sha256, sha512",
+            ),
+            (
+                "[sources.h]\nkind = \"hmac\"\nheader = \"X-S\"\nsecret = \"s\"\nencoding = \"hexa\"\n",
+                "sources.h.encoding",
+                "did you mean \"hex\"",
+            ),
+            (
+                "[sources.h]\nkind = \"hmac\"\nheader = \"X-S\"\nsecret = \"s\"\nprefix = \"\"\n",
+                "sources.h.prefix",
+                "remove prefix",
+            ),
+            (
+                "[sources.t]\nkind = \"token\"\nheader = \"X-T\"\nsecret = \"s\"\nevent_type = { pointer = \"type\" }\n",
+                "sources.t.event_type.pointer",
+                "must start with /",
+            ),
+            (
+                "[sources.t]\nkind = \"none\"\nevent_type = { pointer = \"/a~2\" }\n",
+                "sources.t.event_type.pointer",
+                "~0",
+            ),
+            (
+                "[sources.t]\nkind = \"none\"\ndelivery_id = { header = \"X-A\", pointer = \"/a\" }\n",
+                "sources.t.delivery_id",
+                "keep one",
+            ),
+            (
+                "[sources.t]\nkind = \"none\"\ndelivery_id = {}\n",
+                "sources.t.delivery_id",
+                "is empty",
+            ),
+            (
+                "[sources.\"bad name\"]\nkind = \"none\"\n",
+                "sources.\"bad name\"",
+                "bad name",
+            ),
+            (
+                "[sources.\"..\"]\nkind = \"none\"\n",
+                "sources.\"..\"",
+                "bad name",
+            ),
+            (
+                "[sinks.s]\nkind = \"slack\"\nurl = \"http://h\"\n",
+                "sinks.s.kind",
+                "the kinds so far are: webhook",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"/relative\"\n",
+                "sinks.s.url",
+                "not a valid URL",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"mailto:a@b\"\n",
+                "sinks.s.url",
+                "http:// or https://",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nrate = \"10/d\"\n",
+                "sinks.s.rate",
+                "is not a rate",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nburst = 3\n",
+                "sinks.s.burst",
+                "only applies with a rate",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nrate = \"1/s\"\nburst = 0\n",
+                "sinks.s.burst",
+                "from 1 to",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nconcurrency = 1025\n",
+                "sinks.s.concurrency",
+                "from 1 to 1024",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nretry = { max_attempts = 0 }\n",
+                "sinks.s.retry.max_attempts",
+                "from 1 to",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nretry = { initial = \"2h\" }\n",
+                "sinks.s.retry.initial",
+                "initial backoff 2h is longer than max 1h",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nheaders = { \"Bad Name\" = \"v\" }\n",
+                "sinks.s.headers.\"Bad Name\"",
+                "not a valid header name",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nheaders = { \"Webhook-Id\" = \"v\" }\n",
+                "sinks.s.headers.Webhook-Id",
+                "sets itself",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nheaders = { \"X-A\" = \"v\", \"x-a\" = \"w\" }\n",
+                "sinks.s.headers.x-a",
+                "given twice",
+            ),
+            (
+                "[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\nheaders = { \"X-A\" = \"a\\u0001b\" }\n",
+                "sinks.s.headers.X-A",
+                "not a valid header value",
+            ),
+            ("routes = 1\n", "routes", "[[routes]]"),
+            ("[routes]\nfrom = \"a\"\n", "routes", "[[routes]]"),
+        ];
+        for (text, key, needle) in cases {
+            let ps = problems(text);
+            assert_eq!(ps.len(), 1, "{text}\n{ps:#?}");
+            assert_eq!(ps[0].key, *key, "{text}");
+            assert!(ps[0].message.contains(needle), "{text}\n{}", ps[0].message);
+            assert!(ps[0].line >= 1 && ps[0].column >= 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn route_lists_reject_empties_duplicates_and_bad_globs() {
+        let base =
+            "[sources.a]\nkind = \"none\"\n[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\n";
+        let cases = [
+            ("from = []\nto = [\"s\"]\n", "routes[0].from", "empty list"),
+            ("from = \"a\"\nto = []\n", "routes[0].to", "empty list"),
+            (
+                "from = [\"a\", \"a\"]\nto = [\"s\"]\n",
+                "routes[0].from",
+                "listed twice",
+            ),
+            (
+                "from = \"a\"\nto = [\"s\", \"s\"]\n",
+                "routes[0].to",
+                "listed twice",
+            ),
+            (
+                "from = \"a\"\nevents = []\nto = [\"s\"]\n",
+                "routes[0].events",
+                "remove events",
+            ),
+            (
+                "from = \"a\"\nevents = [\"push\", \"a[b\"]\nto = [\"s\"]\n",
+                "routes[0].events",
+                "unclosed character class",
+            ),
+            (
+                "from = \"a\"\nevents = [\"x\", \"x\"]\nto = [\"s\"]\n",
+                "routes[0].events",
+                "listed twice",
+            ),
+        ];
+        for (route, key, needle) in cases {
+            let text = format!("{base}[[routes]]\n{route}");
+            let (.., k, m) = only(&text);
+            assert_eq!(k, key, "{route}");
+            assert!(m.contains(needle), "{route}: {m}");
+        }
+    }
+
+    #[test]
+    fn one_bad_entry_does_not_hide_problems_in_others() {
+        let text = "[sources.a]\nkind = \"github\"\nsecret = 1\n\
+                    [sources.b]\nkind = \"github\"\nsecret = []\n\
+                    [[routes]]\nfrom = \"a\"\nto = 7\n\
+                    [[routes]]\nfrom = \"b\"\nto = [\"nope\"]\n";
+        let keys: Vec<String> = problems(text).into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "sources.a.secret",
+                "sources.b.secret",
+                "routes[0].to",
+                "routes[1].to"
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_render_like_other_problems() {
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\n", "s.toml").unwrap_err();
+        let p = &err.problems()[0];
+        assert_eq!(err.problems().len(), 1);
+        assert_eq!((p.line, p.key.as_str()), (2, ""));
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!("s.toml:2:{}: ", p.column)),
+            "{shown}"
+        );
+        assert!(shown.contains("2 | listen = \"127.0.0.1:1\n"), "{shown}");
+        assert!(shown.ends_with("1 error in s.toml"), "{shown}");
+        // TOML itself rejects a name defined twice.
+        let (line, ..) = only("[sources.a]\nkind = \"none\"\n[sources.a]\nkind = \"none\"\n");
+        assert_eq!(line, 3);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_one_problem_naming_path_and_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.toml");
+        let err = Config::load(&path).unwrap_err();
+        assert_eq!(err.problems().len(), 1);
+        assert_eq!((err.problems()[0].line, err.problems()[0].column), (0, 0));
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!("{}: cannot read", path.display())),
+            "{shown}"
+        );
+        assert!(shown.contains("os error"), "{shown}");
+    }
+
+    #[test]
+    fn load_resolves_relative_paths_against_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("conf/secrets")).unwrap();
+        std::fs::write(dir.path().join("conf/secrets/gh"), "from-file\r\n").unwrap();
+        let path = dir.path().join("conf/hookrelay.toml");
+        std::fs::write(
+            &path,
+            "[storage]\npath = \"data/x.redb\"\n\
+             [sources.gh]\nkind = \"github\"\nsecret = \"${file:secrets/gh}\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.storage.path, dir.path().join("conf/data/x.redb"));
+        let SourceKind::Github { secrets } = &c.sources[0].kind else {
+            panic!()
+        };
+        assert_eq!(*secrets, [Secret::new("from-file")]);
+        // Without a file, relative paths stay relative, that is, to the current directory.
+        let c = Config::parse("[storage]\npath = \"d/x.redb\"\n", "inline").unwrap();
+        assert_eq!(c.storage.path, Path::new("d/x.redb"));
+    }
+
+    #[test]
+    fn a_missing_secret_names_position_key_and_variable() {
+        let text =
+            "[sources.gh]\nkind = \"github\"\nsecret = [\"a\", \"${env:HOOKRELAY_T_UNSET_1}\"]\n";
+        let err = Config::parse(text, "e.toml").unwrap_err();
+        let p = &err.problems()[0];
+        assert_eq!(
+            (p.line, p.column, p.key.as_str()),
+            (3, 16, "sources.gh.secret")
+        );
+        assert!(
+            p.message
+                .contains("environment variable HOOKRELAY_T_UNSET_1 is not set")
+        );
+        assert!(
+            err.to_string()
+                .starts_with("e.toml:3:16: sources.gh.secret: environment variable")
+        );
+        let (.., m) = only(
+            "[sources.gh]\nkind = \"github\"\nsecret = \"${file:/nonexistent/hookrelay/s}\"\n",
+        );
+        assert!(
+            m.contains("cannot read secret file /nonexistent/hookrelay/s"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn resolved_secrets_never_appear_in_errors() {
+        let leak = "LEAK-7f3a9c";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s");
+        std::fs::write(&file, format!("{leak}:not-base64!\n")).unwrap();
+        set_env("HOOKRELAY_T_LEAK_URL", &format!("{leak}:opaque"));
+        set_env("HOOKRELAY_T_LEAK_URL2", &format!("https://{leak}@/x y"));
+        set_env("HOOKRELAY_T_LEAK_WHSEC", &format!("whsec_{leak}!!"));
+        set_env("HOOKRELAY_T_LEAK_HDR", &format!("{leak}\u{7f}"));
+        let text = format!(
+            "[sources.std]\nkind = \"standard\"\nsecret = [\"${{file:{}}}\", \"${{env:HOOKRELAY_T_LEAK_WHSEC}}\"]\n\
+             [sinks.a]\nkind = \"webhook\"\nurl = \"${{env:HOOKRELAY_T_LEAK_URL}}\"\n\
+             headers = {{ X-Auth = \"${{env:HOOKRELAY_T_LEAK_HDR}}\" }}\n\
+             [sinks.b]\nkind = \"webhook\"\nurl = \"${{env:HOOKRELAY_T_LEAK_URL2}}\"\n\
+             signing_secret = \"${{file:{}}}\"\n",
+            file.display(),
+            file.display()
+        );
+        let err = Config::parse(&text, "leak.toml").unwrap_err();
+        assert_eq!(err.problems().len(), 6, "{err}");
+        let shown = format!("{err}\n{err:?}");
+        assert!(!shown.contains(leak), "{shown}");
+    }
+
+    #[test]
+    fn whsec_secrets_need_the_prefix_and_valid_base64() {
+        assert_eq!(decode_whsec(b"whsec_AQID").unwrap(), [1, 2, 3]);
+        assert_eq!(decode_whsec(b"whsec_AQI=").unwrap(), [1, 2]);
+        assert_eq!(
+            decode_whsec(b"whsec_AQI").unwrap(),
+            [1, 2],
+            "padding is optional"
+        );
+        assert!(
+            decode_whsec(b"AQID")
+                .unwrap_err()
+                .contains("must be \"whsec_\"")
+        );
+        assert!(decode_whsec(b"whsec_").unwrap_err().contains("no key"));
+        assert!(
+            decode_whsec(b"whsec_A")
+                .unwrap_err()
+                .contains("not valid base64")
+        );
+        assert!(
+            decode_whsec(b"whsec_AQ-D")
+                .unwrap_err()
+                .contains("not valid base64")
+        );
+        let (.., key, m) =
+            only("[sources.gl]\nkind = \"gitlab\"\nsigning_token = [\"whsec_AQID\", \"AQID\"]\n");
+        assert_eq!(key, "sources.gl.signing_token");
+        assert!(m.contains("whsec_"), "{m}");
+    }
+
+    #[test]
+    fn rates_sizes_and_durations_parse() {
+        assert_eq!(parse_rate("10/s"), Ok((10, Duration::from_secs(1))));
+        assert_eq!(parse_rate("1/m"), Ok((1, Duration::from_secs(60))));
+        assert_eq!(
+            parse_rate("4294967295/h"),
+            Ok((u32::MAX, Duration::from_secs(3600)))
+        );
+        for bad in [
+            "",
+            "0/s",
+            "/s",
+            "10",
+            "10/",
+            "10/sec",
+            "+1/s",
+            "-1/s",
+            " 1/s",
+            "1/s ",
+            "4294967296/s",
+            "1.5/s",
+        ] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_size("64KiB"), Ok(64 * 1024));
+        assert_eq!(parse_size("25MiB"), Ok(25 * 1024 * 1024));
+        assert_eq!(parse_size("1MB"), Ok(1_000_000));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        for bad in ["", "MiB", "-1KiB", "1 parsec", ".5MiB", "one"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "10", "ten seconds", "-1s", "200years"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        let c = Config::parse("[server]\nmax_body = 1048576\n", "t").unwrap();
+        assert_eq!(c.server.max_body, 1 << 20);
+    }
+
+    #[test]
+    fn excerpts_underline_the_span_even_after_tabs_and_wide_characters() {
+        let text = "[sources.\"é\"]\n\tkind = \"nope\"\n";
+        let err = Config::parse(text, "w.toml").unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("w.toml:1:10: sources.\"é\": bad name"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("1 | [sources.\"é\"]\n  |          ^^^\n"),
+            "{shown}"
+        );
+        assert!(shown.contains("w.toml:2:9: sources.\"é\".kind"), "{shown}");
+        assert!(
+            shown.contains("2 | \tkind = \"nope\"\n  | \t       ^^^^^^\n"),
+            "{shown}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn rate_parser_never_panics(s in "\\PC{0,24}") {
+            let _ = parse_rate(&s);
+        }
+
+        #[test]
+        fn rate_parser_accepts_exactly_the_documented_form(n in 0u64..=u64::from(u32::MAX) + 10, unit in "[smhd]") {
+            let parsed = parse_rate(&format!("{n}/{unit}"));
+            let valid = n >= 1 && n <= u64::from(u32::MAX) && unit != "d";
+            prop_assert_eq!(parsed.is_ok(), valid);
+            if let Ok((count, _)) = parsed {
+                prop_assert_eq!(u64::from(count), n);
+            }
+        }
+
+        #[test]
+        fn size_parser_never_panics(s in "\\PC{0,24}") {
+            let _ = parse_size(&s);
+        }
+
+        #[test]
+        fn size_parser_never_panics_on_number_like_input(s in "[0-9.]{0,30}[ ]?[kKmMgGtTpPeEiIbB]{0,3}") {
+            let _ = parse_size(&s);
+        }
+
+        #[test]
+        fn duration_parser_never_panics(s in "[0-9a-z .]{0,30}") {
+            let _ = parse_duration(&s);
+        }
+
+        #[test]
+        fn parse_never_panics_on_toml_like_text(s in "[\\[\\]a-z_.=\"{},0-9 \n$:/-]{0,200}") {
+            let _ = Config::parse(&s, "p.toml");
+        }
+    }
 }
