@@ -46,9 +46,9 @@ pub(super) struct RawConfig {
     pub server: Option<RawServer>,
     /// `[storage]`; `None` when absent or unreadable.
     pub storage: Option<RawStorage>,
-    /// `[sources.NAME]` in name order.
+    /// `[sources.NAME]`; `validate` sorts the typed ones by name.
     pub sources: Vec<Entry<RawSource>>,
-    /// `[sinks.NAME]` in name order.
+    /// `[sinks.NAME]`; `validate` sorts the typed ones by name.
     pub sinks: Vec<Entry<RawSink>>,
     /// `[[routes]]` in file order, with their index; unreadable ones are left out.
     pub routes: Vec<(usize, Spanned<RawRoute>)>,
@@ -365,7 +365,6 @@ fn named<T: for<'de> Deserialize<'de>>(
         };
         entries.push(Entry { name, keys, body });
     }
-    entries.sort_by(|a, b| a.name.get_ref().cmp(b.name.get_ref()));
     entries
 }
 
