@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-pub use validate::ConfigError;
+pub use validate::{ConfigError, Problem};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
