@@ -74,7 +74,6 @@ pub(super) struct RawServer {
     pub max_body: Option<Spanned<RawSize>>,
     pub header_timeout: Option<Spanned<RawDuration>>,
     pub body_timeout: Option<Spanned<RawDuration>>,
-    pub idle_timeout: Option<Spanned<RawDuration>>,
     pub shutdown_timeout: Option<Spanned<RawDuration>>,
     pub max_connections: Option<Spanned<i64>>,
 }

@@ -38,7 +38,6 @@ const DEFAULT_MAX_BODY: u64 = 25 * 1024 * 1024;
 const LARGEST_MAX_BODY: u64 = 1024 * 1024 * 1024;
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_CONNECTIONS: i64 = 1024;
 /// Far above what one process can serve, and low enough for any semaphore.
@@ -346,12 +345,6 @@ impl Validator<'_> {
             DEFAULT_BODY_TIMEOUT,
             false,
         );
-        let idle_timeout = self.duration(
-            raw.idle_timeout.as_ref(),
-            "server.idle_timeout",
-            DEFAULT_IDLE_TIMEOUT,
-            false,
-        );
         // Zero is meaningful here: exit without waiting for in-flight deliveries.
         let shutdown_timeout = self.duration(
             raw.shutdown_timeout.as_ref(),
@@ -370,7 +363,6 @@ impl Validator<'_> {
             max_body: max_body?,
             header_timeout: header_timeout?,
             body_timeout: body_timeout?,
-            idle_timeout: idle_timeout?,
             shutdown_timeout: shutdown_timeout?,
             max_connections: usize::try_from(max_connections?).ok()?,
         })
@@ -1373,7 +1365,6 @@ listen = "0.0.0.0:9090"
 max_body = "64KiB"
 header_timeout = "5s"
 body_timeout = "100ms"
-idle_timeout = "1m"
 shutdown_timeout = "0s"
 max_connections = 10
 
@@ -1461,7 +1452,6 @@ to = ["builds"]
         assert_eq!(s.max_body, 64 * 1024);
         assert_eq!(s.header_timeout, Duration::from_secs(5));
         assert_eq!(s.body_timeout, Duration::from_millis(100));
-        assert_eq!(s.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.shutdown_timeout, Duration::ZERO);
         assert_eq!(s.max_connections, 10);
         assert_eq!(c.storage.path, Path::new("/var/lib/hookrelay/db.redb"));
@@ -1639,7 +1629,6 @@ to = ["builds"]
         assert_eq!(c.server.max_body, 25 * 1024 * 1024);
         assert_eq!(c.server.header_timeout, Duration::from_secs(10));
         assert_eq!(c.server.body_timeout, Duration::from_secs(30));
-        assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.server.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(c.server.max_connections, 1024);
         assert_eq!(c.storage.path, Path::new("data/hookrelay.redb"));
@@ -1796,8 +1785,8 @@ to = ["builds"]
                 "a duration string",
             ),
             (
-                "[server]\nidle_timeout = \"0s\"\n",
-                "server.idle_timeout",
+                "[server]\nheader_timeout = \"0s\"\n",
+                "server.header_timeout",
                 "longer than zero",
             ),
             (
