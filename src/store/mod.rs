@@ -22,6 +22,19 @@ use tables::{ATTEMPTS, DEAD, DEDUP, EVENTS, PENDING, QUEUE};
 
 use crate::config::StorageConfig;
 
+/// Entry points for the fuzz targets only: decoding records read from a possibly damaged file.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes bytes as every kind of stored record; must never panic.
+    pub fn decode_records(bytes: &[u8]) {
+        let _ = super::codec::decode_event(bytes);
+        let _ = super::codec::decode::<super::codec::QueueValue>(bytes);
+        let _ = super::codec::decode::<super::codec::AttemptValue>(bytes);
+        let _ = super::codec::decode::<super::codec::DeadValue>(bytes);
+        let _ = super::codec::decode::<super::codec::PendingState>(bytes);
+    }
+}
+
 /// An event's id: a UUIDv7, so ids sort by arrival time.
 pub type EventId = Uuid;
 
