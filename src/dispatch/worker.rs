@@ -691,10 +691,11 @@ mod tests {
             at.push(receiver.next().await.at);
         }
         // Cells are 200 ms apart, so the sixth request leaves at least a second after the
-        // first; the slack covers the first request's extra connection set-up.
+        // first. The slack covers a first request slowed by its connection set-up on a busy
+        // machine; without the limiter all six arrive within a few milliseconds.
         let spread = at[5] - at[0];
         assert!(
-            spread >= Duration::from_millis(950),
+            spread >= Duration::from_millis(900),
             "6 deliveries at 5/s took only {spread:?}"
         );
         dispatcher.shutdown(WAIT).await;

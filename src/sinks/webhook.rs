@@ -330,9 +330,13 @@ pub(crate) mod test_receiver {
     /// One request the receiver got.
     #[derive(Debug, Clone)]
     pub struct Received {
+        /// The request method.
         pub method: String,
+        /// The request headers.
         pub headers: HeaderMap,
+        /// The request body.
         pub body: Bytes,
+        /// When the receiver had read the whole request.
         pub at: Instant,
     }
 
@@ -350,12 +354,16 @@ pub(crate) mod test_receiver {
     /// A scripted answer.
     #[derive(Debug, Clone)]
     pub struct Answer {
+        /// The status code.
         pub status: u16,
+        /// Extra response headers.
         pub headers: Vec<(&'static str, String)>,
+        /// The response body.
         pub body: String,
     }
 
     impl Answer {
+        /// An answer with this status and nothing else.
         pub fn status(status: u16) -> Answer {
             Answer {
                 status,
@@ -363,10 +371,12 @@ pub(crate) mod test_receiver {
                 body: String::new(),
             }
         }
+        /// Adds a response header.
         pub fn header(mut self, name: &'static str, value: &str) -> Answer {
             self.headers.push((name, value.to_string()));
             self
         }
+        /// Sets the response body.
         pub fn body(mut self, body: &str) -> Answer {
             self.body = body.to_string();
             self
@@ -375,12 +385,14 @@ pub(crate) mod test_receiver {
 
     /// Answers from its script in order, then 204 forever.
     pub struct Receiver {
+        /// Where it listens.
         pub addr: SocketAddr,
         rx: mpsc::UnboundedReceiver<Received>,
         task: tokio::task::JoinHandle<()>,
     }
 
     impl Receiver {
+        /// Listens on an ephemeral loopback port.
         pub async fn start(script: Vec<Answer>) -> Receiver {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -427,6 +439,7 @@ pub(crate) mod test_receiver {
             Receiver { addr, rx, task }
         }
 
+        /// Its URL.
         pub fn url(&self) -> String {
             format!("http://{}/hook", self.addr)
         }
