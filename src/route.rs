@@ -162,7 +162,6 @@ mod tests {
                 max_body: 1 << 20,
                 header_timeout: Duration::from_secs(5),
                 body_timeout: Duration::from_secs(5),
-                idle_timeout: Duration::from_secs(5),
                 shutdown_timeout: Duration::from_secs(5),
                 max_connections: 16,
             },
