@@ -3,7 +3,8 @@
 //!
 //! Invariants: the body is parsed only when a pointer is configured, at most once per request
 //! however many pointers there are, and without building a tree: the parser descends along
-//! the pointers and skips everything else, so memory stays bounded by the values returned.
+//! the pointers and skips everything else, so nothing is allocated for the parts of the body
+//! no pointer names (serde_json's depth limit also bounds nesting).
 //! A body that is not JSON when a pointer needs it is [`Rejection::MalformedJson`]; a
 //! pointer that leads nowhere, or to something other than a string or a number, gives `None`.
 

@@ -203,7 +203,10 @@ mod tests {
             signing_keys: vec![key(VECTOR_SECRET)],
             tolerance: TOLERANCE,
         });
-        assert_eq!(v.secret_headers(), [HeaderName::from_static("x-gitlab-token")]);
+        assert_eq!(
+            v.secret_headers(),
+            [HeaderName::from_static("x-gitlab-token")]
+        );
         let shown = format!("{v:?}");
         assert!(
             !shown.contains("gitlab-token") && !shown.contains("MfKQ9r8G"),
