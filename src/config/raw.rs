@@ -629,7 +629,10 @@ mod tests {
             "{issues:?}"
         );
         // The entry's known keys are still read, so its other problems are found too.
-        let a = raw.sources[0].body.as_ref().expect("known keys of sources.a are read");
+        let a = raw.sources[0]
+            .body
+            .as_ref()
+            .expect("known keys of sources.a are read");
         assert!(a.secret.is_none());
         assert!(raw.sources[1].body.is_some());
     }
