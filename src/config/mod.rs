@@ -88,6 +88,9 @@ pub struct SourceConfig {
     pub enabled: bool,
     /// How requests are verified and where event type and delivery id come from.
     pub kind: SourceKind,
+    /// `summary = { field = "/json/pointer" }`: summary fields read from the body, each
+    /// replacing what the kind itself would fill in; in file order, each field once.
+    pub summary: Vec<(SummaryField, String)>,
 }
 
 /// Where a value is read from in a request.
@@ -163,6 +166,103 @@ pub enum SourceKind {
         event_type: Option<FieldLocation>,
         delivery_id: Option<FieldLocation>,
     },
+    /// A product hookrelay knows (`nexus`, `artifactory`, `harbor`, `gitea`, `bitbucket`):
+    /// its headers, algorithm, event type, delivery id and summary are built in.
+    Preset {
+        product: Product,
+        scheme: PresetScheme,
+        secrets: Vec<Secret>,
+    },
+}
+
+/// A product whose webhooks hookrelay knows how to verify and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    /// Sonatype Nexus Repository.
+    Nexus,
+    /// JFrog Artifactory.
+    Artifactory,
+    /// Harbor container registry.
+    Harbor,
+    /// Gitea and Forgejo.
+    Gitea,
+    /// Bitbucket Cloud and Bitbucket Data Center.
+    Bitbucket,
+}
+
+impl Product {
+    /// Every product, as written in `kind = "..."`.
+    pub const ALL: [(&'static str, Product); 5] = [
+        ("nexus", Product::Nexus),
+        ("artifactory", Product::Artifactory),
+        ("harbor", Product::Harbor),
+        ("gitea", Product::Gitea),
+        ("bitbucket", Product::Bitbucket),
+    ];
+
+    /// The `kind` string as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Product::Nexus => "nexus",
+            Product::Artifactory => "artifactory",
+            Product::Harbor => "harbor",
+            Product::Gitea => "gitea",
+            Product::Bitbucket => "bitbucket",
+        }
+    }
+}
+
+/// How a preset source checks its requests, where the product offers a choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresetScheme {
+    /// An HMAC of the body under the shared secret (the default wherever the product signs).
+    Signature,
+    /// The shared secret itself, sent in a header (Harbor's only scheme; Artifactory's and
+    /// Gitea's weaker one).
+    Token,
+}
+
+/// A field of the event summary: what routes filter on and templates show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SummaryField {
+    /// What happened: `uploaded`, `deleted`, `pushed`, `released`, …
+    Action,
+    /// Where it happened: the artifact repository or the source repository.
+    Repository,
+    /// The component, package or image concerned.
+    Component,
+    /// The path of the file concerned inside its repository.
+    Path,
+    /// The component's version or tag.
+    Version,
+    /// Who did it.
+    Actor,
+    /// A link to what changed.
+    Url,
+    /// The git ref concerned, e.g. `refs/heads/main`.
+    Ref,
+}
+
+impl SummaryField {
+    /// Every field, as written in the file and in templates.
+    pub const ALL: [(&'static str, SummaryField); 8] = [
+        ("action", SummaryField::Action),
+        ("repository", SummaryField::Repository),
+        ("component", SummaryField::Component),
+        ("path", SummaryField::Path),
+        ("version", SummaryField::Version),
+        ("actor", SummaryField::Actor),
+        ("url", SummaryField::Url),
+        ("ref", SummaryField::Ref),
+    ];
+
+    /// The field's name as written in the file.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("", |(name, _)| name)
+    }
 }
 
 impl SourceKind {
@@ -175,6 +275,7 @@ impl SourceKind {
             SourceKind::Hmac { .. } => "hmac",
             SourceKind::Token { .. } => "token",
             SourceKind::None { .. } => "none",
+            SourceKind::Preset { product, .. } => product.name(),
         }
     }
 }
@@ -247,6 +348,37 @@ pub struct RouteConfig {
     pub events: Vec<String>,
     /// Sink names.
     pub to: Vec<String>,
+    /// `where = { ... }`: conditions on the event's summary and body, all of which must hold;
+    /// empty takes every event.
+    pub filter: Vec<Condition>,
+}
+
+/// One condition of a route's `where`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// What is tested.
+    pub subject: Subject,
+    /// How it is tested.
+    pub test: Test,
+}
+
+/// What a route condition looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A field of the event summary.
+    Summary(SummaryField),
+    /// An RFC 6901 JSON pointer into the body, already checked.
+    Pointer(String),
+}
+
+/// How a route condition tests its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Test {
+    /// The value matches one of these glob patterns (a pattern without `* ? [ {` is plain
+    /// equality). An absent value matches none.
+    AnyOf(Vec<String>),
+    /// The value is present (`true`) or absent (`false`).
+    Present(bool),
 }
 
 impl Config {

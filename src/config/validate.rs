@@ -22,8 +22,8 @@ use http::{HeaderName, HeaderValue};
 use toml::Spanned;
 
 use super::raw::{
-    self, Entry, Issue, RawConfig, RawDuration, RawField, RawHeaders, RawRetry, RawRoute,
-    RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
+    self, Entry, Issue, RawCondition, RawConfig, RawDuration, RawField, RawHeaders, RawPairs,
+    RawRetry, RawRoute, RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
 };
 use super::secrets;
 use super::{
@@ -31,6 +31,7 @@ use super::{
     SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
     WebhookSinkConfig,
 };
+use super::{Condition, PresetScheme, Product, Subject, SummaryField, Test};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY: u64 = 25 * 1024 * 1024;
@@ -56,14 +57,40 @@ const LONGEST_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 const LONGEST_NAME: usize = 64;
 
 /// Source kinds, as written in `kind = "..."`.
-const SOURCE_KINDS: &[&str] = &["github", "gitlab", "standard", "hmac", "token", "none"];
+const SOURCE_KINDS: &[&str] = &[
+    "github",
+    "gitlab",
+    "standard",
+    "hmac",
+    "token",
+    "none",
+    "nexus",
+    "artifactory",
+    "harbor",
+    "gitea",
+    "bitbucket",
+];
 /// Sink kinds, as written in `kind = "..."`.
 const SINK_KINDS: &[&str] = &["webhook"];
 
 /// For each source key that only some kinds take, those kinds. `kind` and `enabled` are
 /// taken by all.
 const KIND_KEYS: &[(&str, &[&str])] = &[
-    ("secret", &["github", "standard", "hmac", "token"]),
+    (
+        "secret",
+        &[
+            "github",
+            "standard",
+            "hmac",
+            "token",
+            "nexus",
+            "artifactory",
+            "harbor",
+            "gitea",
+            "bitbucket",
+        ],
+    ),
+    ("scheme", &["artifactory", "gitea"]),
     ("token", &["gitlab"]),
     ("signing_token", &["gitlab"]),
     ("tolerance", &["gitlab", "standard"]),
@@ -465,6 +492,10 @@ impl Validator<'_> {
             }
         }
         let kind = self.source_kind(raw, kind, &path);
+        let summary = match &raw.summary {
+            None => Some(Vec::new()),
+            Some(s) => self.summary_pointers(s, &format!("{path}.summary")),
+        };
         if !name_ok || foreign {
             return None;
         }
@@ -472,6 +503,7 @@ impl Validator<'_> {
             name: entry.name.get_ref().clone(),
             enabled: raw.enabled.unwrap_or(true),
             kind: kind?,
+            summary: summary?,
         })
     }
 
@@ -599,7 +631,7 @@ impl Validator<'_> {
                     delivery_id: delivery_id?,
                 })
             }
-            _ => {
+            "none" => {
                 let event_type = self.field(raw.event_type.as_ref(), &key("event_type"));
                 let delivery_id = self.field(raw.delivery_id.as_ref(), &key("delivery_id"));
                 Some(SourceKind::None {
@@ -607,7 +639,167 @@ impl Validator<'_> {
                     delivery_id: delivery_id?,
                 })
             }
+            // `source` only calls this with a kind from SOURCE_KINDS; the rest are presets.
+            name => {
+                let product = Product::ALL.iter().find(|(n, _)| *n == name)?.1;
+                self.preset(raw, kind, product, path)
+            }
         }
+    }
+
+    /// A product preset: the secret, and the scheme where the product offers two.
+    fn preset(
+        &mut self,
+        raw: &RawSource,
+        kind: &Spanned<String>,
+        product: Product,
+        path: &str,
+    ) -> Option<SourceKind> {
+        let what = match product {
+            Product::Harbor => {
+                "secret = \"...\", exactly what is written in Harbor's Auth Header field"
+            }
+            Product::Nexus => "secret = \"...\", the Secret Key of the Nexus webhook capability",
+            Product::Artifactory => "secret = \"...\", the Secret Token of the Artifactory webhook",
+            Product::Gitea | Product::Bitbucket => "secret = \"...\", the webhook's secret",
+        };
+        let secret = self.need(raw.secret.as_ref(), kind, path, || {
+            format!("kind \"{}\" needs {what}", kind.get_ref())
+        });
+        let secrets = secret.and_then(|s| self.secrets(s, &format!("{path}.secret")));
+        // Harbor only sends its header verbatim; Nexus and Bitbucket only sign.
+        let default = match product {
+            Product::Harbor => PresetScheme::Token,
+            _ => PresetScheme::Signature,
+        };
+        let scheme = self.choice(
+            raw.scheme.as_ref(),
+            &format!("{path}.scheme"),
+            &[
+                ("signature", PresetScheme::Signature),
+                ("token", PresetScheme::Token),
+            ],
+            default,
+        );
+        Some(SourceKind::Preset {
+            product,
+            scheme: scheme?,
+            secrets: secrets?,
+        })
+    }
+
+    /// `summary = { field = "/pointer" }` of a source.
+    fn summary_pointers(
+        &mut self,
+        value: &Spanned<RawPairs<String>>,
+        path: &str,
+    ) -> Option<Vec<(SummaryField, String)>> {
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (name, pointer) in &value.get_ref().0 {
+            let key = format!("{path}.{}", raw::segment(name.get_ref()));
+            let field = self.summary_field(name, &key);
+            let checked = match check_pointer(pointer.get_ref()) {
+                Ok(()) => Some(pointer.get_ref().clone()),
+                Err(message) => {
+                    self.problem(pointer.span(), &key, message);
+                    None
+                }
+            };
+            match (field, checked) {
+                (Some(f), Some(p)) => out.push((f, p)),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// The name of a summary field, or a problem listing them.
+    fn summary_field(&mut self, name: &Spanned<String>, key: &str) -> Option<SummaryField> {
+        if let Some((_, f)) = SummaryField::ALL.iter().find(|(n, _)| n == name.get_ref()) {
+            return Some(*f);
+        }
+        let names: Vec<&str> = SummaryField::ALL.iter().map(|(n, _)| *n).collect();
+        let pointer_hint = if name.get_ref().contains('/') {
+            "; a JSON pointer starts with /"
+        } else {
+            ""
+        };
+        self.problem(
+            name.span(),
+            key,
+            format!(
+                "unknown summary field \"{}\"{}{pointer_hint}",
+                name.get_ref(),
+                raw::hint(name.get_ref(), &names, "the fields are")
+            ),
+        );
+        None
+    }
+
+    /// `where = { ... }` of a route: summary fields or JSON pointers, each with its test.
+    fn filter(
+        &mut self,
+        value: &Spanned<RawPairs<RawCondition>>,
+        path: &str,
+    ) -> Option<Vec<Condition>> {
+        if value.get_ref().0.is_empty() {
+            self.problem(
+                value.span(),
+                path,
+                "is empty; remove where to take every event, or add a condition such as \
+                 { action = \"uploaded\" }",
+            );
+            return None;
+        }
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (name, condition) in &value.get_ref().0 {
+            let key = format!("{path}.{}", raw::segment(name.get_ref()));
+            let subject = if name.get_ref().starts_with('/') {
+                match check_pointer(name.get_ref()) {
+                    Ok(()) => Some(Subject::Pointer(name.get_ref().clone())),
+                    Err(message) => {
+                        self.problem(name.span(), &key, message);
+                        None
+                    }
+                }
+            } else {
+                self.summary_field(name, &key).map(Subject::Summary)
+            };
+            let test = match condition.get_ref() {
+                RawCondition::Present(p) => Some(Test::Present(*p)),
+                RawCondition::AnyOf(items) if items.is_empty() => {
+                    self.problem(
+                        condition.span(),
+                        &key,
+                        "is an empty list, which no value matches; list at least one value, \
+                         or write { present = false }",
+                    );
+                    None
+                }
+                RawCondition::AnyOf(items) => {
+                    // A lone string carries no span of its own: use the condition's.
+                    let items: Vec<Spanned<String>> = items
+                        .iter()
+                        .map(|i| {
+                            let span = if i.span().is_empty() {
+                                condition.span()
+                            } else {
+                                i.span()
+                            };
+                            Spanned::new(span, i.get_ref().clone())
+                        })
+                        .collect();
+                    self.patterns(&items, &key).map(Test::AnyOf)
+                }
+            };
+            match (subject, test) {
+                (Some(subject), Some(test)) => out.push(Condition { subject, test }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     fn sink(&mut self, entry: &Entry<RawSink>) -> Option<SinkConfig> {
@@ -739,10 +931,15 @@ impl Validator<'_> {
                 "sink",
             ),
         };
+        let filter = match &body.filter {
+            None => Some(Vec::new()),
+            Some(f) => self.filter(f, &format!("{path}.where")),
+        };
         Some(RouteConfig {
             from: from?,
             events: events?,
             to: to?,
+            filter: filter?,
         })
     }
 
@@ -801,9 +998,14 @@ impl Validator<'_> {
             );
             return None;
         }
+        self.patterns(events.get_ref(), key)
+    }
+
+    /// Glob patterns, each compiling and listed once.
+    fn patterns(&mut self, items: &[Spanned<String>], key: &str) -> Option<Vec<String>> {
         let mut ok = true;
         let mut patterns: Vec<String> = Vec::new();
-        for item in events.get_ref() {
+        for item in items {
             let pattern = item.get_ref();
             if let Err(e) = globset::Glob::new(pattern) {
                 ok = false;
@@ -1612,10 +1814,14 @@ to = ["builds"]
     }
 
     #[test]
-    fn every_source_key_but_kind_and_enabled_says_which_kinds_take_it() {
+    fn every_source_key_but_kind_enabled_and_summary_says_which_kinds_take_it() {
         for field in raw::struct_fields::<RawSource>() {
             let listed = KIND_KEYS.iter().any(|(k, _)| k == field);
-            assert_eq!(listed, !matches!(*field, "kind" | "enabled"), "{field}");
+            assert_eq!(
+                listed,
+                !matches!(*field, "kind" | "enabled" | "summary"),
+                "{field}"
+            );
         }
     }
 
