@@ -240,8 +240,8 @@ impl Router {
 mod tests {
     use super::*;
     use crate::config::{
-        Condition, RetryPolicy, RouteConfig, Subject, SummaryField, Test, ServerConfig, SinkConfig, SinkKind, StorageConfig,
-        WebhookSinkConfig,
+        Condition, RetryPolicy, RouteConfig, ServerConfig, SinkConfig, SinkKind, StorageConfig,
+        Subject, SummaryField, Test, WebhookSinkConfig,
     };
     use proptest::prelude::*;
     use std::collections::BTreeSet;
@@ -335,7 +335,10 @@ mod tests {
             names(r.sinks_for("github", Some("pull_request_review"), b"{}")),
             ["audit", "builds-slack", "zeta"]
         );
-        assert_eq!(names(r.sinks_for("github", Some("issues"), b"{}")), ["audit"]);
+        assert_eq!(
+            names(r.sinks_for("github", Some("issues"), b"{}")),
+            ["audit"]
+        );
         assert_eq!(
             names(r.sinks_for("gitlab", Some("Push Hook"), b"{}")),
             ["audit", "builds-slack"]
@@ -352,15 +355,23 @@ mod tests {
     #[test]
     fn globs_match_the_whole_event_type_case_sensitively() {
         let r = router();
-        assert_eq!(names(r.sinks_for("github", Some("pushed"), b"{}")), ["audit"]);
+        assert_eq!(
+            names(r.sinks_for("github", Some("pushed"), b"{}")),
+            ["audit"]
+        );
         assert_eq!(names(r.sinks_for("github", Some("Push"), b"{}")), ["audit"]);
-        assert_eq!(names(r.sinks_for("gitlab", Some("Push Hook!"), b"{}")), ["audit"]);
+        assert_eq!(
+            names(r.sinks_for("gitlab", Some("Push Hook!"), b"{}")),
+            ["audit"]
+        );
     }
 
     #[test]
     fn disabled_sinks_and_unknown_sources_get_nothing() {
         let r = router();
-        assert!(!names(r.sinks_for("gitlab", Some("Tag Push Hook"), b"{}")).contains(&"off".into()));
+        assert!(
+            !names(r.sinks_for("gitlab", Some("Tag Push Hook"), b"{}")).contains(&"off".into())
+        );
         assert!(r.sinks_for("nobody", Some("push"), b"{}").is_empty());
         assert!(r.sinks_for("", None, b"{}").is_empty());
         let only_disabled = Router::new(&config(
@@ -396,11 +407,18 @@ mod tests {
     /// A Nexus source `nexus` and a generic source `plain`, with filtered routes.
     fn filtered_router() -> Router {
         let mut c = config(
-            vec![sink("releases", true), sink("main", true), sink("all", true)],
+            vec![
+                sink("releases", true),
+                sink("main", true),
+                sink("all", true),
+            ],
             vec![
                 RouteConfig {
                     filter: vec![
-                        condition(Subject::Summary(SummaryField::Action), any_of(&["uploaded"])),
+                        condition(
+                            Subject::Summary(SummaryField::Action),
+                            any_of(&["uploaded"]),
+                        ),
                         condition(
                             Subject::Summary(SummaryField::Repository),
                             any_of(&["releases", "staging-*"]),
@@ -410,7 +428,10 @@ mod tests {
                 },
                 RouteConfig {
                     filter: vec![
-                        condition(Subject::Pointer("/ref".into()), any_of(&["refs/heads/main"])),
+                        condition(
+                            Subject::Pointer("/ref".into()),
+                            any_of(&["refs/heads/main"]),
+                        ),
                         condition(Subject::Pointer("/draft".into()), Test::Present(false)),
                     ],
                     ..route(&["plain"], &[], &["main"])
@@ -457,7 +478,10 @@ mod tests {
             );
         }
         let deleted = nexus_upload("releases").replace("CREATED", "DELETED");
-        assert_eq!(names(r.sinks_for("nexus", component, deleted.as_bytes())), ["all"]);
+        assert_eq!(
+            names(r.sinks_for("nexus", component, deleted.as_bytes())),
+            ["all"]
+        );
     }
 
     #[test]
@@ -465,7 +489,10 @@ mod tests {
         let r = filtered_router();
         let cases: [(&[u8], &[&str]); 6] = [
             (br#"{"ref":"refs/heads/main"}"#, &["all", "main"]),
-            (br#"{"ref":"refs/heads/main","draft":null}"#, &["all", "main"]),
+            (
+                br#"{"ref":"refs/heads/main","draft":null}"#,
+                &["all", "main"],
+            ),
             (br#"{"ref":"refs/heads/main","draft":true}"#, &["all"]),
             (br#"{"ref":"refs/heads/dev"}"#, &["all"]),
             (br#"{"ref":["refs/heads/main"]}"#, &["all"]),

@@ -641,7 +641,10 @@ mod tests {
     #[test]
     fn struct_fields_lists_every_field() {
         assert_eq!(struct_fields::<RawStorage>(), &["path", "retention"]);
-        assert_eq!(struct_fields::<RawRoute>(), &["from", "events", "to", "where"]);
+        assert_eq!(
+            struct_fields::<RawRoute>(),
+            &["from", "events", "to", "where"]
+        );
         assert!(struct_fields::<RawSource>().contains(&"signing_token"));
     }
 

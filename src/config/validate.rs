@@ -26,12 +26,12 @@ use super::raw::{
     RawRetry, RawRoute, RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
 };
 use super::secrets;
+use super::{Condition, PresetScheme, Product, Subject, SummaryField, Test};
 use super::{
     Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret, ServerConfig,
     SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
     WebhookSinkConfig,
 };
-use super::{Condition, PresetScheme, Product, Subject, SummaryField, Test};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY: u64 = 25 * 1024 * 1024;
@@ -2196,6 +2196,172 @@ to = ["builds"]
             let (.., k, m) = only(&text);
             assert_eq!(k, key, "{route}");
             assert!(m.contains(needle), "{route}: {m}");
+        }
+    }
+
+    #[test]
+    fn presets_need_only_a_secret_and_default_to_their_strongest_scheme() {
+        let text = "[sources.nexus]\nkind = \"nexus\"\nsecret = \"n\"\n\
+                    [sources.jfrog]\nkind = \"artifactory\"\nsecret = \"a\"\n\
+                    [sources.jfrog-token]\nkind = \"artifactory\"\nsecret = \"a\"\nscheme = \"token\"\n\
+                    [sources.harbor]\nkind = \"harbor\"\nsecret = \"Bearer h\"\n\
+                    [sources.gitea]\nkind = \"gitea\"\nsecret = [\"g1\", \"g2\"]\n\
+                    [sources.bb]\nkind = \"bitbucket\"\nsecret = \"b\"\n\
+                    summary = { version = \"/push/changes/0/new/target/hash\" }\n";
+        let c = Config::parse(text, "p.toml").unwrap();
+        let kinds: Vec<(&str, Product, PresetScheme, usize)> = c
+            .sources
+            .iter()
+            .map(|s| match &s.kind {
+                SourceKind::Preset {
+                    product,
+                    scheme,
+                    secrets,
+                } => (s.name.as_str(), *product, *scheme, secrets.len()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        use PresetScheme::{Signature, Token};
+        assert_eq!(
+            kinds,
+            [
+                ("bb", Product::Bitbucket, Signature, 1),
+                ("gitea", Product::Gitea, Signature, 2),
+                ("harbor", Product::Harbor, Token, 1),
+                ("jfrog", Product::Artifactory, Signature, 1),
+                ("jfrog-token", Product::Artifactory, Token, 1),
+                ("nexus", Product::Nexus, Signature, 1),
+            ]
+        );
+        assert_eq!(
+            c.sources[0].summary,
+            [(
+                SummaryField::Version,
+                "/push/changes/0/new/target/hash".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn preset_and_summary_mistakes_name_their_key() {
+        let cases = [
+            ("[sources.n]\nkind = \"nexus\"\n", "sources.n", "Secret Key"),
+            (
+                "[sources.n]\nkind = \"nexus\"\nsecret = \"s\"\nscheme = \"token\"\n",
+                "sources.n.scheme",
+                "only kinds \"artifactory\" or \"gitea\" take it",
+            ),
+            (
+                "[sources.n]\nkind = \"gitea\"\nsecret = \"s\"\nscheme = \"hmac\"\n",
+                "sources.n.scheme",
+                "signature, token",
+            ),
+            (
+                "[sources.n]\nkind = \"nexsu\"\n",
+                "sources.n.kind",
+                "did you mean \"nexus\"",
+            ),
+            (
+                "[sources.n]\nkind = \"none\"\nsummary = { repo = \"/r\" }\n",
+                "sources.n.summary.repo",
+                "unknown summary field \"repo\"",
+            ),
+            (
+                "[sources.n]\nkind = \"none\"\nsummary = { version = \"v\" }\n",
+                "sources.n.summary.version",
+                "must start with /",
+            ),
+        ];
+        for (text, key, needle) in cases {
+            let (line, _, k, m) = only(text);
+            assert!(line >= 1, "{text}");
+            assert_eq!(k, key, "{text}");
+            assert!(m.contains(needle), "{text}\n{m}");
+        }
+    }
+
+    #[test]
+    fn where_compiles_each_kind_of_condition_in_file_order() {
+        let text = "[sources.a]\nkind = \"none\"\n[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\n\
+                    [[routes]]\nfrom = \"a\"\nto = [\"s\"]\n\
+                    where = { repository = [\"releases\", \"staging-*\"], action = \"uploaded\", \"/ref\" = \"refs/heads/main\", \"/a~1b\" = { present = false } }\n";
+        let c = Config::parse(text, "w.toml").unwrap();
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            c.routes[0].filter,
+            [
+                Condition {
+                    subject: Subject::Summary(SummaryField::Repository),
+                    test: Test::AnyOf(strings(&["releases", "staging-*"])),
+                },
+                Condition {
+                    subject: Subject::Summary(SummaryField::Action),
+                    test: Test::AnyOf(strings(&["uploaded"])),
+                },
+                Condition {
+                    subject: Subject::Pointer("/ref".into()),
+                    test: Test::AnyOf(strings(&["refs/heads/main"])),
+                },
+                Condition {
+                    subject: Subject::Pointer("/a~1b".into()),
+                    test: Test::Present(false),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn where_mistakes_point_at_their_line_and_key() {
+        let base = "[sources.a]\nkind = \"none\"\n[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\n[[routes]]\nfrom = \"a\"\nto = [\"s\"]\n";
+        let cases = [
+            (
+                "where = { repo = \"x\" }",
+                "routes[0].where.repo",
+                "did you mean \"ref\"",
+            ),
+            (
+                "where = { colour = \"x\" }",
+                "routes[0].where.colour",
+                "unknown summary field \"colour\"; the fields are: action, repository",
+            ),
+            (
+                "where = { \"/a~2\" = \"x\" }",
+                "routes[0].where.\"/a~2\"",
+                "~0 for ~",
+            ),
+            (
+                "where = { action = [] }",
+                "routes[0].where.action",
+                "empty list",
+            ),
+            (
+                "where = { action = \"a[\" }",
+                "routes[0].where.action",
+                "unclosed",
+            ),
+            (
+                "where = { action = [\"a\", \"a\"] }",
+                "routes[0].where.action",
+                "listed twice",
+            ),
+            ("where = {}", "routes[0].where", "is empty"),
+            (
+                "where = { action = 4 }",
+                "routes[0].where.action",
+                "quote numbers",
+            ),
+            (
+                "where = { action = { present = true, x = 1 } }",
+                "routes[0].where.action.x",
+                "unknown field",
+            ),
+        ];
+        for (filter, key, needle) in cases {
+            let text = format!("{base}{filter}\n");
+            let (line, _, k, m) = only(&text);
+            assert_eq!(line, 9, "{filter}");
+            assert_eq!(k, key, "{filter}");
+            assert!(m.contains(needle), "{filter}: {m}");
         }
     }
 

@@ -19,8 +19,7 @@ pub(super) fn fill(event_type: Option<&str>, json: &Value, s: &mut Summary) {
         None => {
             s.repository = text(json, "/repository/full_name");
             s.url = text(json, "/repository/links/html/href");
-            s.actor =
-                text(json, "/actor/nickname").or_else(|| text(json, "/actor/display_name"));
+            s.actor = text(json, "/actor/nickname").or_else(|| text(json, "/actor/display_name"));
         }
     }
     s.action = match event_type {

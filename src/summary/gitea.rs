@@ -55,7 +55,11 @@ mod tests {
 
     #[test]
     fn a_push() {
-        let s = summarize(&preset(Product::Gitea), Some("push"), &sample("gitea-push.json"));
+        let s = summarize(
+            &preset(Product::Gitea),
+            Some("push"),
+            &sample("gitea-push.json"),
+        );
         assert_eq!(
             s,
             Summary {

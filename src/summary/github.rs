@@ -53,7 +53,10 @@ mod tests {
         assert_eq!(s.git_ref.as_deref(), Some("refs/heads/main"));
         assert_eq!(s.repository.as_deref(), Some("o/r"));
         assert_eq!(s.actor.as_deref(), Some("ada"));
-        assert_eq!(s.url.as_deref(), Some("https://github.com/o/r/compare/a...b"));
+        assert_eq!(
+            s.url.as_deref(),
+            Some("https://github.com/o/r/compare/a...b")
+        );
         let release = br#"{"action":"published","release":{"tag_name":"v2","html_url":"https://github.com/o/r/releases/tag/v2"},"repository":{"full_name":"o/r"},"sender":{"login":"bob"}}"#;
         let s = summarize(&github, Some("release"), release);
         assert_eq!(s.action.as_deref(), Some("released"));

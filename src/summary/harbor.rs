@@ -56,7 +56,11 @@ mod tests {
 
     #[test]
     fn new_types_are_lowercased_not_refused() {
-        let s = summarize(&preset(Product::Harbor), None, br#"{"type":"TAG_RETENTION"}"#);
+        let s = summarize(
+            &preset(Product::Harbor),
+            None,
+            br#"{"type":"TAG_RETENTION"}"#,
+        );
         assert_eq!(s.action.as_deref(), Some("tag_retention"));
     }
 }

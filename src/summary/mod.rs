@@ -150,9 +150,7 @@ impl Summarizer {
             Builtin::Product(Product::Artifactory) => artifactory::fill(json, &mut summary),
             Builtin::Product(Product::Harbor) => harbor::fill(json, &mut summary),
             Builtin::Product(Product::Gitea) => gitea::fill(event_type, json, &mut summary),
-            Builtin::Product(Product::Bitbucket) => {
-                bitbucket::fill(event_type, json, &mut summary)
-            }
+            Builtin::Product(Product::Bitbucket) => bitbucket::fill(event_type, json, &mut summary),
         }
         for (field, pointer) in &self.pointers {
             if let Some(value) = text(json, pointer) {
@@ -234,7 +232,12 @@ pub(crate) mod tests {
         };
         let json = serde_json::to_value(&s).unwrap();
         let names: Vec<&str> = SummaryField::ALL.iter().map(|(n, _)| *n).collect();
-        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         let mut sorted = names.clone();
         sorted.sort_unstable();
         assert_eq!(keys, sorted);
@@ -274,7 +277,11 @@ pub(crate) mod tests {
             s.repository.as_deref(),
             Some("52905B51-085CCABB-CEBBEAAD-16F1B5D0-B3F1CA50")
         );
-        assert_eq!(s.version.as_deref(), Some("1.4.2"), "the rest is the preset's");
+        assert_eq!(
+            s.version.as_deref(),
+            Some("1.4.2"),
+            "the rest is the preset's"
+        );
     }
 
     #[test]

@@ -30,9 +30,11 @@ pub(super) fn auth(scheme: PresetScheme, secrets: &[Secret]) -> Auth {
             );
             Auth::Signature(vec![(AUTH, v)])
         }
-        PresetScheme::Token => {
-            Auth::Token(TokenVerifier::new(AUTH, secrets, FieldReader::new(None, None)))
-        }
+        PresetScheme::Token => Auth::Token(TokenVerifier::new(
+            AUTH,
+            secrets,
+            FieldReader::new(None, None),
+        )),
     }
 }
 
@@ -60,7 +62,11 @@ mod tests {
     #[test]
     fn a_signed_deploy_verifies_and_is_typed_domain_dot_event() {
         let body = sample("artifactory-deployed.json");
-        let v = verifier(Product::Artifactory, PresetScheme::Signature, "jfrog-secret");
+        let v = verifier(
+            Product::Artifactory,
+            PresetScheme::Signature,
+            "jfrog-secret",
+        );
         let sig = sha256_hex("jfrog-secret", &body);
         let h = headers(&[
             ("content-type", "application/json"),

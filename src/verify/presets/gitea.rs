@@ -127,7 +127,10 @@ mod tests {
             ("authorization", "Bearer gitea-token"),
             ("x-gitea-event", "push"),
         ]);
-        assert_eq!(v.verify(&ok, &body).unwrap().event_type.as_deref(), Some("push"));
+        assert_eq!(
+            v.verify(&ok, &body).unwrap().event_type.as_deref(),
+            Some("push")
+        );
         let bad = headers(&[("authorization", "Bearer other")]);
         assert_eq!(v.verify(&bad, &body), Err(Rejection::BadSignature));
         assert_eq!(v.secret_headers(), &[http::header::AUTHORIZATION]);
