@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod presets;
 pub mod python;
 
 use std::collections::VecDeque;
