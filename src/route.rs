@@ -56,7 +56,9 @@ impl Check {
         let value: Option<Cow<'_, str>> = match &self.subject {
             Subject::Summary(field) => event.summary().get(*field).map(Cow::Borrowed),
             Subject::Pointer(pointer) => match event.json().and_then(|j| j.pointer(pointer)) {
+                // Empty counts as absent, as in the summary.
                 None | Some(Value::Null) => None,
+                Some(Value::String(s)) if s.is_empty() => None,
                 Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
                 Some(Value::Bool(b)) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
                 Some(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
@@ -487,13 +489,14 @@ mod tests {
     #[test]
     fn where_matches_pointers_and_presence() {
         let r = filtered_router();
-        let cases: [(&[u8], &[&str]); 6] = [
+        let cases: [(&[u8], &[&str]); 7] = [
             (br#"{"ref":"refs/heads/main"}"#, &["all", "main"]),
             (
                 br#"{"ref":"refs/heads/main","draft":null}"#,
                 &["all", "main"],
             ),
             (br#"{"ref":"refs/heads/main","draft":true}"#, &["all"]),
+            (br#"{"ref":"refs/heads/main","draft":""}"#, &["all", "main"]),
             (br#"{"ref":"refs/heads/dev"}"#, &["all"]),
             (br#"{"ref":["refs/heads/main"]}"#, &["all"]),
             (b"not json", &["all"]),
