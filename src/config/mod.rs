@@ -17,8 +17,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 pub use tls::{
-    ClientIdentity, Outbound, Proxy, ServerTls, check_key_pair, read_certificates,
-    read_private_key,
+    ClientIdentity, Outbound, Proxy, ServerTls, check_key_pair, read_certificates, read_private_key,
 };
 pub use validate::{ConfigError, Problem};
 

@@ -455,7 +455,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = load(dir.path(), "[tls]\nuse_system_roots = false\n").unwrap_err();
         assert!(
-            err.contains("hookrelay.toml:2:20: tls.use_system_roots: is false but [tls] has no ca_file"),
+            err.contains(
+                "hookrelay.toml:2:20: tls.use_system_roots: is false but [tls] has no ca_file"
+            ),
             "{err}"
         );
     }

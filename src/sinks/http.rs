@@ -48,7 +48,12 @@ pub fn client(
         .iter()
         .map(|der| reqwest::Certificate::from_der(der))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(format!("a ca_file certificate is unusable: {}", innermost(&e))))?;
+        .map_err(|e| {
+            fail(format!(
+                "a ca_file certificate is unusable: {}",
+                innermost(&e)
+            ))
+        })?;
     builder = match (outbound.system_roots, roots.is_empty()) {
         (true, true) => builder,
         (true, false) => builder.tls_certs_merge(roots),
@@ -112,22 +117,22 @@ pub fn transport_error(sink: &str, err: reqwest::Error, timeout: Duration) -> Si
     }
 }
 
-/// The rustls error somewhere in `err`'s chain. `io::Error` hides a wrapped error from
-/// `source()` (it displays it instead), so each one is opened by hand.
+/// The rustls error somewhere in `err`'s chain. `io::Error` hides the error it wraps from
+/// `source()` (it displays it instead), and connectors wrap io errors in io errors, so each
+/// one is opened by hand.
 fn tls_cause<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
     let mut next: Option<&'a (dyn StdError + 'static)> = Some(err);
     while let Some(e) = next {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        if let Some(tls) = e
+        next = match e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return Some(tls);
-        }
-        next = e.source();
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
@@ -160,9 +165,9 @@ fn explain_tls(sink: &str, err: &rustls::Error) -> String {
                      clock"
                 )
             }
-            CertificateError::BadEncoding | CertificateError::BadSignature => format!(
-                "the receiver's certificate is malformed or badly signed ({err}); {add_ca}"
-            ),
+            CertificateError::BadEncoding | CertificateError::BadSignature => {
+                format!("the receiver's certificate is malformed or badly signed ({err}); {add_ca}")
+            }
             _ => format!("the receiver's certificate was rejected ({err}); {add_ca}"),
         },
         rustls::Error::AlertReceived(
@@ -230,7 +235,16 @@ mod tests {
         );
         assert_eq!(
             tls_cause(&io),
-            Some(&rustls::Error::InvalidCertificate(CertificateError::Expired))
+            Some(&rustls::Error::InvalidCertificate(
+                CertificateError::Expired
+            ))
+        );
+        let nested = std::io::Error::other(io);
+        assert_eq!(
+            tls_cause(&nested),
+            Some(&rustls::Error::InvalidCertificate(
+                CertificateError::Expired
+            ))
         );
         let plain = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(tls_cause(&plain), None);

@@ -540,7 +540,13 @@ mod tests {
                 (CONTENT_TYPE, HeaderValue::from_static("text/plain")),
             ],
         };
-        let sink = WebhookSink::new("audit", &config, &Outbound::default(), Duration::from_secs(5)).unwrap();
+        let sink = WebhookSink::new(
+            "audit",
+            &config,
+            &Outbound::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let d = delivery(b"x");
         sink.deliver(&d).await;
         let got = receiver.next().await;
@@ -694,7 +700,13 @@ mod tests {
             signing_key: None,
             headers: Vec::new(),
         };
-        let err = WebhookSink::new("audit", &config, &Outbound::default(), Duration::from_secs(1)).unwrap_err();
+        let err = WebhookSink::new(
+            "audit",
+            &config,
+            &Outbound::default(),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("[sinks.audit] url"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
