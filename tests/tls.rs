@@ -159,6 +159,79 @@ async fn a_delivery_goes_through_the_configured_proxy() {
     assert_eq!(&got.request.body[..], b"{\"delivery\":\"proxied-1\"}");
 }
 
+/// Starts the relay with `HTTPS_PROXY` pointing at `proxy` and no `NO_PROXY`.
+fn relay_behind_env_proxy(dir: &std::path::Path, proxy: &ConnectProxy, config: &str) -> Relay {
+    let path = dir.join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\npath = \"store/hookrelay.redb\"\n\n{config}"
+        ),
+    )
+    .unwrap();
+    let url = proxy.url();
+    Relay::start_with_file_and_env(
+        dir,
+        &path,
+        &[
+            ("HTTPS_PROXY", &url),
+            ("https_proxy", &url),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn https_proxy_from_the_environment_is_used_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Site CA");
+    ca.write(&dir.path().join("ca.pem"));
+    ca.issue(dir.path(), "receiver");
+    ca.issue(dir.path(), "relay-client");
+    let mut receiver = TlsReceiver::start(dir.path(), "receiver", &ca.pem).await;
+    let mut proxy = ConnectProxy::start().await;
+    let relay = relay_behind_env_proxy(
+        dir.path(),
+        &proxy,
+        &config(
+            &receiver.url(),
+            "ca_file = \"ca.pem\"\nclient_cert = \"relay-client.pem\"\nclient_key = \"relay-client.key\"",
+        ),
+    );
+    let reply = send(&relay.hook_url("github"), &client(), "env-proxied-1").await;
+    assert_eq!(reply.status(), 202);
+    assert_eq!(
+        proxy.next_target().await,
+        format!("127.0.0.1:{}", receiver.addr.port())
+    );
+    receiver.next().await;
+}
+
+#[tokio::test]
+async fn proxy_none_connects_directly_whatever_the_environment_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Site CA");
+    ca.write(&dir.path().join("ca.pem"));
+    ca.issue(dir.path(), "receiver");
+    ca.issue(dir.path(), "relay-client");
+    let mut receiver = TlsReceiver::start(dir.path(), "receiver", &ca.pem).await;
+    let mut proxy = ConnectProxy::start().await;
+    let relay = relay_behind_env_proxy(
+        dir.path(),
+        &proxy,
+        &config(
+            &receiver.url(),
+            "ca_file = \"ca.pem\"\nclient_cert = \"relay-client.pem\"\nclient_key = \"relay-client.key\"\nproxy = \"none\"",
+        ),
+    );
+    let reply = send(&relay.hook_url("github"), &client(), "direct-1").await;
+    assert_eq!(reply.status(), 202);
+    receiver.next().await;
+    // Through the proxy, the CONNECT would have come before the delivery could arrive.
+    assert_eq!(proxy.try_target(), None);
+}
+
 #[tokio::test]
 async fn https_ingress_answers_a_signed_event_over_http2_and_http1() {
     let dir = tempfile::tempdir().unwrap();

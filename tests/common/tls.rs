@@ -308,6 +308,10 @@ impl ConnectProxy {
             .expect("the proxy got no CONNECT in time")
             .expect("proxy channel closed")
     }
+    /// A `CONNECT` target already received, if any.
+    pub fn try_target(&mut self) -> Option<String> {
+        self.rx.try_recv().ok()
+    }
 }
 
 impl Drop for ConnectProxy {
