@@ -143,11 +143,11 @@ fn commit_batch(
     // Index changes wait for the commit: a failed batch must leave the index as the file is.
     let mut index_changes = IndexChanges::default();
     let result = (|| -> Result<(), redb::Error> {
-        let mut txn = db.begin_write()?;
-        // Quick repair saves the allocator state with each commit, so reopening after a
-        // crash is near-instant instead of a walk over the whole file; it costs a second
-        // fsync per batch, which the group commit shares among all its callers.
-        txn.set_quick_repair(true);
+        // No quick repair: it saves the allocator state with every commit and needs a
+        // second fsync, which halved the commit rate (6.3 ms vs 13.0 ms for a 1-event
+        // commit, 8.0 vs 16.0 ms for 64 events; see BENCHMARKS.md). The price is a full
+        // check of the file on the first open after a crash.
+        let txn = db.begin_write()?;
         apply_all(
             &txn,
             ids,
