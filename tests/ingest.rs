@@ -194,3 +194,30 @@ async fn routes_match_event_types_by_glob() {
     assert_eq!(&receiver.next().await.body[..], b"{\"e\":\"release\"}");
     assert_eq!(&receiver.next().await.body[..], b"{\"e\":\"push\"}");
 }
+
+#[tokio::test]
+async fn stalled_clients_are_cut_off_by_the_timeouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let relay = Relay::start_with_server(
+        dir.path(),
+        "header_timeout = \"1s\"\nbody_timeout = \"1s\"",
+        &config(&receiver),
+    );
+
+    // Headers that never finish: the connection is closed.
+    let mut stalled = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    stalled.write_all(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(WAIT, stalled.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a client stalled in its headers is disconnected");
+
+    // A body that never finishes: 408.
+    let mut slow = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    slow.write_all(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"partial\":").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, slow.read_to_end(&mut answer)).await.expect("answered in time").unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+}

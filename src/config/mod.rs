@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-pub use validate::ConfigError;
+pub use validate::{ConfigError, Problem};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -39,12 +39,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest accepted request body, in bytes.
     pub max_body: u64,
-    /// Time allowed to receive a request's headers.
+    /// Time allowed to receive a request's headers; also how long an idle keep-alive connection stays open (hyper starts this timer while waiting for the next request).
     pub header_timeout: Duration,
     /// Time allowed to receive a request's whole body.
     pub body_timeout: Duration,
-    /// Idle keep-alive connections are closed after this long.
-    pub idle_timeout: Duration,
     /// On SIGTERM, how long in-flight deliveries may take before the process exits.
     pub shutdown_timeout: Duration,
     /// Most simultaneous ingress connections; further ones wait in the accept queue.
