@@ -4,18 +4,75 @@
 //! Invariant: dispatch alone decides *when* (backoff, jitter, `Retry-After`, dead letter);
 //! the sink decides *whether*. It turns store records into [`crate::sinks::Delivery`], so
 //! sinks never learn a store exists. A slow or failing sink never holds anything ingest needs.
+//!
+//! Delivery is at-least-once: an entry leaves the queue only in `Store::finish`, after its
+//! attempt. An attempt cut short (shutdown, crash) leaves its entry queued, so it runs
+//! again after the next start.
 
-// TEMPORARY stand-in until the dispatch branch lands.
-/// Dispatcher.
-pub struct Dispatcher;
+pub mod backoff;
+pub mod limiter;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::SinkConfig;
+use crate::sinks::{AnySink, SinkBuildError};
+use crate::store::Store;
+
+/// Extra time a worker's handle is given past the grace period before it is aborted; the
+/// worker enforces the grace period itself, this only guards against a stuck worker.
+const JOIN_MARGIN: Duration = Duration::from_secs(1);
+
+/// The running workers, one per enabled sink.
+pub struct Dispatcher {
+    /// Carries the shutdown deadline: `None` while running.
+    stop: watch::Sender<Option<Instant>>,
+    workers: Vec<(Arc<str>, JoinHandle<()>)>,
+}
+
 impl Dispatcher {
-    /// Start.
-    pub fn start(
-        _s: crate::store::Store,
-        _c: &[crate::config::SinkConfig],
-    ) -> Result<Dispatcher, crate::sinks::SinkBuildError> {
-        Ok(Dispatcher)
+    /// Builds every enabled sink, then starts one worker task for each. Call inside a tokio
+    /// runtime. Disabled sinks get no worker: their queued entries wait.
+    pub fn start(store: Store, sinks: &[SinkConfig]) -> Result<Dispatcher, SinkBuildError> {
+        // Build all sinks before starting any worker, so a bad one starts nothing.
+        let built = sinks
+            .iter()
+            .filter(|config| config.enabled)
+            .map(|config| Ok((config, AnySink::new(config)?)))
+            .collect::<Result<Vec<_>, SinkBuildError>>()?;
+        let (stop, _) = watch::channel(None);
+        let workers = built
+            .into_iter()
+            .map(|(config, sink)| {
+                let worker = worker::Worker::new(store.clone(), config, sink, stop.subscribe());
+                (Arc::from(config.name.as_str()), tokio::spawn(worker.run()))
+            })
+            .collect();
+        Ok(Dispatcher { stop, workers })
     }
-    /// Stop.
-    pub async fn shutdown(self, _g: std::time::Duration) {}
+
+    /// Stops taking new entries, lets attempts in flight finish within `grace`, then aborts
+    /// the rest (their entries stay queued and run after the next start).
+    pub async fn shutdown(self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        self.stop.send_replace(Some(deadline));
+        for (sink, mut handle) in self.workers {
+            match tokio::time::timeout_at(deadline + JOIN_MARGIN, &mut handle).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) if err.is_panic() => {
+                    tracing::error!(sink = %sink, "delivery worker panicked; its queue is intact and resumes after restart");
+                }
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    handle.abort();
+                    tracing::warn!(sink = %sink, "delivery worker did not stop in time; aborted it");
+                }
+            }
+        }
+    }
 }

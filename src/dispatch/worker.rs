@@ -1,0 +1,850 @@
+//! One sink's delivery worker: reads due entries in batches, waits on the rate limiter,
+//! takes a concurrency slot, runs each attempt as its own task and records its outcome.
+//!
+//! Invariants:
+//! - An event is in at most one attempt at a time per sink: events in flight are passed to
+//!   `Store::due` as `skip`, and leave the in-flight set only once their attempt task ended.
+//! - Every concurrency permit is held by a task in the worker's `JoinSet`, so "no free slot"
+//!   always has an attempt to wait for.
+//! - The worker never spins: with nothing to do it sleeps until the store says entries were
+//!   added, the next entry falls due, an attempt ends, or shutdown begins. A failing store
+//!   read or write is retried after [`PAUSE`].
+//! - No lock is held across an await; the store's blocking reads run on the blocking pool.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
+
+use super::backoff;
+use super::limiter::Limiter;
+use crate::config::{RetryPolicy, SinkConfig};
+use crate::sinks::{AnySink, Delivery, Outcome, Sink, SinkError};
+use crate::store::{AttemptOutcome, AttemptRecord, Due, EventId, NextStep, Store};
+
+/// How long the worker waits after a failed store read, and how long an entry whose attempt
+/// could not be recorded stays out of reach: long enough that a full disk is no hot loop.
+const PAUSE: Duration = Duration::from_secs(1);
+
+/// Time allowed past the sink's own timeout before dispatch gives up on an attempt: the
+/// sink enforces its timeout; this only catches a sink that does not.
+const TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
+
+/// What every attempt of one sink needs; shared by its attempt tasks.
+struct Shared {
+    store: Store,
+    name: Arc<str>,
+    sink: AnySink,
+    retry: RetryPolicy,
+    timeout: Duration,
+}
+
+/// One sink's worker; [`Worker::run`] is its task.
+pub(super) struct Worker {
+    shared: Arc<Shared>,
+    limiter: Option<Limiter>,
+    permits: Arc<Semaphore>,
+    stop: watch::Receiver<Option<Instant>>,
+}
+
+/// The attempts in flight and the events they carry.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<EventId>,
+    by_task: HashMap<tokio::task::Id, EventId>,
+    events: HashSet<EventId>,
+}
+
+impl InFlight {
+    /// Runs `task` for `event`, which stays in flight until the task ends.
+    fn spawn(&mut self, event: EventId, task: impl Future<Output = EventId> + Send + 'static) {
+        let handle = self.tasks.spawn(task);
+        self.by_task.insert(handle.id(), event);
+        self.events.insert(event);
+    }
+
+    /// Takes note of an ended task. A panicked attempt keeps its event in flight for
+    /// [`PAUSE`], so a delivery that panics every time is no hot loop.
+    fn ended(&mut self, sink: &str, result: Result<(tokio::task::Id, EventId), JoinError>) {
+        match result {
+            Ok((task, event)) => {
+                self.by_task.remove(&task);
+                self.events.remove(&event);
+            }
+            Err(err) => {
+                let Some(event) = self.by_task.remove(&err.id()) else {
+                    return;
+                };
+                if err.is_panic() {
+                    tracing::error!(sink, event_id = %event, "delivery attempt panicked; the entry stays queued");
+                    self.spawn(event, async move {
+                        tokio::time::sleep(PAUSE).await;
+                        event
+                    });
+                } else {
+                    self.events.remove(&event);
+                }
+            }
+        }
+    }
+
+    /// Notes every task that has already ended.
+    fn reap(&mut self, sink: &str) {
+        while let Some(result) = self.tasks.try_join_next_with_id() {
+            self.ended(sink, result);
+        }
+    }
+}
+
+impl Worker {
+    /// A worker for one enabled sink.
+    pub(super) fn new(
+        store: Store,
+        config: &SinkConfig,
+        sink: AnySink,
+        stop: watch::Receiver<Option<Instant>>,
+    ) -> Worker {
+        let concurrency = config.concurrency.max(1);
+        Worker {
+            shared: Arc::new(Shared {
+                store,
+                name: Arc::from(config.name.as_str()),
+                sink,
+                retry: config.retry,
+                timeout: config.timeout,
+            }),
+            limiter: config.rate.as_ref().map(Limiter::new),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            stop,
+        }
+    }
+
+    /// Delivers until shutdown, then gives attempts in flight until the deadline.
+    pub(super) async fn run(self) {
+        let Worker {
+            shared,
+            limiter,
+            permits,
+            mut stop,
+        } = self;
+        let name = shared.name.clone();
+        let added = shared.store.watch(&name);
+        let mut inflight = InFlight::default();
+
+        'work: while !stopping(&stop) {
+            inflight.reap(&name);
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    Some(result) = inflight.tasks.join_next_with_id() => inflight.ended(&name, result),
+                    () = stopped(&mut stop) => {}
+                }
+                continue;
+            }
+
+            // Registered before the read, so entries committed during or after it wake us.
+            let mut notified = pin!(added.notified());
+            notified.as_mut().enable();
+
+            // Enough to fill the free slots, and as many again for slots that free up while
+            // these start; more would only go stale while waiting.
+            let limit = 2 * free;
+            let batch = {
+                let store = shared.store.clone();
+                let sink = name.clone();
+                let skip = inflight.events.clone();
+                let now = now_ms();
+                tokio::task::spawn_blocking(move || store.due(&sink, now, limit, &skip)).await
+            };
+            let batch = match batch {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(err)) => {
+                    tracing::warn!(sink = %name, error = %err, "cannot read the delivery queue; trying again shortly");
+                    pause(&mut stop).await;
+                    continue;
+                }
+                Err(err) => {
+                    tracing::error!(sink = %name, error = %err, "reading the delivery queue failed; trying again shortly");
+                    pause(&mut stop).await;
+                    continue;
+                }
+            };
+
+            let fetched = batch.entries.len();
+            for due in batch.entries {
+                if let Some(limiter) = &limiter {
+                    tokio::select! {
+                        () = limiter.until_ready() => {}
+                        () = stopped(&mut stop) => break 'work,
+                    }
+                }
+                let permit = tokio::select! {
+                    permit = permits.clone().acquire_owned() => {
+                        permit.expect("the semaphore is never closed")
+                    }
+                    () = stopped(&mut stop) => break 'work,
+                };
+                if stopping(&stop) {
+                    break 'work;
+                }
+                let event = due.entry.event_id;
+                inflight.spawn(event, attempt(shared.clone(), due, permit));
+            }
+            if fetched >= limit {
+                // The page was full: more may be due right now.
+                continue;
+            }
+
+            let next_due = batch
+                .next_due_ms
+                .map(|ms| Instant::now() + Duration::from_millis(ms.saturating_sub(now_ms())));
+            tokio::select! {
+                // A commit queued entries; one may be due before anything seen so far.
+                () = &mut notified => {}
+                () = sleep_until(next_due), if next_due.is_some() => {}
+                // A slot is free again, and its entry may have been rescheduled.
+                Some(result) = inflight.tasks.join_next_with_id() => inflight.ended(&name, result),
+                () = stopped(&mut stop) => {}
+            }
+        }
+
+        drain(&name, inflight, deadline(&stop)).await;
+    }
+}
+
+/// Waits for attempts in flight until `deadline`, then aborts the rest: their entries were
+/// never removed from the queue, so they run again after the next start.
+async fn drain(sink: &str, mut inflight: InFlight, deadline: Instant) {
+    let finished = tokio::time::timeout_at(deadline, async {
+        while let Some(result) = inflight.tasks.join_next_with_id().await {
+            if let Err(err) = result
+                && err.is_panic()
+            {
+                tracing::error!(
+                    sink,
+                    "delivery attempt panicked during shutdown; the entry stays queued"
+                );
+            }
+        }
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            sink,
+            in_flight = inflight.tasks.len(),
+            "shutdown grace period over: stopping deliveries in flight; they stay queued and run after restart"
+        );
+        inflight.tasks.shutdown().await;
+    }
+}
+
+/// One attempt: deliver, decide, record. Returns the event id when the entry may be read
+/// again.
+async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) -> EventId {
+    let Due { entry, event } = due;
+    let delivery = Delivery {
+        event_id: event.id,
+        source: event.source.clone(),
+        event_type: event.event_type.clone(),
+        content_type: event.content_type.clone(),
+        received_at_ms: event.received_at_ms,
+        body: event.body.clone(),
+        attempt: entry.attempt,
+    };
+    let started_ms = now_ms();
+    let started = Instant::now();
+    let limit = shared.timeout + TIMEOUT_MARGIN;
+    let outcome = tokio::time::timeout(limit, shared.sink.deliver(&delivery))
+        .await
+        .unwrap_or_else(|_| Outcome::Retry {
+            after: None,
+            error: SinkError {
+                status: None,
+                message: format!(
+                    "no outcome within {}; raise [sinks.{}] timeout if the receiver is slow",
+                    humantime::format_duration(limit),
+                    shared.name
+                ),
+            },
+        });
+    let duration = started.elapsed();
+    // The slot is free once the receiver is done; recording is the store's work.
+    drop(permit);
+
+    let decision = decide(
+        &outcome,
+        entry.attempt,
+        &shared.retry,
+        now_ms(),
+        &mut rand::rng(),
+    );
+    let duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+    log_outcome(
+        &shared.name,
+        &entry.event_id,
+        entry.attempt,
+        duration_ms,
+        &decision,
+    );
+    let record = AttemptRecord {
+        started_ms,
+        duration_ms,
+        status: decision.status,
+        error: decision.error,
+        outcome: decision.outcome,
+    };
+    let event_id = entry.event_id;
+    if let Err(err) = shared.store.finish(entry, record, decision.next).await {
+        tracing::error!(
+            sink = %shared.name,
+            event_id = %event_id,
+            error = %err,
+            "cannot record the delivery attempt; the entry stays queued and will be tried again"
+        );
+        // Still in flight meanwhile: a full disk must not turn into a hot retry loop.
+        tokio::time::sleep(PAUSE).await;
+    }
+    event_id
+}
+
+/// What becomes of an entry after one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Decision {
+    next: NextStep,
+    outcome: AttemptOutcome,
+    status: Option<u16>,
+    /// This attempt's error, as recorded.
+    error: Option<String>,
+    /// The delay before the next attempt, when there is one.
+    retry_in: Option<Duration>,
+}
+
+/// Decides, from a sink's outcome, whether the entry is done, retried (and when) or
+/// dead-lettered. `attempt` is the number of the attempt that just ended.
+fn decide<R: Rng + ?Sized>(
+    outcome: &Outcome,
+    attempt: u32,
+    policy: &RetryPolicy,
+    now_ms: u64,
+    rng: &mut R,
+) -> Decision {
+    match outcome {
+        Outcome::Delivered { status } => Decision {
+            next: NextStep::Done,
+            outcome: AttemptOutcome::Delivered,
+            status: *status,
+            error: None,
+            retry_in: None,
+        },
+        Outcome::Retry { after, error } if attempt < policy.max_attempts => {
+            let delay = backoff::delay(policy, attempt, *after, rng);
+            let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            Decision {
+                next: NextStep::RetryAt(now_ms.saturating_add(delay_ms)),
+                outcome: AttemptOutcome::Retrying,
+                status: error.status,
+                error: Some(error.message.clone()),
+                retry_in: Some(delay),
+            }
+        }
+        Outcome::Retry { error, .. } => Decision {
+            next: NextStep::DeadLetter(format!(
+                "gave up after {attempt} attempts (retry max_attempts = {}); last error: {}",
+                policy.max_attempts, error.message
+            )),
+            outcome: AttemptOutcome::DeadLettered,
+            status: error.status,
+            error: Some(error.message.clone()),
+            retry_in: None,
+        },
+        Outcome::Failed(error) => Decision {
+            next: NextStep::DeadLetter(error.message.clone()),
+            outcome: AttemptOutcome::DeadLettered,
+            status: error.status,
+            error: Some(error.message.clone()),
+            retry_in: None,
+        },
+    }
+}
+
+/// One log line per attempt: never the URL or the body.
+fn log_outcome(sink: &str, event_id: &EventId, attempt: u32, duration_ms: u32, d: &Decision) {
+    match (&d.next, d.retry_in) {
+        (NextStep::Done, _) => tracing::info!(
+            sink,
+            event_id = %event_id,
+            attempt,
+            status = d.status,
+            duration_ms,
+            "delivered"
+        ),
+        (NextStep::RetryAt(_), retry_in) => tracing::warn!(
+            sink,
+            event_id = %event_id,
+            attempt,
+            status = d.status,
+            duration_ms,
+            error = d.error.as_deref().unwrap_or(""),
+            retry_in_ms = retry_in.map_or(0, |r| r.as_millis() as u64),
+            "delivery failed; will retry"
+        ),
+        (NextStep::DeadLetter(reason), _) => tracing::warn!(
+            sink,
+            event_id = %event_id,
+            attempt,
+            status = d.status,
+            duration_ms,
+            error = reason.as_str(),
+            "delivery failed; dead-lettered"
+        ),
+    }
+}
+
+/// Unix milliseconds now (the store's due times are Unix milliseconds).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whether shutdown has begun (or the dispatcher is gone).
+fn stopping(stop: &watch::Receiver<Option<Instant>>) -> bool {
+    stop.borrow().is_some() || stop.has_changed().is_err()
+}
+
+/// Resolves once shutdown has begun.
+async fn stopped(stop: &mut watch::Receiver<Option<Instant>>) {
+    // An error means the dispatcher was dropped without a shutdown: stop as well.
+    let _ = stop.wait_for(Option::is_some).await;
+}
+
+/// The shutdown deadline; now when the dispatcher went away without naming one.
+fn deadline(stop: &watch::Receiver<Option<Instant>>) -> Instant {
+    stop.borrow().unwrap_or_else(Instant::now)
+}
+
+/// Sleeps [`PAUSE`], or less if shutdown begins.
+async fn pause(stop: &mut watch::Receiver<Option<Instant>>) {
+    tokio::select! {
+        () = tokio::time::sleep(PAUSE) => {}
+        () = stopped(stop) => {}
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Rate, SinkKind, StorageConfig, WebhookSinkConfig};
+    use crate::dispatch::Dispatcher;
+    use crate::sinks::webhook::test_receiver::{Answer, Receiver, WAIT};
+    use crate::store::{Ingested, NewEvent};
+    use bytes::Bytes;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    const SINK: &str = "receiver";
+
+    fn policy(max_attempts: u32, initial_ms: u64, max_ms: u64) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            initial: Duration::from_millis(initial_ms),
+            max: Duration::from_millis(max_ms),
+        }
+    }
+
+    fn sink_config(
+        url: String,
+        retry: RetryPolicy,
+        rate: Option<Rate>,
+        timeout: Duration,
+    ) -> SinkConfig {
+        SinkConfig {
+            name: SINK.to_string(),
+            enabled: true,
+            rate,
+            concurrency: 4,
+            retry,
+            timeout,
+            kind: SinkKind::Webhook(WebhookSinkConfig {
+                url,
+                signing_key: None,
+                headers: Vec::new(),
+            }),
+        }
+    }
+
+    /// A store in its own temp dir (kept alive by the returned guard).
+    fn open_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StorageConfig {
+            path: dir.path().join("hookrelay.redb"),
+            retention: Duration::from_secs(3600),
+        })
+        .unwrap();
+        (dir, store)
+    }
+
+    async fn ingest(store: &Store, n: usize) -> EventId {
+        let event = NewEvent {
+            source: Arc::from("github"),
+            event_type: Some("push".to_string()),
+            delivery_id: Some(format!("delivery-{n}")),
+            content_type: Some("application/json".to_string()),
+            headers: Vec::new(),
+            body: Bytes::from(format!("{{\"n\":{n}}}")),
+            sinks: vec![Arc::from(SINK)],
+        };
+        match store.ingest(event).await.unwrap() {
+            Ingested::Accepted(id) => id,
+            Ingested::Duplicate(id) => panic!("{id} is a duplicate"),
+        }
+    }
+
+    /// Stops the dispatcher (awaiting the attempts in flight, their records included) and
+    /// reads back what the store holds for `id`.
+    async fn stop_and_read(
+        dispatcher: Dispatcher,
+        store: &Store,
+        id: EventId,
+    ) -> Vec<(String, u32, AttemptRecord)> {
+        dispatcher.shutdown(WAIT).await;
+        store.attempts(id).unwrap()
+    }
+
+    fn outcomes(
+        attempts: &[(String, u32, AttemptRecord)],
+    ) -> Vec<(u32, Option<u16>, AttemptOutcome)> {
+        attempts
+            .iter()
+            .map(|(_, n, r)| (*n, r.status, r.outcome))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_until_the_receiver_takes_the_event() {
+        let (_dir, store) = open_store();
+        let mut receiver = Receiver::start(vec![Answer::status(503), Answer::status(500)]).await;
+        let config = sink_config(
+            receiver.url(),
+            policy(5, 20, 50),
+            None,
+            Duration::from_secs(5),
+        );
+        let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
+        let id = ingest(&store, 1).await;
+
+        for attempt in 1..=3 {
+            let got = receiver.next().await;
+            assert_eq!(got.header("webhook-id"), id.to_string());
+            assert_eq!(got.header("x-hookrelay-attempt"), attempt.to_string());
+            assert_eq!(&got.body[..], b"{\"n\":1}");
+        }
+        let attempts = stop_and_read(dispatcher, &store, id).await;
+        assert_eq!(
+            outcomes(&attempts),
+            [
+                (1, Some(503), AttemptOutcome::Retrying),
+                (2, Some(500), AttemptOutcome::Retrying),
+                (3, Some(204), AttemptOutcome::Delivered),
+            ]
+        );
+        assert_eq!(store.queue_len(SINK).unwrap(), 0);
+        assert!(store.dead_letters(SINK).unwrap().is_empty());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_client_error_is_dead_lettered_without_retrying() {
+        let (_dir, store) = open_store();
+        let mut receiver = Receiver::start(vec![Answer::status(400).body("bad payload")]).await;
+        let config = sink_config(
+            receiver.url(),
+            policy(5, 10, 20),
+            None,
+            Duration::from_secs(5),
+        );
+        let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
+
+        let refused = ingest(&store, 1).await;
+        assert_eq!(
+            receiver.next().await.header("webhook-id"),
+            refused.to_string()
+        );
+        // The next request is the next event: the refused one was not tried again.
+        let next = ingest(&store, 2).await;
+        assert_eq!(receiver.next().await.header("webhook-id"), next.to_string());
+
+        let attempts = stop_and_read(dispatcher, &store, refused).await;
+        assert_eq!(
+            outcomes(&attempts),
+            [(1, Some(400), AttemptOutcome::DeadLettered)]
+        );
+        let dead = store.dead_letters(SINK).unwrap();
+        assert_eq!(dead.len(), 1);
+        let (dead_id, dead_attempts, reason) = &dead[0];
+        assert_eq!((*dead_id, *dead_attempts), (refused, 1));
+        assert!(
+            reason.contains("400") && reason.contains("bad payload"),
+            "{reason}"
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn running_out_of_attempts_dead_letters_the_entry() {
+        let (_dir, store) = open_store();
+        let mut receiver = Receiver::start(vec![Answer::status(503), Answer::status(503)]).await;
+        let config = sink_config(
+            receiver.url(),
+            policy(2, 10, 20),
+            None,
+            Duration::from_secs(5),
+        );
+        let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
+        let id = ingest(&store, 1).await;
+        receiver.next().await;
+        receiver.next().await;
+        // A later event gets through; had the first been retried a third time, the
+        // receiver's default 204 would have gone to it first.
+        let next = ingest(&store, 2).await;
+        assert_eq!(receiver.next().await.header("webhook-id"), next.to_string());
+
+        let attempts = stop_and_read(dispatcher, &store, id).await;
+        assert_eq!(
+            outcomes(&attempts),
+            [
+                (1, Some(503), AttemptOutcome::Retrying),
+                (2, Some(503), AttemptOutcome::DeadLettered),
+            ]
+        );
+        let dead = store.dead_letters(SINK).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(
+            dead[0].2.starts_with("gave up after 2 attempts"),
+            "{}",
+            dead[0].2
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn retry_after_from_the_receiver_is_obeyed() {
+        let (_dir, store) = open_store();
+        let mut receiver =
+            Receiver::start(vec![Answer::status(429).header("retry-after", "1")]).await;
+        // The policy alone would retry within 20 ms.
+        let config = sink_config(
+            receiver.url(),
+            policy(5, 10, 20),
+            None,
+            Duration::from_secs(5),
+        );
+        let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
+        ingest(&store, 1).await;
+
+        let first = receiver.next().await;
+        let second = receiver.next().await;
+        let waited = second.at - first.at;
+        // Due times are whole Unix milliseconds: allow their rounding, nothing more.
+        assert!(
+            waited >= Duration::from_millis(990),
+            "the retry came {waited:?} after a 429 with Retry-After: 1"
+        );
+        dispatcher.shutdown(WAIT).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_rate_limit_spaces_deliveries() {
+        let (_dir, store) = open_store();
+        let mut receiver = Receiver::start(Vec::new()).await;
+        let rate = Rate {
+            count: 5,
+            per: Duration::from_secs(1),
+            burst: 1,
+        };
+        let config = sink_config(
+            receiver.url(),
+            policy(5, 10, 20),
+            Some(rate),
+            Duration::from_secs(5),
+        );
+        // Queue everything first, so the limiter, not ingestion, sets the pace.
+        for n in 0..6 {
+            ingest(&store, n).await;
+        }
+        let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
+        let mut at = Vec::new();
+        for _ in 0..6 {
+            at.push(receiver.next().await.at);
+        }
+        // Cells are 200 ms apart, so the sixth request leaves at least a second after the
+        // first. The slack covers a first request slowed by its connection set-up on a busy
+        // machine; without the limiter all six arrive within a few milliseconds.
+        let spread = at[5] - at[0];
+        assert!(
+            spread >= Duration::from_millis(900),
+            "6 deliveries at 5/s took only {spread:?}"
+        );
+        dispatcher.shutdown(WAIT).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_cuts_an_attempt_short_and_leaves_it_queued() {
+        let (_dir, store) = open_store();
+        // A receiver that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+                let _ = accepted_tx.send(());
+            }
+        });
+        let config = sink_config(url, policy(5, 10, 20), None, Duration::from_secs(600));
+        let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
+        let id = ingest(&store, 1).await;
+        tokio::time::timeout(WAIT, accepted.recv())
+            .await
+            .expect("the attempt started");
+
+        tokio::time::timeout(WAIT, dispatcher.shutdown(Duration::from_millis(100)))
+            .await
+            .expect("shutdown ends after its grace period, not after the sink's timeout");
+        hold.abort();
+
+        assert!(store.attempts(id).unwrap().is_empty());
+        let due = store.due(SINK, u64::MAX, 10, &HashSet::new()).unwrap();
+        assert_eq!(
+            due.entries.len(),
+            1,
+            "the cut-short delivery is still queued"
+        );
+        assert_eq!(due.entries[0].entry.attempt, 1);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_disabled_sink_gets_no_worker() {
+        let (_dir, store) = open_store();
+        let mut config = sink_config(
+            "http://127.0.0.1:1/".to_string(),
+            policy(5, 10, 20),
+            None,
+            Duration::from_secs(5),
+        );
+        config.enabled = false;
+        let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
+        assert!(dispatcher.workers.is_empty());
+        dispatcher.shutdown(Duration::ZERO).await;
+        store.close().await;
+    }
+
+    fn error(status: Option<u16>, message: &str) -> SinkError {
+        SinkError {
+            status,
+            message: message.to_string(),
+        }
+    }
+
+    #[test]
+    fn delivered_is_done() {
+        let d = decide(
+            &Outcome::Delivered { status: Some(200) },
+            1,
+            &policy(3, 10, 20),
+            1_000,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(d.next, NextStep::Done);
+        assert_eq!(d.outcome, AttemptOutcome::Delivered);
+        assert_eq!((d.status, d.error), (Some(200), None));
+    }
+
+    #[test]
+    fn a_retry_is_scheduled_within_the_backoff_and_not_before_retry_after() {
+        let p = policy(3, 100, 1_000);
+        let mut rng = StdRng::seed_from_u64(1);
+        for attempt in 1..3 {
+            let plain = decide(
+                &Outcome::Retry {
+                    after: None,
+                    error: error(Some(503), "down"),
+                },
+                attempt,
+                &p,
+                1_000,
+                &mut rng,
+            );
+            let NextStep::RetryAt(at) = plain.next else {
+                panic!("expected a retry, got {:?}", plain.next);
+            };
+            let cap_ms = backoff::cap(&p, attempt).as_millis() as u64;
+            assert!((1_010..=1_000 + cap_ms.max(10)).contains(&at), "{at}");
+            assert_eq!(plain.outcome, AttemptOutcome::Retrying);
+
+            let asked = decide(
+                &Outcome::Retry {
+                    after: Some(Duration::from_secs(30)),
+                    error: error(Some(429), "slow down"),
+                },
+                attempt,
+                &p,
+                1_000,
+                &mut rng,
+            );
+            assert_eq!(asked.next, NextStep::RetryAt(31_000));
+        }
+    }
+
+    #[test]
+    fn the_last_allowed_attempt_dead_letters_instead_of_retrying() {
+        let d = decide(
+            &Outcome::Retry {
+                after: None,
+                error: error(None, "could not connect"),
+            },
+            3,
+            &policy(3, 10, 20),
+            1_000,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(
+            d.next,
+            NextStep::DeadLetter(
+                "gave up after 3 attempts (retry max_attempts = 3); last error: could not connect"
+                    .to_string()
+            )
+        );
+        assert_eq!(d.outcome, AttemptOutcome::DeadLettered);
+        assert_eq!(d.error.as_deref(), Some("could not connect"));
+    }
+
+    #[test]
+    fn a_failure_dead_letters_at_once() {
+        let d = decide(
+            &Outcome::Failed(error(Some(410), "gone")),
+            1,
+            &policy(10, 10, 20),
+            1_000,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(d.next, NextStep::DeadLetter("gone".to_string()));
+        assert_eq!(d.status, Some(410));
+    }
+}
