@@ -25,8 +25,9 @@
 //! written to `target/load-bench.md`. Without `--bench` (as `cargo test --benches` runs it)
 //! it is a one-second smoke run that writes nothing.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,7 +50,14 @@ const SECRET: &str = "bench-secret-0123456789";
 /// Keeps the "listening" line (target `hookrelay`, the binary) and warnings, and drops the
 /// per-event `info` lines of `hookrelay::ingress` ("accepted event"), which would otherwise
 /// cost one formatted JSON line on stderr per request and measure logging, not the relay.
+/// `LOAD_RELAY_LOG` replaces it for a diagnostic run (e.g. add
+/// `hookrelay::store::writer=trace` for one line per commit with its size and duration); the
+/// relay's whole log is copied to `target/load-bench-relay.log` either way.
 const RELAY_LOG_FILTER: &str = "warn,hookrelay=info,hookrelay::ingress=warn";
+
+fn relay_log_filter() -> String {
+    std::env::var("LOAD_RELAY_LOG").unwrap_or_else(|_| RELAY_LOG_FILTER.to_string())
+}
 
 /// Slowest latency the histograms track; anything above is clamped (and would be a failure
 /// of the run anyway).
@@ -80,6 +88,8 @@ struct PhaseResult {
     accepted: u64,
     /// Fraction of the whole machine busy during the window, everyone included.
     machine_busy: f64,
+    /// The busiest other processes over the window, by name, in cores.
+    others: Vec<(String, f64)>,
 }
 
 impl PhaseResult {
@@ -147,13 +157,21 @@ fn run() -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         server.spawn(serve_baseline(listener));
         let pid = std::process::id();
-        let result = drive(&client, addr, &body, plan, "bare hyper, 202", || {
-            Ok((
-                thread_cpu(pid, |name| name.starts_with("baseline"))?,
-                thread_cpu(pid, |name| name.starts_with("load-client"))?,
-                0.0,
-            ))
-        })?;
+        let result = drive(
+            &client,
+            addr,
+            &body,
+            plan,
+            "bare hyper, 202",
+            &[pid],
+            || {
+                Ok((
+                    thread_cpu(pid, |name| name.starts_with("baseline"))?,
+                    thread_cpu(pid, |name| name.starts_with("load-client"))?,
+                    0.0,
+                ))
+            },
+        )?;
         server.shutdown_timeout(Duration::from_secs(1));
         result
     };
@@ -175,6 +193,7 @@ fn run() -> anyhow::Result<()> {
         &body,
         plan,
         "hookrelay, signed + durable",
+        &[self_pid, relay_pid],
         || {
             Ok((
                 thread_cpu(relay_pid, |_| true)?,
@@ -382,13 +401,15 @@ struct ConnectionTally {
 }
 
 /// Runs warm-up then the measured window against `addr`; `cpu` reads (server, client, part)
-/// CPU seconds and is called at the window's edges.
+/// CPU seconds and is called at the window's edges; processes in `ours` (this one, the
+/// relay) are left out of the "other processes" list.
 fn drive(
     client: &tokio::runtime::Runtime,
     addr: SocketAddr,
     body: &Bytes,
     plan: Plan,
     name: &'static str,
+    ours: &[u32],
     cpu: impl Fn() -> anyhow::Result<(f64, f64, f64)>,
 ) -> anyhow::Result<PhaseResult> {
     let signatures = Arc::new(Signatures {
@@ -433,10 +454,13 @@ fn drive(
     // Sample CPU at the window's edges from this (non-runtime) thread.
     std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
     let busy_start = MachineTicks::read()?;
+    let procs_start = process_cpu();
     let (server_start, client_start, part_start) = cpu()?;
     std::thread::sleep(window_end.saturating_duration_since(Instant::now()));
     let (server_end, client_end, part_end) = cpu()?;
+    let procs_end = process_cpu();
     let busy_end = MachineTicks::read()?;
+    let others = top_others(&procs_start, &procs_end, ours, plan.measured.as_secs_f64());
 
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
     let mut requests = 0;
@@ -475,6 +499,7 @@ fn drive(
         part_cpu: part_end - part_start,
         accepted,
         machine_busy: busy_end.busy_since(&busy_start),
+        others,
     })
 }
 
@@ -588,13 +613,17 @@ impl RelayProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
             .args(["serve", "--log-format", "json", "--config"])
             .arg(&config)
-            .env("RUST_LOG", RELAY_LOG_FILTER)
+            .env("RUST_LOG", relay_log_filter())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot start the hookrelay binary")?;
         let stderr = child.stderr.take().expect("stderr is piped");
+        let log_path = target_dir().join("load-bench-relay.log");
+        let mut log_copy = std::fs::File::create(&log_path)
+            .map(std::io::BufWriter::new)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
         let lines = Arc::new(AtomicU64::new(0));
         let (addr_tx, addr_rx) = mpsc::channel();
         {
@@ -604,6 +633,7 @@ impl RelayProcess {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
                     lines.fetch_add(1, Ordering::Relaxed);
+                    let _ = writeln!(log_copy, "{line}");
                     if let Some(tx) = &addr_tx {
                         if let Some(addr) = listen_addr(&line) {
                             let _ = tx.send(Ok(addr));
@@ -614,6 +644,7 @@ impl RelayProcess {
                         }
                     }
                 }
+                let _ = log_copy.flush();
             });
         }
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -694,6 +725,70 @@ fn vm_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {key} in /proc/{pid}/status"))
 }
 
+/// CPU ticks (user + system) of every process, by pid, with its name.
+fn process_cpu() -> HashMap<u32, (String, u64)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue; // it ended meanwhile
+        };
+        if let Some((name, ticks)) = parse_stat(&stat) {
+            out.insert(pid, (name.to_string(), ticks));
+        }
+    }
+    out
+}
+
+/// Up to three process names, not in `ours`, that used the most CPU between two snapshots,
+/// each over 0.05 cores: who else was using the machine.
+fn top_others(
+    start: &HashMap<u32, (String, u64)>,
+    end: &HashMap<u32, (String, u64)>,
+    ours: &[u32],
+    seconds: f64,
+) -> Vec<(String, f64)> {
+    let hz = clock_ticks_per_second();
+    let mut by_name: HashMap<&str, u64> = HashMap::new();
+    for (pid, (name, ticks)) in end {
+        if ours.contains(pid) {
+            continue;
+        }
+        // A process born during the window counts from zero.
+        let before = start.get(pid).map(|(_, t)| *t).unwrap_or(0);
+        *by_name.entry(name).or_default() += ticks.saturating_sub(before);
+    }
+    let mut list: Vec<(String, f64)> = by_name
+        .into_iter()
+        .map(|(name, ticks)| (name.to_string(), ticks as f64 / hz / seconds))
+        .filter(|(_, cores)| *cores >= 0.05)
+        .collect();
+    list.sort_by(|a, b| b.1.total_cmp(&a.1));
+    list.truncate(3);
+    list
+}
+
+/// The name and user + system ticks of a `/proc/.../stat` line.
+fn parse_stat(stat: &str) -> Option<(&str, u64)> {
+    // "pid (name) state ppid ...": the name may hold spaces, so split at the last ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
+    // After the name: state is field 3, utime 14 and stime 15 (1-based, proc(5)).
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((&stat[open + 1..close], utime + stime))
+}
+
 /// CPU seconds (user + system) of the threads of `pid` whose name passes `keep`.
 fn thread_cpu(pid: u32, keep: impl Fn(&str) -> bool) -> anyhow::Result<f64> {
     let hz = clock_ticks_per_second();
@@ -702,18 +797,11 @@ fn thread_cpu(pid: u32, keep: impl Fn(&str) -> bool) -> anyhow::Result<f64> {
         let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else {
             continue; // the thread ended meanwhile
         };
-        // "tid (name) state ppid ...": the name may hold spaces, so split at the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !keep(&stat[open + 1..close]) {
-            continue;
+        if let Some((name, t)) = parse_stat(&stat)
+            && keep(name)
+        {
+            ticks += t;
         }
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        // After the name: state is field 3, utime 14 and stime 15 (1-based, proc(5)).
-        let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
-        let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-        ticks += utime + stime;
     }
     Ok(ticks as f64 / hz)
 }
@@ -810,6 +898,14 @@ fn report_phase(r: &PhaseResult, machine: &Machine) {
         r.other_cores(machine.cores),
         r.machine_busy * 100.0
     );
+    if !r.others.is_empty() {
+        let list: Vec<String> = r
+            .others
+            .iter()
+            .map(|(name, cores)| format!("{name} {cores:.2}"))
+            .collect();
+        println!("  busiest other processes (cores): {}", list.join(", "));
+    }
 }
 
 /// The Markdown report: printed, and written to `target/load-bench.md`.
@@ -869,7 +965,7 @@ fn table(
         facts.store_bytes as f64 / (1024.0 * 1024.0),
         relay.accepted + 1,
         facts.log_lines_during_load,
-        RELAY_LOG_FILTER,
+        relay_log_filter(),
     ));
     out
 }
