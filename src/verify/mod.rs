@@ -14,9 +14,13 @@ mod none;
 mod standard;
 mod token;
 
+use ::hmac::{KeyInit, Mac};
+use base64::Engine as _;
 use http::HeaderMap;
+use subtle::{Choice, ConstantTimeEq};
 
-use crate::config::SourceKind;
+use crate::config::{Secret, SourceKind};
+use fields::FieldReader;
 
 /// What a verified request tells about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,7 +92,56 @@ pub enum Verifier {
 impl Verifier {
     /// Builds the verifier for a validated source kind.
     pub fn new(kind: &SourceKind) -> Verifier {
-        todo!("helper: build from {kind:?}")
+        match kind {
+            SourceKind::Github { secrets } => {
+                Verifier::Github(github::GithubVerifier::new(secrets))
+            }
+            SourceKind::Gitlab {
+                tokens,
+                signing_keys,
+                tolerance,
+            } => Verifier::Gitlab(gitlab::GitlabVerifier::new(
+                tokens,
+                signing_keys,
+                *tolerance,
+            )),
+            SourceKind::Standard { keys, tolerance } => {
+                Verifier::Standard(standard::StandardVerifier::new(keys, *tolerance))
+            }
+            SourceKind::Hmac {
+                header,
+                algorithm,
+                encoding,
+                prefix,
+                secrets,
+                event_type,
+                delivery_id,
+            } => Verifier::Hmac(hmac::HmacVerifier::new(
+                header.clone(),
+                *algorithm,
+                *encoding,
+                prefix.as_deref(),
+                secrets,
+                FieldReader::new(event_type.as_ref(), delivery_id.as_ref()),
+            )),
+            SourceKind::Token {
+                header,
+                secrets,
+                event_type,
+                delivery_id,
+            } => Verifier::Token(token::TokenVerifier::new(
+                header.clone(),
+                secrets,
+                FieldReader::new(event_type.as_ref(), delivery_id.as_ref()),
+            )),
+            SourceKind::None {
+                event_type,
+                delivery_id,
+            } => Verifier::None(none::NoneVerifier::new(FieldReader::new(
+                event_type.as_ref(),
+                delivery_id.as_ref(),
+            ))),
+        }
     }
 
     /// Checks the request and reads its event type and delivery id.
@@ -100,11 +153,67 @@ impl Verifier {
         body: &[u8],
         now_unix: i64,
     ) -> Result<Verified, Rejection> {
-        todo!()
+        match self {
+            Verifier::Github(v) => v.verify(headers, body),
+            Verifier::Gitlab(v) => v.verify(headers, body, now_unix),
+            Verifier::Standard(v) => v.verify(headers, body, now_unix),
+            Verifier::Hmac(v) => v.verify(headers, body),
+            Verifier::Token(v) => v.verify(headers, body),
+            Verifier::None(v) => v.verify(headers, body),
+        }
     }
 
     /// Headers that carry a secret (a token) and so must never be stored or shown.
     pub fn secret_headers(&self) -> &[http::HeaderName] {
-        todo!()
+        match self {
+            Verifier::Gitlab(_) => std::slice::from_ref(&gitlab::TOKEN_HEADER),
+            Verifier::Token(v) => v.secret_headers(),
+            Verifier::Github(_) | Verifier::Standard(_) | Verifier::Hmac(_) | Verifier::None(_) => {
+                &[]
+            }
+        }
     }
+}
+
+/// Longest MAC any scheme uses (HMAC-SHA512), in bytes.
+const MAX_MAC_LEN: usize = 64;
+
+/// Keys one HMAC state per secret once, so a request only clones the keyed state instead
+/// of hashing each key again.
+fn keyed<M: KeyInit>(secrets: &[Secret]) -> Vec<M> {
+    secrets
+        .iter()
+        // HMAC takes keys of any length, so this cannot fail.
+        .map(|s| M::new_from_slice(s.expose()).expect("HMAC accepts keys of any length"))
+        .collect()
+}
+
+/// Whether the MAC of `parts` (concatenated) under any of `keys` equals `tag`.
+///
+/// Every key is tried even after a match and each comparison is constant-time, so timing
+/// tells neither how much of the tag was right nor which key matched.
+fn any_key_matches<M: Mac + Clone>(keys: &[M], parts: &[&[u8]], tag: &[u8]) -> bool {
+    let mut matched = Choice::from(0);
+    for key in keys {
+        let mut mac = key.clone();
+        for part in parts {
+            mac.update(part);
+        }
+        // `ct_eq` on slices of different lengths is false without comparing; tags are
+        // checked for the scheme's length before this, so that is never a timing signal.
+        matched |= mac.finalize().as_bytes().as_slice().ct_eq(tag);
+    }
+    matched.into()
+}
+
+/// Decodes standard, padded base64 into `out`; `None` when it is not exactly that or
+/// longer than any MAC, so oversized input is refused before any work.
+fn decode_base64<'o>(input: &[u8], out: &'o mut [u8; MAX_MAC_LEN]) -> Option<&'o [u8]> {
+    if input.len() > base64::encoded_len(MAX_MAC_LEN, true)? {
+        return None;
+    }
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(input, out)
+        .ok()?;
+    Some(&out[..n])
 }

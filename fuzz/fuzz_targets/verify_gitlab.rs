@@ -1,0 +1,39 @@
+//! Fuzzes the GitLab verifier with both checks configured: input is
+//! `x-gitlab-token \0 webhook-id \0 webhook-timestamp \0 webhook-signature \0 body`.
+//! Must never panic.
+#![no_main]
+
+use std::time::Duration;
+
+use hookrelay::config::{Secret, SourceKind};
+use hookrelay::verify::Verifier;
+use http::{HeaderMap, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+
+/// The decoded key of the reference secret `whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw`.
+const KEY: [u8; 24] = [
+    0x31, 0xf2, 0x90, 0xf6, 0xbf, 0x06, 0x29, 0x8a, 0xab, 0x4f, 0x08, 0xd4, 0x3c, 0x3f, 0x08, 0x2c,
+    0xf6, 0x48, 0xa3, 0x62, 0xda, 0x2d, 0xa4, 0xb0,
+];
+
+fuzz_target!(|data: &[u8]| {
+    let mut parts = data.splitn(5, |&b| b == 0);
+    let mut headers = HeaderMap::new();
+    for name in [
+        "x-gitlab-token",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    ] {
+        if let Some(Ok(value)) = parts.next().map(HeaderValue::from_bytes) {
+            headers.insert(name, value);
+        }
+    }
+    let body = parts.next().unwrap_or_default();
+    let verifier = Verifier::new(&SourceKind::Gitlab {
+        tokens: vec![Secret::new(&b"gitlab-token"[..])],
+        signing_keys: vec![Secret::new(KEY)],
+        tolerance: Duration::from_secs(300),
+    });
+    let _ = verifier.verify(&headers, body, 1_614_265_330);
+});
