@@ -79,15 +79,17 @@ struct PhaseResult {
     requests: u64,
     seconds: f64,
     latency_us: Histogram<u64>,
-    /// CPU seconds over the measured window: the server's threads, the client's, and one
-    /// named part of the server (the relay's store writer; zero for the baseline).
+    /// CPU seconds over the measured window: the server's threads, the client's.
     server_cpu: f64,
     client_cpu: f64,
-    part_cpu: f64,
+    /// The relay's store writer thread over the window (zero for the baseline).
+    writer: Sched,
     /// Every `202` of the phase, warm-up included: the events the relay stored.
     accepted: u64,
     /// Fraction of the whole machine busy during the window, everyone included.
     machine_busy: f64,
+    /// Fraction of the whole machine in interrupt and softirq work.
+    machine_interrupts: f64,
     /// The busiest other processes over the window, by name, in cores.
     others: Vec<(String, f64)>,
 }
@@ -98,7 +100,8 @@ impl PhaseResult {
     }
 
     /// Cores used by everything but this server and this client: other processes, and
-    /// interrupt work not charged to a thread. Non-zero means the figures were disturbed.
+    /// interrupt work not charged to a thread (loopback TCP of both sides, mostly). More
+    /// than the interrupts means other processes disturbed the figures.
     fn other_cores(&self, cores: usize) -> f64 {
         let ours = (self.server_cpu + self.client_cpu) / self.seconds;
         (self.machine_busy * cores as f64 - ours).max(0.0)
@@ -112,6 +115,8 @@ struct RelayFacts {
     rss_peak_kib: u64,
     store_bytes: u64,
     log_lines_during_load: usize,
+    /// Bytes the relay caused to be written to the disk during the load (warm-up included).
+    disk_written: u64,
 }
 
 fn main() {
@@ -168,7 +173,7 @@ fn run() -> anyhow::Result<()> {
                 Ok((
                     thread_cpu(pid, |name| name.starts_with("baseline"))?,
                     thread_cpu(pid, |name| name.starts_with("load-client"))?,
-                    0.0,
+                    Sched::default(),
                 ))
             },
         )?;
@@ -184,6 +189,7 @@ fn run() -> anyhow::Result<()> {
     // proven to accept a signed event.
     client.block_on(probe(relay.addr, &body))?;
     let rss_idle_kib = vm_kib(relay.pid(), "VmRSS")?;
+    let written_idle = disk_written(relay.pid())?;
     let lines_before = relay.log_lines();
     let relay_pid = relay.pid();
     let self_pid = std::process::id();
@@ -198,12 +204,13 @@ fn run() -> anyhow::Result<()> {
             Ok((
                 thread_cpu(relay_pid, |_| true)?,
                 thread_cpu(self_pid, |name| name.starts_with("load-client"))?,
-                thread_cpu(relay_pid, |name| name == "store-writer")?,
+                thread_sched(relay_pid, "store-writer")?,
             ))
         },
     )?;
     let rss_end_kib = vm_kib(relay.pid(), "VmRSS")?;
     let rss_peak_kib = vm_kib(relay.pid(), "VmHWM")?;
+    let written_end = disk_written(relay.pid())?;
     let log_lines_during_load = relay.log_lines() - lines_before;
     relay.stop()?;
     let facts = RelayFacts {
@@ -214,6 +221,7 @@ fn run() -> anyhow::Result<()> {
             .map(|m| m.len())
             .unwrap_or(0),
         log_lines_during_load,
+        disk_written: written_end.saturating_sub(written_idle),
     };
     report_phase(&relay_result, &machine);
 
@@ -400,8 +408,8 @@ struct ConnectionTally {
     failures: Vec<String>,
 }
 
-/// Runs warm-up then the measured window against `addr`; `cpu` reads (server, client, part)
-/// CPU seconds and is called at the window's edges; processes in `ours` (this one, the
+/// Runs warm-up then the measured window against `addr`; `cpu` reads the server's and the
+/// client's CPU seconds and the relay writer's scheduling and is called at the window's edges; processes in `ours` (this one, the
 /// relay) are left out of the "other processes" list.
 fn drive(
     client: &tokio::runtime::Runtime,
@@ -410,7 +418,7 @@ fn drive(
     plan: Plan,
     name: &'static str,
     ours: &[u32],
-    cpu: impl Fn() -> anyhow::Result<(f64, f64, f64)>,
+    cpu: impl Fn() -> anyhow::Result<(f64, f64, Sched)>,
 ) -> anyhow::Result<PhaseResult> {
     let signatures = Arc::new(Signatures {
         sha1: signature_1(body),
@@ -455,9 +463,9 @@ fn drive(
     std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
     let busy_start = MachineTicks::read()?;
     let procs_start = process_cpu();
-    let (server_start, client_start, part_start) = cpu()?;
+    let (server_start, client_start, writer_start) = cpu()?;
     std::thread::sleep(window_end.saturating_duration_since(Instant::now()));
-    let (server_end, client_end, part_end) = cpu()?;
+    let (server_end, client_end, writer_end) = cpu()?;
     let procs_end = process_cpu();
     let busy_end = MachineTicks::read()?;
     let others = top_others(&procs_start, &procs_end, ours, plan.measured.as_secs_f64());
@@ -496,9 +504,13 @@ fn drive(
         latency_us,
         server_cpu: server_end - server_start,
         client_cpu: client_end - client_start,
-        part_cpu: part_end - part_start,
+        writer: Sched {
+            on_cpu: writer_end.on_cpu - writer_start.on_cpu,
+            waiting_for_cpu: writer_end.waiting_for_cpu - writer_start.waiting_for_cpu,
+        },
         accepted,
         machine_busy: busy_end.busy_since(&busy_start),
+        machine_interrupts: busy_end.interrupts_since(&busy_start),
         others,
     })
 }
@@ -715,6 +727,16 @@ fn listen_addr(line: &str) -> Option<SocketAddr> {
     value.get("listen")?.as_str()?.parse().ok()
 }
 
+/// Bytes `pid` has caused to be sent to the storage layer (`write_bytes` of
+/// `/proc/PID/io`).
+fn disk_written(pid: u32) -> anyhow::Result<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no write_bytes in /proc/{pid}/io"))
+}
+
 /// A `Vm*` line of `/proc/PID/status`, in KiB.
 fn vm_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -725,8 +747,9 @@ fn vm_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {key} in /proc/{pid}/status"))
 }
 
-/// CPU ticks (user + system) of every process, by pid, with its name.
-fn process_cpu() -> HashMap<u32, (String, u64)> {
+/// CPU ticks (user + system, reaped children included) of every process, by pid, with its
+/// name.
+fn process_cpu() -> HashMap<u32, ProcessTicks> {
     let mut out = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
@@ -742,8 +765,18 @@ fn process_cpu() -> HashMap<u32, (String, u64)> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue; // it ended meanwhile
         };
-        if let Some((name, ticks)) = parse_stat(&stat) {
-            out.insert(pid, (name.to_string(), ticks));
+        if let Some(stat) = parse_stat(&stat) {
+            out.insert(
+                pid,
+                ProcessTicks {
+                    name: stat.name.to_string(),
+                    parent: stat.parent,
+                    // Short-lived processes (a compiler, a test binary) are gone by the
+                    // second snapshot; their time shows up in their parent's reaped-children
+                    // ticks.
+                    ticks: stat.own + stat.children,
+                },
+            );
         }
     }
     out
@@ -752,20 +785,29 @@ fn process_cpu() -> HashMap<u32, (String, u64)> {
 /// Up to three process names, not in `ours`, that used the most CPU between two snapshots,
 /// each over 0.05 cores: who else was using the machine.
 fn top_others(
-    start: &HashMap<u32, (String, u64)>,
-    end: &HashMap<u32, (String, u64)>,
+    start: &HashMap<u32, ProcessTicks>,
+    end: &HashMap<u32, ProcessTicks>,
     ours: &[u32],
     seconds: f64,
 ) -> Vec<(String, f64)> {
     let hz = clock_ticks_per_second();
+    // A process that ended in the window shows up whole in its parent's children ticks;
+    // what it had used before the window must come off again.
+    let mut before_window: HashMap<u32, u64> = HashMap::new();
+    for (pid, p) in start {
+        if !end.contains_key(pid) {
+            *before_window.entry(p.parent).or_default() += p.ticks;
+        }
+    }
     let mut by_name: HashMap<&str, u64> = HashMap::new();
-    for (pid, (name, ticks)) in end {
+    for (pid, p) in end {
         if ours.contains(pid) {
             continue;
         }
         // A process born during the window counts from zero.
-        let before = start.get(pid).map(|(_, t)| *t).unwrap_or(0);
-        *by_name.entry(name).or_default() += ticks.saturating_sub(before);
+        let before = start.get(pid).map(|s| s.ticks).unwrap_or(0)
+            + before_window.get(pid).copied().unwrap_or(0);
+        *by_name.entry(&p.name).or_default() += p.ticks.saturating_sub(before);
     }
     let mut list: Vec<(String, f64)> = by_name
         .into_iter()
@@ -777,16 +819,71 @@ fn top_others(
     list
 }
 
-/// The name and user + system ticks of a `/proc/.../stat` line.
-fn parse_stat(stat: &str) -> Option<(&str, u64)> {
+/// One process in a CPU snapshot.
+struct ProcessTicks {
+    name: String,
+    parent: u32,
+    /// User + system ticks, its reaped children's included.
+    ticks: u64,
+}
+
+/// The fields of a `/proc/.../stat` line this bench reads.
+struct Stat<'a> {
+    name: &'a str,
+    parent: u32,
+    /// User + system ticks.
+    own: u64,
+    /// User + system ticks of its reaped children.
+    children: u64,
+}
+
+fn parse_stat(stat: &str) -> Option<Stat<'_>> {
     // "pid (name) state ppid ...": the name may hold spaces, so split at the last ')'.
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
-    // After the name: state is field 3, utime 14 and stime 15 (1-based, proc(5)).
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((&stat[open + 1..close], utime + stime))
+    // After the name, state is field 3, ppid 4; utime, stime, cutime, cstime are fields 14
+    // to 17 (1-based, proc(5)).
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    Some(Stat {
+        name: &stat[open + 1..close],
+        parent: field(4)? as u32,
+        own: field(14)? + field(15)?,
+        children: field(16)? + field(17)?,
+    })
+}
+
+/// Scheduler time of one thread, in seconds.
+#[derive(Clone, Copy, Default)]
+struct Sched {
+    /// Running on a CPU.
+    on_cpu: f64,
+    /// Runnable but waiting for a CPU: time a busy machine adds to its latency.
+    waiting_for_cpu: f64,
+}
+
+/// `/proc/PID/task/TID/schedstat` of the thread of `pid` named `name` (zero if none).
+fn thread_sched(pid: u32, name: &str) -> anyhow::Result<Sched> {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = entry?.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        let text = std::fs::read_to_string(path.join("schedstat"))?;
+        let mut values = text
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0));
+        let on_cpu = values.next().unwrap_or(0) as f64 / 1e9;
+        let waiting_for_cpu = values.next().unwrap_or(0) as f64 / 1e9;
+        return Ok(Sched {
+            on_cpu,
+            waiting_for_cpu,
+        });
+    }
+    Ok(Sched::default())
 }
 
 /// CPU seconds (user + system) of the threads of `pid` whose name passes `keep`.
@@ -797,10 +894,10 @@ fn thread_cpu(pid: u32, keep: impl Fn(&str) -> bool) -> anyhow::Result<f64> {
         let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else {
             continue; // the thread ended meanwhile
         };
-        if let Some((name, t)) = parse_stat(&stat)
-            && keep(name)
+        if let Some(stat) = parse_stat(&stat)
+            && keep(stat.name)
         {
-            ticks += t;
+            ticks += stat.own;
         }
     }
     Ok(ticks as f64 / hz)
@@ -822,6 +919,9 @@ fn clock_ticks_per_second() -> f64 {
 /// The `cpu` line of `/proc/stat`: busy and total ticks of the whole machine.
 struct MachineTicks {
     busy: u64,
+    /// Interrupt and softirq time, which no thread is charged for: on loopback, much of
+    /// the TCP work of both sides.
+    interrupts: u64,
     total: u64,
 }
 
@@ -838,12 +938,22 @@ impl MachineTicks {
         let total: u64 = values.iter().sum();
         // idle and iowait are the not-busy columns.
         let busy = total - values[3] - values[4];
-        Ok(MachineTicks { busy, total })
+        let interrupts = values.get(5).unwrap_or(&0) + values.get(6).unwrap_or(&0);
+        Ok(MachineTicks {
+            busy,
+            interrupts,
+            total,
+        })
     }
 
     fn busy_since(&self, earlier: &MachineTicks) -> f64 {
         let total = self.total.saturating_sub(earlier.total).max(1);
         self.busy.saturating_sub(earlier.busy) as f64 / total as f64
+    }
+
+    fn interrupts_since(&self, earlier: &MachineTicks) -> f64 {
+        let total = self.total.saturating_sub(earlier.total).max(1);
+        self.interrupts.saturating_sub(earlier.interrupts) as f64 / total as f64
     }
 }
 
@@ -892,10 +1002,12 @@ fn report_phase(r: &PhaseResult, machine: &Machine) {
         ms(r.latency_us.max()),
     );
     println!(
-        "  CPU over the window: server {:.2} cores, load generator {:.2} cores, everything else {:.2} cores (machine {:.0}% busy)",
+        "  CPU over the window: server {:.2} cores, load generator {:.2} cores, everything else {:.2} cores \
+         (of which interrupts {:.2}); machine {:.0}% busy",
         r.server_cpu / r.seconds,
         r.client_cpu / r.seconds,
         r.other_cores(machine.cores),
+        r.machine_interrupts * machine.cores as f64,
         r.machine_busy * 100.0
     );
     if !r.others.is_empty() {
@@ -956,12 +1068,17 @@ fn table(
     ));
     out.push_str(&format!(
         "hookrelay RSS: {:.1} MiB idle (after one event), {:.1} MiB at the end of the load, \
-         {:.1} MiB peak; store-writer thread {:.2} cores; redb file {:.1} MiB holding {} events; \
+         {:.1} MiB peak; store-writer thread on a CPU {:.0}% of the time, waiting for one {:.0}%, \
+         blocked (fsync, idle) {:.0}%; {:.1} KiB written to disk per event; \
+         redb file {:.1} MiB holding {} events; \
          {} log lines during the load (RUST_LOG=`{}`).\n",
         facts.rss_idle_kib as f64 / 1024.0,
         facts.rss_end_kib as f64 / 1024.0,
         facts.rss_peak_kib as f64 / 1024.0,
-        relay.part_cpu / relay.seconds,
+        relay.writer.on_cpu / relay.seconds * 100.0,
+        relay.writer.waiting_for_cpu / relay.seconds * 100.0,
+        (1.0 - (relay.writer.on_cpu + relay.writer.waiting_for_cpu) / relay.seconds) * 100.0,
+        facts.disk_written as f64 / 1024.0 / relay.accepted as f64,
         facts.store_bytes as f64 / (1024.0 * 1024.0),
         relay.accepted + 1,
         facts.log_lines_during_load,
