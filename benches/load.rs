@@ -185,6 +185,12 @@ fn run() -> anyhow::Result<()> {
     println!("\n[2/2] hookrelay: github HMAC verified, fsync'd to redb, no routes");
     let dir = tempfile::tempdir().context("cannot create a temp dir for the relay")?;
     let relay = RelayProcess::start(dir.path())?;
+    // The pid lets one attach a profiler (`perf record -p`) during the load.
+    println!(
+        "  hookrelay pid {} listening on {}",
+        relay.pid(),
+        relay.addr
+    );
     // One request end to end before measuring "idle": the store is open and the config
     // proven to accept a signed event.
     client.block_on(probe(relay.addr, &body))?;
@@ -632,6 +638,8 @@ impl RelayProcess {
             .spawn()
             .context("cannot start the hookrelay binary")?;
         let stderr = child.stderr.take().expect("stderr is piped");
+        std::fs::create_dir_all(target_dir())
+            .with_context(|| format!("cannot create {}", target_dir().display()))?;
         let log_path = target_dir().join("load-bench-relay.log");
         let mut log_copy = std::fs::File::create(&log_path)
             .map(std::io::BufWriter::new)
