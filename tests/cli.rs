@@ -47,9 +47,18 @@ colour = "blue"
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
-    assert!(stderr.contains(&format!("{file}:11:")), "names file and line of the dangling sink:\n{stderr}");
-    assert!(stderr.contains("did you mean \"builds-slack\""), "suggests the near name:\n{stderr}");
-    assert!(stderr.contains("colour"), "names the unknown key:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}:11:")),
+        "names file and line of the dangling sink:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean \"builds-slack\""),
+        "suggests the near name:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("colour"),
+        "names the unknown key:\n{stderr}"
+    );
 }
 
 #[test]

@@ -39,7 +39,12 @@ to = ["receiver"]
         let url = url.clone();
         sends.push(tokio::spawn(async move {
             let body = format!("{{\"n\":{i}}}");
-            post(&url, &github_headers(SECRET, "push", &format!("crash-{i}"), body.as_bytes()), body).await
+            post(
+                &url,
+                &github_headers(SECRET, "push", &format!("crash-{i}"), body.as_bytes()),
+                body,
+            )
+            .await
         }));
     }
     for send in sends {
@@ -70,7 +75,12 @@ async fn sigterm_stops_cleanly_with_exit_code_0() {
             receiver.url()
         ),
     );
-    let reply = post(&relay.hook_url("github"), &github_headers(SECRET, "push", "t-1", b"{}"), "{}").await;
+    let reply = post(
+        &relay.hook_url("github"),
+        &github_headers(SECRET, "push", "t-1", b"{}"),
+        "{}",
+    )
+    .await;
     assert_eq!(reply.status, 202);
     let status = relay.terminate();
     assert_eq!(status.code(), Some(0));

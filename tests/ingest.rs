@@ -71,7 +71,12 @@ async fn bad_or_missing_signatures_get_401_and_leave_nothing() {
     let url = relay.hook_url("github");
     let body = b"{\"zen\":\"bad\"}";
 
-    let wrong_secret = post(&url, &github_headers("not the secret", "push", "d-bad", body), &body[..]).await;
+    let wrong_secret = post(
+        &url,
+        &github_headers("not the secret", "push", "d-bad", body),
+        &body[..],
+    )
+    .await;
     assert_eq!(wrong_secret.status, 401);
     assert_eq!(wrong_secret.json["error"], "signature mismatch");
 
@@ -96,7 +101,10 @@ async fn bad_or_missing_signatures_get_401_and_leave_nothing() {
     assert_eq!(&receiver.next().await.body[..], b"{}");
 
     let logs = relay.logs().join("\n");
-    assert!(logs.contains("bad_signature"), "refusals are logged with their reason");
+    assert!(
+        logs.contains("bad_signature"),
+        "refusals are logged with their reason"
+    );
     assert!(!logs.contains(SECRET), "the secret never reaches the log");
     assert!(!logs.contains("zen"), "bodies never reach the log");
 }
@@ -112,7 +120,11 @@ async fn unknown_disabled_wrong_method_and_oversized_requests_are_refused() {
     assert_eq!(unknown.status, 404);
     let disabled = post(&relay.hook_url("off"), &[], "{}").await;
     assert_eq!(disabled.status, 404);
-    let root = client.post(format!("http://{}/", relay.addr)).send().await.unwrap();
+    let root = client
+        .post(format!("http://{}/", relay.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(root.status(), 404);
 
     let get = client.get(relay.hook_url("github")).send().await.unwrap();
@@ -120,16 +132,31 @@ async fn unknown_disabled_wrong_method_and_oversized_requests_are_refused() {
     assert_eq!(get.headers()["allow"], "POST");
 
     let big = vec![b'x'; 1025];
-    let declared = post(&relay.hook_url("github"), &github_headers(SECRET, "push", "big-1", &big), big.clone()).await;
+    let declared = post(
+        &relay.hook_url("github"),
+        &github_headers(SECRET, "push", "big-1", &big),
+        big.clone(),
+    )
+    .await;
     assert_eq!(declared.status, 413);
 
     // Chunked, with no length announced: the limit still holds while reading.
-    let status = raw_chunked_post(relay.addr, "/hooks/github", &[vec![b'x'; 600], vec![b'x'; 600]]).await;
+    let status = raw_chunked_post(
+        relay.addr,
+        "/hooks/github",
+        &[vec![b'x'; 600], vec![b'x'; 600]],
+    )
+    .await;
     assert_eq!(status, 413);
 
     // A body right at the limit is fine.
     let fits = vec![b'y'; 1024];
-    let ok = post(&relay.hook_url("github"), &github_headers(SECRET, "push", "fits", &fits), fits.clone()).await;
+    let ok = post(
+        &relay.hook_url("github"),
+        &github_headers(SECRET, "push", "fits", &fits),
+        fits.clone(),
+    )
+    .await;
     assert_eq!(ok.status, 202);
     assert_eq!(receiver.next().await.body.len(), 1024);
 }
@@ -143,7 +170,10 @@ async fn raw_chunked_post(addr: std::net::SocketAddr, path: &str, chunks: &[Vec<
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     for chunk in chunks {
-        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.unwrap();
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
         stream.write_all(chunk).await.unwrap();
         stream.write_all(b"\r\n").await.unwrap();
     }
@@ -165,14 +195,29 @@ async fn a_resent_delivery_gets_the_first_id_and_is_not_fanned_out_again() {
     let relay = Relay::start(dir.path(), &config(&receiver));
     let url = relay.hook_url("github");
     let body = b"{\"n\":1}";
-    let first = post(&url, &github_headers(SECRET, "push", "same-delivery", body), &body[..]).await;
+    let first = post(
+        &url,
+        &github_headers(SECRET, "push", "same-delivery", body),
+        &body[..],
+    )
+    .await;
     assert_eq!(first.status, 202);
-    let again = post(&url, &github_headers(SECRET, "push", "same-delivery", body), &body[..]).await;
+    let again = post(
+        &url,
+        &github_headers(SECRET, "push", "same-delivery", body),
+        &body[..],
+    )
+    .await;
     assert_eq!(again.status, 200);
     assert_eq!(again.id(), first.id());
     assert_eq!(again.json["duplicate"], true);
 
-    let other = post(&url, &github_headers(SECRET, "push", "other-delivery", b"{\"n\":2}"), "{\"n\":2}").await;
+    let other = post(
+        &url,
+        &github_headers(SECRET, "push", "other-delivery", b"{\"n\":2}"),
+        "{\"n\":2}",
+    )
+    .await;
     assert_eq!(other.status, 202);
     assert_eq!(receiver.next().await.header("webhook-id"), first.id());
     assert_eq!(receiver.next().await.header("webhook-id"), other.id());
@@ -185,11 +230,26 @@ async fn routes_match_event_types_by_glob() {
     let relay = Relay::start(dir.path(), &config(&receiver));
     let url = relay.hook_url("github");
     // Not routed: accepted and stored, but no sink wants it.
-    let issue = post(&url, &github_headers(SECRET, "issues", "r-1", b"{\"e\":\"issues\"}"), "{\"e\":\"issues\"}").await;
+    let issue = post(
+        &url,
+        &github_headers(SECRET, "issues", "r-1", b"{\"e\":\"issues\"}"),
+        "{\"e\":\"issues\"}",
+    )
+    .await;
     assert_eq!(issue.status, 202);
-    let release = post(&url, &github_headers(SECRET, "release_published", "r-2", b"{\"e\":\"release\"}"), "{\"e\":\"release\"}").await;
+    let release = post(
+        &url,
+        &github_headers(SECRET, "release_published", "r-2", b"{\"e\":\"release\"}"),
+        "{\"e\":\"release\"}",
+    )
+    .await;
     assert_eq!(release.status, 202);
-    let push = post(&url, &github_headers(SECRET, "push", "r-3", b"{\"e\":\"push\"}"), "{\"e\":\"push\"}").await;
+    let push = post(
+        &url,
+        &github_headers(SECRET, "push", "r-3", b"{\"e\":\"push\"}"),
+        "{\"e\":\"push\"}",
+    )
+    .await;
     assert_eq!(push.status, 202);
     assert_eq!(&receiver.next().await.body[..], b"{\"e\":\"release\"}");
     assert_eq!(&receiver.next().await.body[..], b"{\"e\":\"push\"}");
@@ -208,16 +268,29 @@ async fn stalled_clients_are_cut_off_by_the_timeouts() {
 
     // Headers that never finish: the connection is closed.
     let mut stalled = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
-    stalled.write_all(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stalled
+        .write_all(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(WAIT, stalled.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "a client stalled in its headers is disconnected");
+    assert!(
+        read.is_ok(),
+        "a client stalled in its headers is disconnected"
+    );
 
     // A body that never finishes: 408.
     let mut slow = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
-    slow.write_all(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"partial\":").await.unwrap();
+    slow.write_all(
+        b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"partial\":",
+    )
+    .await
+    .unwrap();
     let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, slow.read_to_end(&mut answer)).await.expect("answered in time").unwrap();
+    tokio::time::timeout(WAIT, slow.read_to_end(&mut answer))
+        .await
+        .expect("answered in time")
+        .unwrap();
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
 }

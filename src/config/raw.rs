@@ -315,10 +315,8 @@ fn section<T: for<'de> Deserialize<'de>>(
         ));
         return None;
     };
-    if !known_keys::<T>(table, path, issues) {
-        return None;
-    }
-    deserialize(value, path, issues)
+    let known = known_keys::<T>(value, table, path, issues);
+    deserialize(&known, path, issues)
 }
 
 /// `[sources.NAME]` or `[sinks.NAME]` tables.
@@ -357,11 +355,8 @@ fn named<T: for<'de> Deserialize<'de>>(
             .iter()
             .map(|(k, _)| (k.get_ref().to_string(), k.span()))
             .collect();
-        let body = if known_keys::<T>(fields, &entry_path, issues) {
-            deserialize(body, &entry_path, issues)
-        } else {
-            None
-        };
+        let known = known_keys::<T>(body, fields, &entry_path, issues);
+        let body = deserialize(&known, &entry_path, issues);
         entries.push(Entry { name, keys, body });
     }
     entries
@@ -391,22 +386,22 @@ fn routes(
             ));
             continue;
         };
-        if !known_keys::<RawRoute>(table, &path, issues) {
-            continue;
-        }
-        if let Some(route) = deserialize::<RawRoute>(item, &path, issues) {
+        let known = known_keys::<RawRoute>(item, table, &path, issues);
+        if let Some(route) = deserialize::<RawRoute>(&known, &path, issues) {
             routes.push((i, Spanned::new(item.span(), route)));
         }
     }
     routes
 }
 
-/// Reports every key of `table` that `T` does not take; true when there are none.
-fn known_keys<T: for<'de> Deserialize<'de>>(
-    table: &DeTable<'_>,
+/// Reports every key of `table` that `T` does not take, and returns `value` without them, so
+/// the rest of the entry is still checked: one misspelt key must not hide other problems.
+fn known_keys<'i, T: for<'de> Deserialize<'de>>(
+    value: &Spanned<DeValue<'i>>,
+    table: &DeTable<'i>,
     path: &str,
     issues: &mut Vec<Issue>,
-) -> bool {
+) -> Spanned<DeValue<'i>> {
     let allowed = struct_fields::<T>();
     let mut ok = true;
     for (key, _) in table.iter() {
@@ -420,7 +415,16 @@ fn known_keys<T: for<'de> Deserialize<'de>>(
             ));
         }
     }
-    ok
+    if ok {
+        return value.clone();
+    }
+    let mut known = DeTable::new();
+    for (key, item) in table.iter() {
+        if allowed.contains(&key.get_ref().as_ref()) {
+            known.insert(key.clone(), item.clone());
+        }
+    }
+    Spanned::new(value.span(), DeValue::Table(known))
 }
 
 /// Deserializes one value, turning a serde error into an [`Issue`] at the key it concerns.
@@ -614,7 +618,7 @@ mod tests {
     }
 
     #[test]
-    fn every_unknown_key_is_reported_and_other_entries_still_read() {
+    fn every_unknown_key_is_reported_and_the_rest_is_still_read() {
         let text = "[sources.a]\nkind = \"github\"\nsecrt = \"x\"\nenabld = true\n\
                     [sources.b]\nkind = \"none\"\n";
         let (raw, issues) = read(text);
@@ -624,7 +628,12 @@ mod tests {
             issues[1].message.contains("did you mean \"secret\""),
             "{issues:?}"
         );
-        assert!(raw.sources[0].body.is_none());
+        // The entry's known keys are still read, so its other problems are found too.
+        let a = raw.sources[0]
+            .body
+            .as_ref()
+            .expect("known keys of sources.a are read");
+        assert!(a.secret.is_none());
         assert!(raw.sources[1].body.is_some());
     }
 

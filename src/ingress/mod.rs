@@ -112,10 +112,8 @@ impl Ingress {
                 .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
             return response;
         }
-        if let Some(length) = content_length(request.headers()) {
-            if length > self.max_body {
-                return self.too_large(source, peer);
-            }
+        if content_length(request.headers()).is_some_and(|length| length > self.max_body) {
+            return self.too_large(source, peer);
         }
         let (parts, body) = request.into_parts();
         let limited = Limited::new(body, self.max_body as usize);

@@ -91,6 +91,7 @@ impl WebhookSink {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout)
+            .pool_idle_timeout(POOL_IDLE)
             .tcp_keepalive(TCP_KEEPALIVE)
             .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -192,12 +192,12 @@ fn apply_all(
     for op in ops {
         match op {
             Op::Ingest { event, reply } => {
-                if let Some(delivery_id) = &event.delivery_id {
-                    if let Some(existing) = dedup.get((&*event.source, delivery_id.as_str()))? {
-                        let id = Uuid::from_u128(existing.value());
-                        replies.push(Reply::Ingest(reply, Ingested::Duplicate(id)));
-                        continue;
-                    }
+                if let Some(delivery_id) = &event.delivery_id
+                    && let Some(existing) = dedup.get((&*event.source, delivery_id.as_str()))?
+                {
+                    let id = Uuid::from_u128(existing.value());
+                    replies.push(Reply::Ingest(reply, Ingested::Duplicate(id)));
+                    continue;
                 }
                 let id = ids.next();
                 let key = id.as_u128();

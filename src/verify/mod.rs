@@ -43,7 +43,8 @@ pub enum Rejection {
     /// The signature or token does not match any configured secret.
     #[error("signature mismatch")]
     BadSignature,
-    /// A Standard Webhooks timestamp is missing, unparsable or outside the tolerance.
+    /// A Standard Webhooks timestamp is unparsable or outside the tolerance (a missing one is
+    /// [`Rejection::MissingSignature`]).
     #[error("timestamp outside tolerance")]
     StaleTimestamp,
     /// The body must be JSON (to read the event type or delivery id) and is not.

@@ -74,11 +74,11 @@ impl Relay {
                 let mut addr_tx = Some(addr_tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(tx) = &addr_tx {
-                        if let Some(addr) = listen_addr(&line) {
-                            let _ = tx.send(addr);
-                            addr_tx = None;
-                        }
+                    if let Some(tx) = &addr_tx
+                        && let Some(addr) = listen_addr(&line)
+                    {
+                        let _ = tx.send(addr);
+                        addr_tx = None;
                     }
                     logs.lock().unwrap().push(line);
                 }
@@ -149,7 +149,10 @@ impl Relay {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "hookrelay did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "hookrelay did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -243,35 +246,48 @@ impl Receiver {
             let script = script.clone();
             tokio::spawn(async move {
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { return };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
                     let tx = tx.clone();
                     let script = script.clone();
                     tokio::spawn(async move {
-                        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                            let tx = tx.clone();
-                            let script = script.clone();
-                            async move {
-                                let (parts, body) = request.into_parts();
-                                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                                let _ = tx.send(Received {
-                                    method: parts.method.to_string(),
-                                    path: parts.uri.path().to_string(),
-                                    headers: parts.headers,
-                                    body,
-                                    at: Instant::now(),
-                                });
-                                let answer = script.lock().unwrap().pop_front().unwrap_or(Answer::status(204));
-                                let mut response = http::Response::new(Full::new(Bytes::from(answer.body)));
-                                *response.status_mut() = StatusCode::from_u16(answer.status).unwrap();
-                                for (name, value) in answer.headers {
-                                    response.headers_mut().insert(
-                                        http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                                        http::HeaderValue::from_str(&value).unwrap(),
-                                    );
+                        let service =
+                            service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                                let tx = tx.clone();
+                                let script = script.clone();
+                                async move {
+                                    let (parts, body) = request.into_parts();
+                                    let body = body
+                                        .collect()
+                                        .await
+                                        .map(|b| b.to_bytes())
+                                        .unwrap_or_default();
+                                    let _ = tx.send(Received {
+                                        method: parts.method.to_string(),
+                                        path: parts.uri.path().to_string(),
+                                        headers: parts.headers,
+                                        body,
+                                        at: Instant::now(),
+                                    });
+                                    let answer = script
+                                        .lock()
+                                        .unwrap()
+                                        .pop_front()
+                                        .unwrap_or(Answer::status(204));
+                                    let mut response =
+                                        http::Response::new(Full::new(Bytes::from(answer.body)));
+                                    *response.status_mut() =
+                                        StatusCode::from_u16(answer.status).unwrap();
+                                    for (name, value) in answer.headers {
+                                        response.headers_mut().insert(
+                                            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                                            http::HeaderValue::from_str(&value).unwrap(),
+                                        );
+                                    }
+                                    Ok::<_, Infallible>(response)
                                 }
-                                Ok::<_, Infallible>(response)
-                            }
-                        });
+                            });
                         let _ = http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
@@ -279,7 +295,12 @@ impl Receiver {
                 }
             })
         };
-        Receiver { addr, rx, script, task }
+        Receiver {
+            addr,
+            rx,
+            script,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -355,7 +376,12 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
 }
 
 /// GitHub-style headers for a push with this delivery id.
-pub fn github_headers(secret: &str, event: &str, delivery: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+pub fn github_headers(
+    secret: &str,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
     vec![
         ("content-type", "application/json".to_string()),
         ("x-github-event", event.to_string()),
@@ -366,7 +392,12 @@ pub fn github_headers(secret: &str, event: &str, delivery: &str, body: &[u8]) ->
 
 /// Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`) for
 /// `body`, signed with a `whsec_…` secret, as any sender library would make them.
-pub fn standard_headers(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+pub fn standard_headers(
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
     use base64::Engine;
     use hmac::{KeyInit, Mac};
     let key = base64::engine::general_purpose::STANDARD

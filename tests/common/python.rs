@@ -35,11 +35,21 @@ pub fn python_with(modules: &[&str], packages: &[&str]) -> PathBuf {
             .arg(&venv)
             .status()
             .expect("python3 is needed for the cross-check tests");
-        assert!(status.success(), "python3 -m venv {} failed", venv.display());
+        assert!(
+            status.success(),
+            "python3 -m venv {} failed",
+            venv.display()
+        );
     }
     if !check(&python) {
         let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(packages)
             .status()
             .expect("run pip");
@@ -49,6 +59,9 @@ pub fn python_with(modules: &[&str], packages: &[&str]) -> PathBuf {
             packages.join(" ")
         );
     }
-    assert!(check(&python), "python cannot import {imports} after installing {packages:?}");
+    assert!(
+        check(&python),
+        "python cannot import {imports} after installing {packages:?}"
+    );
     python
 }
