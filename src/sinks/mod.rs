@@ -24,6 +24,10 @@ pub struct Delivery {
     pub source: Arc<str>,
     /// The sender's event type, when known.
     pub event_type: Option<String>,
+    /// The sender's delivery id, when known.
+    pub delivery_id: Option<String>,
+    /// The request headers kept with the event (secrets already dropped at ingress).
+    pub headers: Vec<(String, Vec<u8>)>,
     /// The request's `Content-Type`, when it had one.
     pub content_type: Option<String>,
     /// When hookrelay accepted the event, in Unix milliseconds.
@@ -50,6 +54,8 @@ pub enum Outcome {
     Delivered {
         /// HTTP status, for sinks that speak HTTP.
         status: Option<u16>,
+        /// The id the service gave the message (Slack's `ts`), when it gives one.
+        message_id: Option<String>,
     },
     /// Worth trying again; `after` is the delay the receiver asked for, if any.
     Retry {
