@@ -65,6 +65,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(loaded) => {
+                let problems = match check_sinks(&loaded) {
+                    Ok(problems) => problems,
+                    Err(err) => {
+                        eprintln!("hookrelay: {err:#}");
+                        return ExitCode::from(1);
+                    }
+                };
+                if !problems.is_empty() {
+                    for problem in &problems {
+                        eprintln!("{problem}");
+                    }
+                    eprintln!("{} error(s) in {}", problems.len(), config.display());
+                    return ExitCode::from(2);
+                }
                 println!(
                     "{}: ok ({} sources, {} sinks, {} routes)",
                     config.display(),
@@ -97,6 +111,15 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Builds every sink (compiling its templates) without sending anything.
+fn check_sinks(config: &Config) -> anyhow::Result<Vec<hookrelay::sinks::SinkBuildError>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(async { hookrelay::sinks::check(&config.sinks) }))
 }
 
 fn init_logging(format: LogFormat) {

@@ -4,6 +4,11 @@
 //! Invariant: a sink decides *whether* a failure is worth retrying (and honours the delay a
 //! receiver asks for); dispatch alone decides *when*. Sinks know nothing of the store.
 
+mod chat;
+pub mod discord;
+pub mod slack;
+pub mod smtp;
+pub mod teams;
 pub mod webhook;
 
 use std::future::Future;
@@ -79,6 +84,14 @@ pub trait Sink {
 pub enum AnySink {
     /// `kind = "webhook"`.
     Webhook(webhook::WebhookSink),
+    /// `kind = "slack"`.
+    Slack(slack::SlackSink),
+    /// `kind = "discord"`.
+    Discord(discord::DiscordSink),
+    /// `kind = "teams"`.
+    Teams(teams::TeamsSink),
+    /// `kind = "smtp"`.
+    Smtp(smtp::SmtpSink),
 }
 
 impl AnySink {
@@ -90,6 +103,26 @@ impl AnySink {
                 w,
                 config.timeout,
             )?)),
+            SinkKind::Slack(c) => Ok(AnySink::Slack(slack::SlackSink::new(
+                &config.name,
+                c,
+                config.timeout,
+            )?)),
+            SinkKind::Discord(c) => Ok(AnySink::Discord(discord::DiscordSink::new(
+                &config.name,
+                c,
+                config.timeout,
+            )?)),
+            SinkKind::Teams(c) => Ok(AnySink::Teams(teams::TeamsSink::new(
+                &config.name,
+                c,
+                config.timeout,
+            )?)),
+            SinkKind::Smtp(c) => Ok(AnySink::Smtp(smtp::SmtpSink::new(
+                &config.name,
+                c,
+                config.timeout,
+            )?)),
         }
     }
 }
@@ -98,14 +131,32 @@ impl Sink for AnySink {
     fn kind(&self) -> &'static str {
         match self {
             AnySink::Webhook(s) => s.kind(),
+            AnySink::Slack(s) => s.kind(),
+            AnySink::Discord(s) => s.kind(),
+            AnySink::Teams(s) => s.kind(),
+            AnySink::Smtp(s) => s.kind(),
         }
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Outcome {
         match self {
             AnySink::Webhook(s) => s.deliver(delivery).await,
+            AnySink::Slack(s) => s.deliver(delivery).await,
+            AnySink::Discord(s) => s.deliver(delivery).await,
+            AnySink::Teams(s) => s.deliver(delivery).await,
+            AnySink::Smtp(s) => s.deliver(delivery).await,
         }
     }
+}
+
+/// Builds every configured sink, enabled or not, without sending anything, and returns
+/// what would stop one from starting (a template that does not compile, say): what
+/// `hookrelay check` reports. Call inside a tokio runtime.
+pub fn check(sinks: &[SinkConfig]) -> Vec<SinkBuildError> {
+    sinks
+        .iter()
+        .filter_map(|config| AnySink::new(config).err())
+        .collect()
 }
 
 /// A sink could not be built (for example, its HTTP client failed to start).
