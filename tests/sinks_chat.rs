@@ -89,8 +89,14 @@ async fn slack_incoming_webhook_gets_text_and_blocks_with_hostile_fields_escaped
     let got = slack.next().await;
     let body = json_of(&got);
     let text = body["text"].as_str().unwrap();
-    assert!(text.starts_with("*&lt;!channel&gt; @everyone &lt;script&gt;"), "{text}");
-    assert!(text.contains("<https://github.com/octo/app|octo/app>"), "{text}");
+    assert!(
+        text.starts_with("*&lt;!channel&gt; @everyone &lt;script&gt;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<https://github.com/octo/app|octo/app>"),
+        "{text}"
+    );
     let blocks = body["blocks"].as_array().unwrap();
     assert!(!blocks.is_empty() && blocks.len() <= 50);
     for block in blocks {
@@ -192,7 +198,9 @@ async fn discord_gets_an_embed_that_pings_nobody_and_obeys_its_rate_limits() {
     let mut discord = Receiver::with_script(vec![
         Answer::status(429)
             .with_header("content-type", "application/json")
-            .with_body(r#"{"message":"You are being rate limited.","retry_after":0.6,"global":false}"#),
+            .with_body(
+                r#"{"message":"You are being rate limited.","retry_after":0.6,"global":false}"#,
+            ),
         Answer::status(200)
             .with_header("x-ratelimit-remaining", "0")
             .with_header("x-ratelimit-reset-after", "1.0")
@@ -278,7 +286,10 @@ async fn teams_gets_an_adaptive_card_in_the_workflows_envelope() {
     send(&relay, "t-2", &push("mona", "two")).await;
     teams.next().await;
     let line = relay.wait_for_log("dead-lettered").await;
-    assert!(line.contains("400") && line.contains("Bad payload"), "{line}");
+    assert!(
+        line.contains("400") && line.contains("Bad payload"),
+        "{line}"
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod python;
+pub mod smtp;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
