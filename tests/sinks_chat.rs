@@ -314,3 +314,51 @@ async fn a_broken_template_is_reported_by_check_with_its_place() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn test_sink_sends_a_labelled_message_and_reports_the_sinks_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slack = Receiver::with_script(vec![
+        Answer::status(200).with_body("ok"),
+        Answer::status(404).with_body("channel_not_found"),
+    ])
+    .await;
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sinks.chat]\nkind = \"slack\"\nurl = \"{}\"\n",
+            slack.url()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["test-sink", "chat", "--config"])
+            .arg(&path)
+            .output()
+    };
+    let ok = run().await.unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("test message delivered, status 200"),
+        "{ok:?}"
+    );
+    let body = json_of(&slack.next().await);
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("hookrelay test message"),
+        "{body}"
+    );
+
+    let refused = run().await.unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("404") && stderr.contains("channel_not_found"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&slack.url()), "{stderr}");
+}

@@ -159,6 +159,28 @@ pub fn check(sinks: &[SinkConfig]) -> Vec<SinkBuildError> {
         .collect()
 }
 
+/// The source name of `hookrelay test-sink`'s message; not a valid source name, so no real
+/// event can pass for a test.
+pub const TEST_SOURCE: &str = "hookrelay test-sink";
+
+/// The clearly labelled message `hookrelay test-sink` sends: templates see `test = true`.
+pub fn test_delivery() -> Delivery {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Delivery {
+        event_id: Uuid::now_v7(),
+        source: Arc::from(TEST_SOURCE),
+        event_type: Some("hookrelay.test".to_string()),
+        delivery_id: None,
+        headers: Vec::new(),
+        content_type: Some("application/json".to_string()),
+        received_at_ms: now_ms,
+        body: Bytes::from_static(b"{\"hookrelay\":\"test message\"}"),
+        attempt: 1,
+    }
+}
+
 /// A sink could not be built (for example, its HTTP client failed to start).
 #[derive(Debug, thiserror::Error)]
 #[error("sink \"{sink}\": {message}")]

@@ -212,7 +212,7 @@ impl EventContext {
                 .collect(),
             body: serde_json::from_slice(&delivery.body).unwrap_or(serde_json::Value::Null),
             summary: serde_json::Value::Null,
-            test: false,
+            test: delivery.source.as_ref() == crate::sinks::TEST_SOURCE,
         }
     }
 }
