@@ -53,7 +53,7 @@ async fn a_mail_has_both_parts_and_hostile_fields_cannot_add_headers_or_markup()
     let event_id = reply.id();
 
     // The good sink's mail, and the busy one's after its 451.
-    let mut mails = vec![server.next(), server.next()];
+    let mut mails = [server.next(), server.next()];
     mails.sort_by_key(|m| m["rcpt_tos"][0].as_str().unwrap_or("").to_string());
     let (busy, mail) = (&mails[0], &mails[1]);
     assert_eq!(busy["rcpt_tos"], json!(["busy@example.com"]));

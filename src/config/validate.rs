@@ -26,6 +26,7 @@ use super::raw::{
     RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
 };
 use super::secrets;
+use super::tls::Outbound;
 
 mod messages;
 use super::{
@@ -280,9 +281,9 @@ fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
 
 /// Walks the raw file, collecting issues. Each method returns `None` only after recording
 /// at least one issue, and keeps checking what it can before returning.
-struct Validator<'a> {
-    issues: Vec<Issue>,
-    dir: &'a Path,
+pub(super) struct Validator<'a> {
+    pub(super) issues: Vec<Issue>,
+    pub(super) dir: &'a Path,
     /// The file's name as shown in messages, and its text: a template records where it
     /// was written, for errors found when it is compiled.
     origin: &'a str,
@@ -290,15 +291,27 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn problem(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.issues.push(Issue::new(span, key, message));
     }
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        // Problems in [tls] are recorded here; sinks are still checked against the defaults.
+        let outbound = self
+            .outbound_defaults(
+                raw.tls.as_ref(),
+                raw.server.as_ref().and_then(|s| s.proxy.as_ref()),
+            )
+            .unwrap_or_default();
         let server = self.server(raw.server.unwrap_or_default());
         let storage = self.storage(raw.storage.unwrap_or_default());
         let sources: Vec<_> = raw.sources.iter().map(|e| self.source(e)).collect();
-        let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e)).collect();
+        let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e, &outbound)).collect();
         let source_names: Vec<&str> = raw
             .sources
             .iter()
@@ -369,6 +382,10 @@ impl Validator<'_> {
             DEFAULT_MAX_CONNECTIONS,
             1..=LARGEST_MAX_CONNECTIONS,
         );
+        let tls = match &raw.tls {
+            None => Some(None),
+            Some(t) => self.server_tls(t).map(Some),
+        };
         Some(ServerConfig {
             listen: listen?,
             max_body: max_body?,
@@ -376,6 +393,7 @@ impl Validator<'_> {
             body_timeout: body_timeout?,
             shutdown_timeout: shutdown_timeout?,
             max_connections: usize::try_from(max_connections?).ok()?,
+            tls: tls?,
         })
     }
 
@@ -621,7 +639,7 @@ impl Validator<'_> {
         }
     }
 
-    fn sink(&mut self, entry: &Entry<RawSink>) -> Option<SinkConfig> {
+    fn sink(&mut self, entry: &Entry<RawSink>, outbound: &Outbound) -> Option<SinkConfig> {
         let path = format!("sinks.{}", raw::segment(entry.name.get_ref()));
         let key = |k: &str| format!("{path}.{k}");
         let name_ok = self.name(&entry.name, &path);
@@ -674,6 +692,7 @@ impl Validator<'_> {
             .rate(raw, &path)
             .map(|rate| rate.or_else(|| messages::default_rate(kind_name)));
         let retry = self.retry(raw.retry.as_ref(), &key("retry"));
+        let outbound = self.sink_outbound(raw, &path, outbound);
         if !name_ok || foreign {
             return None;
         }
@@ -684,6 +703,7 @@ impl Validator<'_> {
             concurrency: usize::try_from(concurrency?).ok()?,
             retry: retry?,
             timeout: timeout?,
+            outbound: outbound?,
             kind: kind?,
         })
     }

@@ -12,13 +12,11 @@ use std::time::{Duration, SystemTime};
 use http::header::{AUTHORIZATION, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::webhook::{innermost, parse_retry_after, snippet};
+use super::webhook::{parse_retry_after, snippet};
 use super::{Delivery, Outcome, SinkBuildError, SinkError};
-use crate::config::{Secret, TemplateSource};
+use crate::config::{Outbound, Secret, TemplateSource};
 use crate::template::{DEFAULT_MESSAGE, EventContext, Target, Template, TemplateError};
 
-/// Idle keep-alive connections are closed after this long.
-const POOL_IDLE: Duration = Duration::from_secs(90);
 /// How much of an answer is read: enough for any chat API's JSON reply.
 const READ_LIMIT: usize = 64 * 1024;
 
@@ -77,25 +75,10 @@ impl Answer {
 }
 
 impl Http {
-    /// A client for sink `name`; `timeout` bounds one whole attempt.
-    pub fn new(name: &str, timeout: Duration) -> Result<Http, SinkBuildError> {
-        // reqwest is built without a default crypto provider; installing one twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            // A redirect would send the message somewhere the operator never named.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_idle_timeout(POOL_IDLE)
-            .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SinkBuildError {
-                sink: name.to_string(),
-                message: format!(
-                    "cannot start the HTTP client: {}",
-                    innermost(&e.without_url())
-                ),
-            })?;
+    /// A client for sink `name` with its trust, client certificate and proxy settings;
+    /// `timeout` bounds one whole attempt.
+    pub fn new(name: &str, outbound: &Outbound, timeout: Duration) -> Result<Http, SinkBuildError> {
+        let client = super::http::client(name, outbound, timeout)?;
         Ok(Http {
             name: Arc::from(name),
             client,
@@ -156,24 +139,9 @@ impl Http {
     }
 
     fn transport(&self, err: reqwest::Error) -> Outcome {
-        let err = err.without_url();
-        let message = if err.is_timeout() {
-            format!(
-                "timed out after {}; raise [sinks.{}] timeout if the service is slow",
-                humantime::format_duration(self.timeout),
-                self.name
-            )
-        } else if err.is_connect() {
-            format!("could not connect: {}", innermost(&err))
-        } else {
-            format!("request failed: {}", innermost(&err))
-        };
         Outcome::Retry {
             after: None,
-            error: SinkError {
-                status: None,
-                message,
-            },
+            error: super::http::transport_error(&self.name, err, self.timeout),
         }
     }
 }

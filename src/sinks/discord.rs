@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::chat::{self, Answer, Http};
 use super::{Delivery, Outcome, Sink, SinkBuildError, SinkError};
-use crate::config::DiscordSinkConfig;
+use crate::config::{DiscordSinkConfig, Outbound};
 use crate::template::{Target, Template, escape};
 
 const TITLE: usize = 256;
@@ -56,6 +56,7 @@ impl DiscordSink {
     pub fn new(
         name: &str,
         config: &DiscordSinkConfig,
+        outbound: &Outbound,
         timeout: Duration,
     ) -> Result<DiscordSink, SinkBuildError> {
         let mut url = chat::parse_url(name, "url", &config.url)?;
@@ -71,7 +72,7 @@ impl DiscordSink {
             .append_pair("wait", "true");
         Ok(DiscordSink {
             name: name.to_string(),
-            http: Http::new(name, timeout)?,
+            http: Http::new(name, outbound, timeout)?,
             url,
             username: config.username.clone(),
             avatar_url: config.avatar_url.clone(),

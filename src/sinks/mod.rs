@@ -6,6 +6,7 @@
 
 mod chat;
 pub mod discord;
+pub mod http;
 pub mod slack;
 pub mod smtp;
 pub mod teams;
@@ -90,8 +91,8 @@ pub enum AnySink {
     Discord(discord::DiscordSink),
     /// `kind = "teams"`.
     Teams(teams::TeamsSink),
-    /// `kind = "smtp"`.
-    Smtp(smtp::SmtpSink),
+    /// `kind = "smtp"` (boxed: its transport and three templates make it the largest).
+    Smtp(Box<smtp::SmtpSink>),
 }
 
 impl AnySink {
@@ -101,28 +102,32 @@ impl AnySink {
             SinkKind::Webhook(w) => Ok(AnySink::Webhook(webhook::WebhookSink::new(
                 &config.name,
                 w,
+                &config.outbound,
                 config.timeout,
             )?)),
             SinkKind::Slack(c) => Ok(AnySink::Slack(slack::SlackSink::new(
                 &config.name,
                 c,
+                &config.outbound,
                 config.timeout,
             )?)),
             SinkKind::Discord(c) => Ok(AnySink::Discord(discord::DiscordSink::new(
                 &config.name,
                 c,
+                &config.outbound,
                 config.timeout,
             )?)),
             SinkKind::Teams(c) => Ok(AnySink::Teams(teams::TeamsSink::new(
                 &config.name,
                 c,
+                &config.outbound,
                 config.timeout,
             )?)),
-            SinkKind::Smtp(c) => Ok(AnySink::Smtp(smtp::SmtpSink::new(
+            SinkKind::Smtp(c) => Ok(AnySink::Smtp(Box::new(smtp::SmtpSink::new(
                 &config.name,
                 c,
                 config.timeout,
-            )?)),
+            )?))),
         }
     }
 }

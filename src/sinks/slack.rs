@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::chat::{self, Answer, Http};
 use super::{Delivery, Outcome, Sink, SinkBuildError, SinkError};
-use crate::config::{Secret, SlackSinkConfig, SlackTarget};
+use crate::config::{Outbound, Secret, SlackSinkConfig, SlackTarget};
 use crate::template::{Target, Template, one_line};
 
 /// Slack's limit on a section block's text.
@@ -46,25 +46,25 @@ pub struct SlackSink {
     name: String,
     http: Http,
     message: Template,
-    target: Target_,
+    via: Via,
 }
 
 /// Where the sink posts, resolved.
-enum Target_ {
+enum Via {
     Webhook(reqwest::Url),
     Api {
         url: reqwest::Url,
         token: Secret,
-        channel: Template,
+        channel: Box<Template>,
     },
 }
 
 // By hand: the URL and token are secrets.
 impl fmt::Debug for SlackSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let via = match self.target {
-            Target_::Webhook(_) => "incoming webhook",
-            Target_::Api { .. } => "chat.postMessage",
+        let via = match self.via {
+            Via::Webhook(_) => "incoming webhook",
+            Via::Api { .. } => "chat.postMessage",
         };
         f.debug_struct("SlackSink")
             .field("name", &self.name)
@@ -78,27 +78,30 @@ impl SlackSink {
     pub fn new(
         name: &str,
         config: &SlackSinkConfig,
+        outbound: &Outbound,
         timeout: Duration,
     ) -> Result<SlackSink, SinkBuildError> {
         let message = chat::message_template(name, config.template.as_ref(), Target::Slack)?;
         let target = match &config.target {
-            SlackTarget::Webhook { url } => Target_::Webhook(chat::parse_url(name, "url", url)?),
+            SlackTarget::Webhook { url } => Via::Webhook(chat::parse_url(name, "url", url)?),
             SlackTarget::Api {
                 token,
                 channel,
                 api_url,
-            } => Target_::Api {
+            } => Via::Api {
                 url: chat::parse_url(name, "api_url", &format!("{api_url}/chat.postMessage"))?,
                 token: token.clone(),
-                channel: Template::compile(&channel.text, Target::Plain, &channel.at)
-                    .map_err(|e| chat::template_build_error(name, &e))?,
+                channel: Box::new(
+                    Template::compile(&channel.text, Target::Plain, &channel.at)
+                        .map_err(|e| chat::template_build_error(name, &e))?,
+                ),
             },
         };
         Ok(SlackSink {
             name: name.to_string(),
-            http: Http::new(name, timeout)?,
+            http: Http::new(name, outbound, timeout)?,
             message,
-            target,
+            via: target,
         })
     }
 }
@@ -115,12 +118,12 @@ impl Sink for SlackSink {
             Err(outcome) => return outcome,
         };
         let mut payload = payload(&text);
-        match &self.target {
-            Target_::Webhook(url) => match self.http.post_json(url, &payload, None).await {
+        match &self.via {
+            Via::Webhook(url) => match self.http.post_json(url, &payload, None).await {
                 Ok(answer) => classify_webhook(&self.name, &answer),
                 Err(outcome) => outcome,
             },
-            Target_::Api {
+            Via::Api {
                 url,
                 token,
                 channel,

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::chat::{self, Answer, Http};
 use super::{Delivery, Outcome, Sink, SinkBuildError};
-use crate::config::TeamsSinkConfig;
+use crate::config::{Outbound, TeamsSinkConfig};
 use crate::template::{EventContext, Target, Template, escape};
 
 /// The most a request body may weigh; Teams refuses messages above about 28 KB.
@@ -46,11 +46,12 @@ impl TeamsSink {
     pub fn new(
         name: &str,
         config: &TeamsSinkConfig,
+        outbound: &Outbound,
         timeout: Duration,
     ) -> Result<TeamsSink, SinkBuildError> {
         Ok(TeamsSink {
             name: name.to_string(),
-            http: Http::new(name, timeout)?,
+            http: Http::new(name, outbound, timeout)?,
             url: chat::parse_url(name, "url", &config.url)?,
             message: chat::message_template(name, config.template.as_ref(), Target::Teams)?,
         })

@@ -38,6 +38,11 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
     ("from", &["smtp"]),
     ("to", &["smtp"]),
     ("subject", &["smtp"]),
+    // The HTTP client's settings; the smtp sink trusts the system's roots only, for now.
+    ("ca_file", &["webhook", "slack", "discord", "teams"]),
+    ("client_cert", &["webhook", "slack", "discord", "teams"]),
+    ("client_key", &["webhook", "slack", "discord", "teams"]),
+    ("proxy", &["webhook", "slack", "discord", "teams"]),
 ];
 
 /// Slack's Web API, unless `api_url` says otherwise.
