@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod python;
+pub mod smtp;
 pub mod tls;
 
 use std::collections::VecDeque;
