@@ -52,6 +52,8 @@ pub(super) struct RawConfig {
     pub sinks: Vec<Entry<RawSink>>,
     /// `[[routes]]` in file order, with their index; unreadable ones are left out.
     pub routes: Vec<(usize, Spanned<RawRoute>)>,
+    /// `[tls]`; `None` when absent or unreadable.
+    pub tls: Option<RawTls>,
 }
 
 /// One named table such as `[sources.github]`.
@@ -76,6 +78,25 @@ pub(super) struct RawServer {
     pub body_timeout: Option<Spanned<RawDuration>>,
     pub shutdown_timeout: Option<Spanned<RawDuration>>,
     pub max_connections: Option<Spanned<i64>>,
+    pub proxy: Option<Spanned<String>>,
+    pub tls: Option<Spanned<RawServerTls>>,
+}
+
+/// `[server] tls = { cert_file, key_file, client_ca_file }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServerTls {
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub client_ca_file: Option<Spanned<String>>,
+}
+
+/// `[tls]`: trust for every outbound connection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub ca_file: Option<Spanned<String>>,
+    pub use_system_roots: Option<Spanned<bool>>,
 }
 
 /// `[storage]`.
@@ -128,6 +149,25 @@ pub(super) struct RawSink {
     pub rate: Option<Spanned<String>>,
     pub burst: Option<Spanned<i64>>,
     pub retry: Option<Spanned<RawRetry>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    pub proxy: Option<Spanned<String>>,
+    // Message sinks (slack, discord, teams, smtp).
+    pub template: Option<Spanned<String>>,
+    pub template_file: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    pub channel: Option<Spanned<String>>,
+    pub api_url: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub avatar_url: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub tls: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<Strings>>,
+    pub subject: Option<Spanned<String>>,
 }
 
 /// `retry = { max_attempts, initial, max }`.
@@ -342,7 +382,7 @@ impl<'de> Deserialize<'de> for RawHeaders {
 }
 
 /// Top-level keys, in the order the file usually has them.
-const SECTIONS: &[&str] = &["server", "storage", "sources", "sinks", "routes"];
+const SECTIONS: &[&str] = &["server", "storage", "sources", "sinks", "routes", "tls"];
 
 /// Reads the file's shape. Syntax errors stop here (nothing after them can be trusted);
 /// otherwise every shape problem is returned beside whatever could be read.
@@ -364,6 +404,7 @@ pub(super) fn read(text: &str) -> (RawConfig, Vec<Issue>) {
             "sources" => raw.sources = named(value, "sources", "source", &mut issues),
             "sinks" => raw.sinks = named(value, "sinks", "sink", &mut issues),
             "routes" => raw.routes = routes(value, &mut issues),
+            "tls" => raw.tls = section(value, "tls", &mut issues),
             other => issues.push(Issue::new(
                 key.span(),
                 segment(other),

@@ -26,7 +26,10 @@ use super::raw::{
     RawRetry, RawRoute, RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
 };
 use super::secrets;
+use super::tls::Outbound;
 use super::{Condition, PresetScheme, Product, Subject, SummaryField, Test};
+
+mod messages;
 use super::{
     Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret, ServerConfig,
     SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
@@ -71,7 +74,7 @@ const SOURCE_KINDS: &[&str] = &[
     "bitbucket",
 ];
 /// Sink kinds, as written in `kind = "..."`.
-const SINK_KINDS: &[&str] = &["webhook"];
+const SINK_KINDS: &[&str] = &["webhook", "slack", "discord", "teams", "smtp"];
 
 /// For each source key that only some kinds take, those kinds. `kind` and `enabled` are
 /// taken by all.
@@ -278,7 +281,12 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 
 fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
     let (raw, issues) = raw::read(text);
-    let mut v = Validator { issues, dir };
+    let mut v = Validator {
+        issues,
+        dir,
+        origin,
+        text,
+    };
     let config = v.config(raw);
     match config {
         Some(config) if v.issues.is_empty() => Ok(config),
@@ -300,21 +308,37 @@ fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
 
 /// Walks the raw file, collecting issues. Each method returns `None` only after recording
 /// at least one issue, and keeps checking what it can before returning.
-struct Validator<'a> {
-    issues: Vec<Issue>,
-    dir: &'a Path,
+pub(super) struct Validator<'a> {
+    pub(super) issues: Vec<Issue>,
+    pub(super) dir: &'a Path,
+    /// The file's name as shown in messages, and its text: a template records where it
+    /// was written, for errors found when it is compiled.
+    origin: &'a str,
+    text: &'a str,
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn problem(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.issues.push(Issue::new(span, key, message));
     }
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        // Problems in [tls] are recorded here; sinks are still checked against the defaults.
+        let outbound = self
+            .outbound_defaults(
+                raw.tls.as_ref(),
+                raw.server.as_ref().and_then(|s| s.proxy.as_ref()),
+            )
+            .unwrap_or_default();
         let server = self.server(raw.server.unwrap_or_default());
         let storage = self.storage(raw.storage.unwrap_or_default());
         let sources: Vec<_> = raw.sources.iter().map(|e| self.source(e)).collect();
-        let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e)).collect();
+        let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e, &outbound)).collect();
         let source_names: Vec<&str> = raw
             .sources
             .iter()
@@ -385,6 +409,10 @@ impl Validator<'_> {
             DEFAULT_MAX_CONNECTIONS,
             1..=LARGEST_MAX_CONNECTIONS,
         );
+        let tls = match &raw.tls {
+            None => Some(None),
+            Some(t) => self.server_tls(t).map(Some),
+        };
         Some(ServerConfig {
             listen: listen?,
             max_body: max_body?,
@@ -392,6 +420,7 @@ impl Validator<'_> {
             body_timeout: body_timeout?,
             shutdown_timeout: shutdown_timeout?,
             max_connections: usize::try_from(max_connections?).ok()?,
+            tls: tls?,
         })
     }
 
@@ -802,7 +831,7 @@ impl Validator<'_> {
         ok.then_some(out)
     }
 
-    fn sink(&mut self, entry: &Entry<RawSink>) -> Option<SinkConfig> {
+    fn sink(&mut self, entry: &Entry<RawSink>, outbound: &Outbound) -> Option<SinkConfig> {
         let path = format!("sinks.{}", raw::segment(entry.name.get_ref()));
         let key = |k: &str| format!("{path}.{k}");
         let name_ok = self.name(&entry.name, &path);
@@ -833,24 +862,11 @@ impl Validator<'_> {
             }
             Some(_) => {}
         }
-        let url = match &raw.url {
-            Some(u) => self.url(u, &key("url")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    &path,
-                    "missing url; add url = \"https://...\", the receiver's address",
-                );
-                None
-            }
-        };
-        let signing_key = match &raw.signing_secret {
-            None => Some(None),
-            Some(s) => self.whsec(s, &key("signing_secret")).map(Some),
-        };
-        let headers = match &raw.headers {
-            None => Some(Vec::new()),
-            Some(h) => self.headers(h, &key("headers")),
+        let kind_name = raw.kind.as_ref().map_or("", |k| k.get_ref().as_str());
+        let foreign = self.foreign_sink_keys(entry, kind_name, &path);
+        let kind = match kind_name {
+            "webhook" => self.webhook_sink(entry, raw, &path),
+            _ => self.message_sink(kind_name, entry, raw, &path),
         };
         let timeout = self.duration(
             raw.timeout.as_ref(),
@@ -864,9 +880,12 @@ impl Validator<'_> {
             DEFAULT_CONCURRENCY,
             1..=LARGEST_CONCURRENCY,
         );
-        let rate = self.rate(raw, &path);
+        let rate = self
+            .rate(raw, &path)
+            .map(|rate| rate.or_else(|| messages::default_rate(kind_name)));
         let retry = self.retry(raw.retry.as_ref(), &key("retry"));
-        if !name_ok {
+        let outbound = self.sink_outbound(raw, &path, outbound);
+        if !name_ok || foreign {
             return None;
         }
         Some(SinkConfig {
@@ -876,12 +895,43 @@ impl Validator<'_> {
             concurrency: usize::try_from(concurrency?).ok()?,
             retry: retry?,
             timeout: timeout?,
-            kind: SinkKind::Webhook(WebhookSinkConfig {
-                url: url?,
-                signing_key: signing_key?,
-                headers: headers?,
-            }),
+            outbound: outbound?,
+            kind: kind?,
         })
+    }
+
+    /// `kind = "webhook"`'s own keys.
+    fn webhook_sink(
+        &mut self,
+        entry: &Entry<RawSink>,
+        raw: &RawSink,
+        path: &str,
+    ) -> Option<SinkKind> {
+        let key = |k: &str| format!("{path}.{k}");
+        let url = match &raw.url {
+            Some(u) => self.url(u, &key("url")),
+            None => {
+                self.problem(
+                    entry.name.span(),
+                    path,
+                    "missing url; add url = \"https://...\", the receiver's address",
+                );
+                None
+            }
+        };
+        let signing_key = match &raw.signing_secret {
+            None => Some(None),
+            Some(s) => self.whsec(s, &key("signing_secret")).map(Some),
+        };
+        let headers = match &raw.headers {
+            None => Some(Vec::new()),
+            Some(h) => self.headers(h, &key("headers")),
+        };
+        Some(SinkKind::Webhook(WebhookSinkConfig {
+            url: url?,
+            signing_key: signing_key?,
+            headers: headers?,
+        }))
     }
 
     fn route(
@@ -1776,7 +1826,9 @@ to = ["builds"]
                 max: Duration::from_secs(1800)
             }
         );
-        let SinkKind::Webhook(w) = &audit.kind;
+        let SinkKind::Webhook(w) = &audit.kind else {
+            panic!("audit is a webhook sink")
+        };
         assert_eq!(w.url, "https://audit.internal/hooks");
         assert_eq!(w.signing_key, Some(Secret::new("sign")));
         assert_eq!(w.headers.len(), 2);
@@ -2082,9 +2134,9 @@ to = ["builds"]
                 "bad name",
             ),
             (
-                "[sinks.s]\nkind = \"slack\"\nurl = \"http://h\"\n",
+                "[sinks.s]\nkind = \"slak\"\nurl = \"http://h\"\n",
                 "sinks.s.kind",
-                "the kinds so far are: webhook",
+                "unknown sink kind \"slak\" (did you mean \"slack\"?)",
             ),
             (
                 "[sinks.s]\nkind = \"webhook\"\nurl = \"/relative\"\n",
@@ -2149,6 +2201,7 @@ to = ["builds"]
             ("routes = 1\n", "routes", "[[routes]]"),
             ("[routes]\nfrom = \"a\"\n", "routes", "[[routes]]"),
         ];
+        let cases: Vec<_> = cases.iter().chain(messages::tests::BAD_VALUES).collect();
         for (text, key, needle) in cases {
             let ps = problems(text);
             assert_eq!(ps.len(), 1, "{text}\n{ps:#?}");
