@@ -26,28 +26,36 @@ use serde_json::Value;
 
 use crate::config::{Product, SourceConfig, SourceKind, SummaryField};
 
-/// What an event is about, as far as its body tells. Serialized with every field present
-/// (`null` when unknown), under the names used in the config: `ref` for [`Summary::git_ref`].
+/// What an event is about, as far as its body tells. Serialized as an object holding only
+/// the known fields, under the names used in the config (`ref` for [`Summary::git_ref`]),
+/// so a template's `summary.version is defined` says whether the event has one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     /// What happened: `uploaded`, `deleted`, `downloaded`, `pushed`, `tag`, `released`,
     /// `merge request`, `pipeline`, `scanned`, …, else the product's own word.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// The artifact repository (Nexus, Artifactory), or the source or image repository
     /// (`owner/name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
     /// The component, package, image or build.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
     /// The path of the file inside its repository.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// The component's version, image tag or release tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Who did it (a user name).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
     /// A link to what changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// The git ref, in full: `refs/heads/main`, `refs/tags/v1.2`.
-    #[serde(rename = "ref")]
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
     pub git_ref: Option<String>,
 }
 
@@ -224,28 +232,32 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn serializes_every_field_under_its_config_name() {
+    fn serializes_the_known_fields_under_their_config_names() {
         let s = Summary {
             action: Some("pushed".into()),
             git_ref: Some("refs/heads/main".into()),
             ..Summary::default()
         };
         let json = serde_json::to_value(&s).unwrap();
-        let names: Vec<&str> = SummaryField::ALL.iter().map(|(n, _)| *n).collect();
-        let keys: Vec<&str> = json
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let mut sorted = names.clone();
-        sorted.sort_unstable();
-        assert_eq!(keys, sorted);
-        assert_eq!(json["ref"], "refs/heads/main");
-        assert_eq!(json["version"], Value::Null);
+        assert_eq!(
+            json,
+            serde_json::json!({"action": "pushed", "ref": "refs/heads/main"})
+        );
+        let full = Summary {
+            action: Some("a".into()),
+            repository: Some("b".into()),
+            component: Some("c".into()),
+            path: Some("d".into()),
+            version: Some("e".into()),
+            actor: Some("f".into()),
+            url: Some("g".into()),
+            git_ref: Some("h".into()),
+        };
+        let json = serde_json::to_value(&full).unwrap();
+        assert_eq!(json.as_object().unwrap().len(), SummaryField::ALL.len());
         for (name, field) in SummaryField::ALL {
             assert_eq!(field.name(), name);
-            assert_eq!(s.get(field), json[name].as_str());
+            assert_eq!(full.get(field), json[name].as_str(), "{name}");
         }
     }
 
