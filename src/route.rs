@@ -172,6 +172,7 @@ mod tests {
             sources: Vec::new(),
             sinks,
             routes,
+            admin: None,
         }
     }
 
