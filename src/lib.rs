@@ -14,6 +14,7 @@
 pub mod config;
 pub mod dispatch;
 pub mod ingress;
+pub mod metrics;
 pub mod route;
 pub mod sinks;
 pub mod store;
