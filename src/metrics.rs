@@ -145,7 +145,8 @@ pub struct SinkMetrics {
 }
 
 impl SinkMetrics {
-    fn detached() -> SinkMetrics {
+    /// Handles not registered anywhere: for dispatch run without a registry.
+    pub fn detached() -> SinkMetrics {
         SinkMetrics {
             delivered: Counter::default(),
             retrying: Counter::default(),
