@@ -52,6 +52,9 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// The HTTPS certificate, key or client CA could not be used.
+    #[error("[server] tls: {0}")]
+    Tls(String),
 }
 
 /// How often retention looks for expired events, and how many it removes per transaction:
@@ -69,6 +72,13 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // Before the store opens: a bad certificate should cost nothing but the message.
+    let tls = match &config.server.tls {
+        Some(files) => Some(Arc::new(
+            ingress::tls::TlsIngress::load(files).map_err(RunError::Tls)?,
+        )),
+        None => None,
+    };
     let mut metrics = metrics::Metrics::new(&config);
     let store = Store::open_observed(&config.storage, metrics.store())?;
     let sink_names = config.sinks.iter().map(|s| s.name.clone()).collect();
@@ -120,7 +130,7 @@ pub async fn run(
         }
         _ => None,
     };
-    ingress::serve(listener, ingress, &config.server, shutdown, grace).await;
+    ingress::serve(listener, ingress, &config.server, tls, shutdown, grace).await;
     tracing::info!("ingress stopped; finishing deliveries in flight");
     let _ = admin_stop.send(());
     if let Some(task) = admin_task {
