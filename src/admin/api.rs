@@ -61,22 +61,42 @@ pub(super) async fn answer(
         Route::ReplayDeadLetters => replay_dead_letters(admin, &params["sink"], query).await,
         Route::TestSink => test_sink(admin, &params["sink"]).await,
     };
-    result.unwrap_or_else(|e| e)
+    result.unwrap_or_else(ApiError::into_answer)
 }
 
 fn ok(body: Value) -> Answer {
     respond(StatusCode::OK, "application/json", body.to_string())
 }
 
-fn bad_request(message: &str) -> Answer {
-    json_error(StatusCode::BAD_REQUEST, message)
+/// A refused or failed request: its status and a message saying what to do.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    message: String,
 }
 
-fn store_failed(err: &StoreError) -> Answer {
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn into_answer(self) -> Answer {
+        json_error(self.status, &self.message)
+    }
+}
+
+fn bad_request(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+fn store_failed(err: &StoreError) -> ApiError {
     tracing::error!(error = %err, "admin: store request failed");
-    json_error(
+    ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        &format!("the store could not answer: {err}"),
+        format!("the store could not answer: {err}"),
     )
 }
 
@@ -84,7 +104,7 @@ fn store_failed(err: &StoreError) -> Answer {
 async fn read<T: Send + 'static>(
     store: &Store,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Answer> {
+) -> Result<T, ApiError> {
     let store = store.clone();
     match tokio::task::spawn_blocking(move || f(&store)).await {
         Ok(Ok(value)) => Ok(value),
@@ -104,7 +124,7 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn limit(query: &HashMap<String, String>) -> Result<usize, Answer> {
+fn limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
     match query.get("limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(text) => match text.parse::<usize>() {
@@ -116,12 +136,12 @@ fn limit(query: &HashMap<String, String>) -> Result<usize, Answer> {
     }
 }
 
-fn event_id(text: &str, what: &str) -> Result<Uuid, Answer> {
+fn event_id(text: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text)
         .map_err(|_| bad_request(&format!("{what}: expected an event id (a UUID)")))
 }
 
-fn cursor(query: &HashMap<String, String>) -> Result<Option<Uuid>, Answer> {
+fn cursor(query: &HashMap<String, String>) -> Result<Option<Uuid>, ApiError> {
     query
         .get("before")
         .map(|text| event_id(text, "before"))
@@ -129,19 +149,19 @@ fn cursor(query: &HashMap<String, String>) -> Result<Option<Uuid>, Answer> {
 }
 
 /// The configured sink of this name, or a `404`.
-fn sink_config<'a>(admin: &'a Admin, name: &str) -> Result<&'a SinkConfig, Answer> {
+fn sink_config<'a>(admin: &'a Admin, name: &str) -> Result<&'a SinkConfig, ApiError> {
     admin.sinks.iter().find(|s| s.name == name).ok_or_else(|| {
-        json_error(
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "no sink of this name in the configuration",
         )
     })
 }
 
-fn enabled_sink<'a>(admin: &'a Admin, name: &str) -> Result<&'a SinkConfig, Answer> {
+fn enabled_sink<'a>(admin: &'a Admin, name: &str) -> Result<&'a SinkConfig, ApiError> {
     let sink = sink_config(admin, name)?;
     if !sink.enabled {
-        return Err(json_error(
+        return Err(ApiError::new(
             StatusCode::CONFLICT,
             "the sink is disabled (enabled = false): nothing is queued for it",
         ));
@@ -163,7 +183,7 @@ async fn readyz(admin: &Admin) -> Answer {
     }
 }
 
-async fn metrics(admin: &Admin) -> Result<Answer, Answer> {
+async fn metrics(admin: &Admin) -> Result<Answer, ApiError> {
     let metrics = admin.metrics.clone();
     // Rendering reads the store for the queue gauges: off the async workers.
     let text = tokio::task::spawn_blocking(move || metrics.render())
@@ -172,7 +192,7 @@ async fn metrics(admin: &Admin) -> Result<Answer, Answer> {
     Ok(respond(StatusCode::OK, crate::metrics::CONTENT_TYPE, text))
 }
 
-async fn events(admin: &Admin, query: &HashMap<String, String>) -> Result<Answer, Answer> {
+async fn events(admin: &Admin, query: &HashMap<String, String>) -> Result<Answer, ApiError> {
     let status = match query.get("status") {
         None => None,
         Some(text) => Some(EventStatus::parse(text).ok_or_else(|| {
@@ -208,12 +228,12 @@ async fn events(admin: &Admin, query: &HashMap<String, String>) -> Result<Answer
     })))
 }
 
-async fn event(admin: &Admin, id: &str) -> Result<Answer, Answer> {
+async fn event(admin: &Admin, id: &str) -> Result<Answer, ApiError> {
     let id = event_id(id, "id")?;
     let Some((event, deliveries, attempts)) =
         read(&admin.store, move |s| s.event_detail(id)).await?
     else {
-        return Err(json_error(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no such event (it may have passed retention)",
         ));
@@ -296,14 +316,14 @@ async fn replay_event(
     admin: &Admin,
     id: &str,
     query: &HashMap<String, String>,
-) -> Result<Answer, Answer> {
+) -> Result<Answer, ApiError> {
     let id = event_id(id, "id")?;
     let targets: Vec<Arc<str>> = match query.get("sink") {
         Some(name) => vec![Arc::from(enabled_sink(admin, name)?.name.as_str())],
         None => {
             let Some((_, deliveries, _)) = read(&admin.store, move |s| s.event_detail(id)).await?
             else {
-                return Err(json_error(StatusCode::NOT_FOUND, "no such event"));
+                return Err(ApiError::new(StatusCode::NOT_FOUND, "no such event"));
             };
             // Its sinks that still exist and are enabled; others are reported as skipped.
             deliveries
@@ -319,7 +339,7 @@ async fn replay_event(
         .await
         .map_err(|e| store_failed(&e))?;
     if results.contains(&Replayed::NoSuchEvent) {
-        return Err(json_error(StatusCode::NOT_FOUND, "no such event"));
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such event"));
     }
     let sinks: Vec<Value> = targets
         .iter()
@@ -337,7 +357,7 @@ async fn replay_event(
     Ok(ok(json!({ "event_id": id.to_string(), "sinks": sinks })))
 }
 
-async fn sinks(admin: &Admin) -> Result<Answer, Answer> {
+async fn sinks(admin: &Admin) -> Result<Answer, ApiError> {
     let names: Vec<String> = admin.sinks.iter().map(|s| s.name.clone()).collect();
     let stats = read(&admin.store, move |s| {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -385,7 +405,7 @@ async fn dead_letters(
     admin: &Admin,
     sink: &str,
     query: &HashMap<String, String>,
-) -> Result<Answer, Answer> {
+) -> Result<Answer, ApiError> {
     let name = sink_config(admin, sink)?.name.clone();
     let before = cursor(query)?;
     let limit = limit(query)?;
@@ -415,7 +435,7 @@ async fn replay_dead_letters(
     admin: &Admin,
     sink: &str,
     query: &HashMap<String, String>,
-) -> Result<Answer, Answer> {
+) -> Result<Answer, ApiError> {
     let name: Arc<str> = Arc::from(enabled_sink(admin, sink)?.name.as_str());
     let since_ms = match query.get("since") {
         None => 0,
@@ -443,12 +463,12 @@ async fn replay_dead_letters(
     Ok(ok(json!({ "sink": &*name, "replayed": replayed })))
 }
 
-async fn test_sink(admin: &Admin, sink: &str) -> Result<Answer, Answer> {
+async fn test_sink(admin: &Admin, sink: &str) -> Result<Answer, ApiError> {
     let config = sink_config(admin, sink)?;
     let built = AnySink::new(config).map_err(|e| {
-        json_error(
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("the sink could not be built: {e}"),
+            format!("the sink could not be built: {e}"),
         )
     })?;
     let id = Uuid::now_v7();

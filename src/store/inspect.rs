@@ -188,15 +188,13 @@ impl Store {
         let attempts = txn.open_table(ATTEMPTS).map_err(read_err)?;
         let upper = query.before.map_or(u128::MAX, |id| id.as_u128());
         let mut page = EventPage::default();
-        let mut scanned = 0;
         let mut last_key = None;
-        for item in events.range(..upper).map_err(read_err)?.rev() {
+        for (scanned, item) in events.range(..upper).map_err(read_err)?.rev().enumerate() {
             if page.events.len() >= query.limit || scanned >= SCAN_PER_PAGE {
                 // More may follow: resume below the last one looked at.
                 page.next = last_key.map(Uuid::from_u128);
                 return Ok(page);
             }
-            scanned += 1;
             let (key, value) = item.map_err(read_err)?;
             let key = key.value();
             last_key = Some(key);
