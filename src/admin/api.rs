@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{Admin, OPENAPI, Route, json_error, respond};
 use crate::config::SinkConfig;
-use crate::sinks::{AnySink, Delivery, Outcome, Sink};
+use crate::sinks::{AnySink, Outcome, Sink};
 use crate::store::{
     DeliveryState, EventQuery, EventStatus, Replayed, Store, StoreError, StoredEvent,
 };
@@ -115,13 +115,6 @@ async fn read<T: Send + 'static>(
 
 fn time(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
@@ -263,6 +256,7 @@ async fn event(admin: &Admin, id: &str) -> Result<Answer, ApiError> {
                 "duration_ms": a.record.duration_ms,
                 "status": a.record.status,
                 "error": a.record.error,
+                "message_id": a.record.message_id,
                 "outcome": match a.record.outcome {
                     crate::store::AttemptOutcome::Delivered => "delivered",
                     crate::store::AttemptOutcome::Retrying => "retrying",
@@ -395,9 +389,15 @@ async fn sinks(admin: &Admin) -> Result<Answer, ApiError> {
     Ok(ok(json!({ "sinks": list })))
 }
 
+/// The `kind` as written in the file.
 fn sink_kind(sink: &SinkConfig) -> &'static str {
+    use crate::config::SinkKind;
     match &sink.kind {
-        crate::config::SinkKind::Webhook(_) => "webhook",
+        SinkKind::Webhook(_) => "webhook",
+        SinkKind::Slack(_) => "slack",
+        SinkKind::Discord(_) => "discord",
+        SinkKind::Teams(_) => "teams",
+        SinkKind::Smtp(_) => "smtp",
     }
 }
 
@@ -471,36 +471,26 @@ async fn test_sink(admin: &Admin, sink: &str) -> Result<Answer, ApiError> {
             format!("the sink could not be built: {e}"),
         )
     })?;
-    let id = Uuid::now_v7();
-    let now = now_ms();
-    let body = json!({
-        "type": "hookrelay.test",
-        "message": "test delivery from the hookrelay admin API; safe to ignore",
-        "sink": config.name,
-        "sent_at": time(now),
-    });
-    let delivery = Delivery {
-        event_id: id,
-        source: Arc::from("hookrelay"),
-        event_type: Some("hookrelay.test".to_string()),
-        content_type: Some("application/json".to_string()),
-        received_at_ms: now,
-        body: Bytes::from(body.to_string()),
-        attempt: 1,
-    };
+    // The same clearly labelled message as `hookrelay test-sink`: event type
+    // `hookrelay.test`, a source no real event can have; nothing is stored.
+    let delivery = crate::sinks::test_delivery();
+    let id = delivery.event_id;
     let started = std::time::Instant::now();
     let limit = config.timeout + TEST_MARGIN;
     let outcome = tokio::time::timeout(limit, built.deliver(&delivery)).await;
     let duration_ms = started.elapsed().as_millis() as u64;
-    let (result, status, error) = match outcome {
+    let (result, status, error, message_id) = match outcome {
         Err(_) => (
             "failed",
             None,
             Some("no outcome within the sink's timeout".to_string()),
+            None,
         ),
-        Ok(Outcome::Delivered { status }) => ("delivered", status, None),
-        Ok(Outcome::Retry { error, .. }) => ("failed_retriable", error.status, Some(error.message)),
-        Ok(Outcome::Failed(error)) => ("failed", error.status, Some(error.message)),
+        Ok(Outcome::Delivered { status, message_id }) => ("delivered", status, None, message_id),
+        Ok(Outcome::Retry { error, .. }) => {
+            ("failed_retriable", error.status, Some(error.message), None)
+        }
+        Ok(Outcome::Failed(error)) => ("failed", error.status, Some(error.message), None),
     };
     tracing::info!(sink = %config.name, outcome = result, "admin: test delivery");
     Ok(ok(json!({
@@ -509,6 +499,7 @@ async fn test_sink(admin: &Admin, sink: &str) -> Result<Answer, ApiError> {
         "outcome": result,
         "status": status,
         "error": error,
+        "message_id": message_id,
         "duration_ms": duration_ms,
     })))
 }

@@ -161,6 +161,21 @@ pub(super) struct RawSink {
     pub client_cert: Option<Spanned<String>>,
     pub client_key: Option<Spanned<String>>,
     pub proxy: Option<Spanned<String>>,
+    // Message sinks (slack, discord, teams, smtp).
+    pub template: Option<Spanned<String>>,
+    pub template_file: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    pub channel: Option<Spanned<String>>,
+    pub api_url: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub avatar_url: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub tls: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<Strings>>,
+    pub subject: Option<Spanned<String>>,
 }
 
 /// `retry = { max_attempts, initial, max }`.

@@ -27,6 +27,8 @@ use super::raw::{
 };
 use super::secrets;
 use super::tls::Outbound;
+
+mod messages;
 use super::{
     AdminConfig, Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret,
     ServerConfig, SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
@@ -62,7 +64,7 @@ const LONGEST_NAME: usize = 64;
 /// Source kinds, as written in `kind = "..."`.
 const SOURCE_KINDS: &[&str] = &["github", "gitlab", "standard", "hmac", "token", "none"];
 /// Sink kinds, as written in `kind = "..."`.
-const SINK_KINDS: &[&str] = &["webhook"];
+const SINK_KINDS: &[&str] = &["webhook", "slack", "discord", "teams", "smtp"];
 
 /// For each source key that only some kinds take, those kinds. `kind` and `enabled` are
 /// taken by all.
@@ -255,7 +257,12 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 
 fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
     let (raw, issues) = raw::read(text);
-    let mut v = Validator { issues, dir };
+    let mut v = Validator {
+        issues,
+        dir,
+        origin,
+        text,
+    };
     let config = v.config(raw);
     match config {
         Some(config) if v.issues.is_empty() => Ok(config),
@@ -280,6 +287,10 @@ fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
 pub(super) struct Validator<'a> {
     pub(super) issues: Vec<Issue>,
     pub(super) dir: &'a Path,
+    /// The file's name as shown in messages, and its text: a template records where it
+    /// was written, for errors found when it is compiled.
+    origin: &'a str,
+    text: &'a str,
 }
 
 impl Validator<'_> {
@@ -733,24 +744,11 @@ impl Validator<'_> {
             }
             Some(_) => {}
         }
-        let url = match &raw.url {
-            Some(u) => self.url(u, &key("url")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    &path,
-                    "missing url; add url = \"https://...\", the receiver's address",
-                );
-                None
-            }
-        };
-        let signing_key = match &raw.signing_secret {
-            None => Some(None),
-            Some(s) => self.whsec(s, &key("signing_secret")).map(Some),
-        };
-        let headers = match &raw.headers {
-            None => Some(Vec::new()),
-            Some(h) => self.headers(h, &key("headers")),
+        let kind_name = raw.kind.as_ref().map_or("", |k| k.get_ref().as_str());
+        let foreign = self.foreign_sink_keys(entry, kind_name, &path);
+        let kind = match kind_name {
+            "webhook" => self.webhook_sink(entry, raw, &path),
+            _ => self.message_sink(kind_name, entry, raw, &path),
         };
         let timeout = self.duration(
             raw.timeout.as_ref(),
@@ -764,10 +762,12 @@ impl Validator<'_> {
             DEFAULT_CONCURRENCY,
             1..=LARGEST_CONCURRENCY,
         );
-        let rate = self.rate(raw, &path);
+        let rate = self
+            .rate(raw, &path)
+            .map(|rate| rate.or_else(|| messages::default_rate(kind_name)));
         let retry = self.retry(raw.retry.as_ref(), &key("retry"));
         let outbound = self.sink_outbound(raw, &path, outbound);
-        if !name_ok {
+        if !name_ok || foreign {
             return None;
         }
         Some(SinkConfig {
@@ -778,12 +778,42 @@ impl Validator<'_> {
             retry: retry?,
             timeout: timeout?,
             outbound: outbound?,
-            kind: SinkKind::Webhook(WebhookSinkConfig {
-                url: url?,
-                signing_key: signing_key?,
-                headers: headers?,
-            }),
+            kind: kind?,
         })
+    }
+
+    /// `kind = "webhook"`'s own keys.
+    fn webhook_sink(
+        &mut self,
+        entry: &Entry<RawSink>,
+        raw: &RawSink,
+        path: &str,
+    ) -> Option<SinkKind> {
+        let key = |k: &str| format!("{path}.{k}");
+        let url = match &raw.url {
+            Some(u) => self.url(u, &key("url")),
+            None => {
+                self.problem(
+                    entry.name.span(),
+                    path,
+                    "missing url; add url = \"https://...\", the receiver's address",
+                );
+                None
+            }
+        };
+        let signing_key = match &raw.signing_secret {
+            None => Some(None),
+            Some(s) => self.whsec(s, &key("signing_secret")).map(Some),
+        };
+        let headers = match &raw.headers {
+            None => Some(Vec::new()),
+            Some(h) => self.headers(h, &key("headers")),
+        };
+        Some(SinkKind::Webhook(WebhookSinkConfig {
+            url: url?,
+            signing_key: signing_key?,
+            headers: headers?,
+        }))
     }
 
     fn route(
@@ -1668,7 +1698,9 @@ to = ["builds"]
                 max: Duration::from_secs(1800)
             }
         );
-        let SinkKind::Webhook(w) = &audit.kind;
+        let SinkKind::Webhook(w) = &audit.kind else {
+            panic!("audit is a webhook sink")
+        };
         assert_eq!(w.url, "https://audit.internal/hooks");
         assert_eq!(w.signing_key, Some(Secret::new("sign")));
         assert_eq!(w.headers.len(), 2);
@@ -1970,9 +2002,9 @@ to = ["builds"]
                 "bad name",
             ),
             (
-                "[sinks.s]\nkind = \"slack\"\nurl = \"http://h\"\n",
+                "[sinks.s]\nkind = \"slak\"\nurl = \"http://h\"\n",
                 "sinks.s.kind",
-                "the kinds so far are: webhook",
+                "unknown sink kind \"slak\" (did you mean \"slack\"?)",
             ),
             (
                 "[sinks.s]\nkind = \"webhook\"\nurl = \"/relative\"\n",
@@ -2037,6 +2069,7 @@ to = ["builds"]
             ("routes = 1\n", "routes", "[[routes]]"),
             ("[routes]\nfrom = \"a\"\n", "routes", "[[routes]]"),
         ];
+        let cases: Vec<_> = cases.iter().chain(messages::tests::BAD_VALUES).collect();
         for (text, key, needle) in cases {
             let ps = problems(text);
             assert_eq!(ps.len(), 1, "{text}\n{ps:#?}");

@@ -77,13 +77,25 @@ pub struct AttemptValue {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub outcome: AttemptOutcome,
+    pub message_id: Option<String>,
     /// Made in a round started by a replay.
     pub replay: bool,
 }
 
-/// An attempt as version 1 wrote it.
+/// An attempt as version 1 writes it since sinks report their own message id.
 #[derive(Deserialize)]
 struct AttemptValueV1 {
+    started_ms: u64,
+    duration_ms: u32,
+    status: Option<u16>,
+    error: Option<String>,
+    outcome: AttemptOutcome,
+    message_id: Option<String>,
+}
+
+/// An attempt as the first version 1 build wrote it, before message ids.
+#[derive(Deserialize)]
+struct AttemptValueV1NoMessageId {
     started_ms: u64,
     duration_ms: u32,
     status: Option<u16>,
@@ -163,13 +175,29 @@ pub fn decode_attempt(bytes: &[u8]) -> Result<AttemptValue, DecodeError> {
     match bytes.split_first() {
         None => Err(DecodeError::Empty),
         Some((&FORMAT_VERSION, rest)) => {
-            let old: AttemptValueV1 = postcard::from_bytes(rest)?;
+            // Version 1 gained the message id without a version bump: a record too short
+            // for it is the older layout.
+            let old = match postcard::from_bytes::<AttemptValueV1>(rest) {
+                Ok(old) => old,
+                Err(_) => {
+                    let older: AttemptValueV1NoMessageId = postcard::from_bytes(rest)?;
+                    AttemptValueV1 {
+                        started_ms: older.started_ms,
+                        duration_ms: older.duration_ms,
+                        status: older.status,
+                        error: older.error,
+                        outcome: older.outcome,
+                        message_id: None,
+                    }
+                }
+            };
             Ok(AttemptValue {
                 started_ms: old.started_ms,
                 duration_ms: old.duration_ms,
                 status: old.status,
                 error: old.error,
                 outcome: old.outcome,
+                message_id: old.message_id,
                 replay: false,
             })
         }
@@ -259,7 +287,28 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(attempt.status, Some(503));
+        assert_eq!(attempt.message_id, None);
         assert!(!attempt.replay);
+        #[derive(Serialize)]
+        struct V1AttemptWithId {
+            started_ms: u64,
+            duration_ms: u32,
+            status: Option<u16>,
+            error: Option<String>,
+            outcome: AttemptOutcome,
+            message_id: Option<String>,
+        }
+        let with_id = decode_attempt(&encode(&V1AttemptWithId {
+            started_ms: 5,
+            duration_ms: 6,
+            status: Some(200),
+            error: None,
+            outcome: AttemptOutcome::Delivered,
+            message_id: Some("ts-1".into()),
+        }))
+        .unwrap();
+        assert_eq!(with_id.message_id.as_deref(), Some("ts-1"));
+        assert!(!with_id.replay);
         let current = AttemptValue {
             replay: true,
             ..attempt.clone()

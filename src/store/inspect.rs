@@ -267,6 +267,7 @@ impl Store {
                     status: value.status,
                     error: value.error,
                     outcome: value.outcome,
+                    message_id: value.message_id,
                 },
                 replay: value.replay,
             });
@@ -483,6 +484,7 @@ mod tests {
             status: Some(500),
             error: Some("receiver answered 500".into()),
             outcome,
+            message_id: None,
         };
         store.finish(entry, record, next).await.unwrap();
     }
