@@ -299,6 +299,7 @@ mod tests {
             sources: Vec::new(),
             sinks,
             routes,
+            admin: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! Per request: find the source, enforce the body limit and timeouts, verify, route, and
 //! hand the event to the store; answer `202` only once the store says the commit is durable.
 //!
-//! Invariant: this module (with `admin`, later) is the only one that knows hyper server types
+//! Invariant: this module (with `admin`) is the only one that knows hyper server types
 //! and HTTP status codes. Nothing unverified reaches the store: verification happens on the
 //! complete body before `Store::ingest` is called. A refusal leaves a log line and nothing
 //! else — never the body, a signature or a secret.
@@ -31,6 +31,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Config, ServerConfig};
+use crate::metrics::{EventOutcome, Metrics, SourceCounters};
 use crate::route::Router;
 use crate::store::{Ingested, NewEvent, Store, StoreError};
 use crate::verify::{Rejection, Verifier};
@@ -49,6 +50,7 @@ struct Source {
     name: Arc<str>,
     enabled: bool,
     verifier: Verifier,
+    counters: SourceCounters,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -58,6 +60,7 @@ pub struct Ingress {
     store: Store,
     max_body: u64,
     body_timeout: Duration,
+    unknown_source: SourceCounters,
 }
 
 impl Ingress {
@@ -71,6 +74,7 @@ impl Ingress {
                     name: Arc::from(s.name.as_str()),
                     enabled: s.enabled,
                     verifier: Verifier::new(&s.kind),
+                    counters: SourceCounters::default(),
                 };
                 (Box::from(s.name.as_str()), source)
             })
@@ -81,7 +85,17 @@ impl Ingress {
             store,
             max_body: config.server.max_body,
             body_timeout: config.server.body_timeout,
+            unknown_source: SourceCounters::default(),
         }
+    }
+
+    /// Counts every request into `metrics` (the handles are taken once, here).
+    pub fn observed(mut self, metrics: &Metrics) -> Ingress {
+        for (name, source) in &mut self.sources {
+            source.counters = metrics.source(name);
+        }
+        self.unknown_source = metrics.unknown_source();
+        self
     }
 
     /// Answers one request.
@@ -101,10 +115,12 @@ impl Ingress {
             );
         };
         let Some(source) = self.sources.get(name).filter(|s| s.enabled) else {
+            self.unknown_source.inc(EventOutcome::UnknownSource);
             tracing::info!(source = %truncate(name, 64), %peer, outcome = "unknown_source", "refused event");
             return json_error(StatusCode::NOT_FOUND, "no enabled source with this name");
         };
         if request.method() != Method::POST {
+            source.counters.inc(EventOutcome::MethodNotAllowed);
             let mut response = json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "webhooks must be sent with POST",
@@ -121,6 +137,7 @@ impl Ingress {
         let limited = Limited::new(body, self.max_body as usize);
         let body = match tokio::time::timeout(self.body_timeout, limited.collect()).await {
             Err(_) => {
+                source.counters.inc(EventOutcome::BodyTimeout);
                 tracing::info!(source = %source.name, %peer, outcome = "body_timeout", "refused event");
                 return json_error(
                     StatusCode::REQUEST_TIMEOUT,
@@ -134,6 +151,7 @@ impl Ingress {
                 {
                     return self.too_large(source, peer);
                 }
+                source.counters.inc(EventOutcome::BodyError);
                 tracing::info!(source = %source.name, %peer, outcome = "body_error", error = %err, "refused event");
                 return json_error(
                     StatusCode::BAD_REQUEST,
@@ -166,14 +184,17 @@ impl Ingress {
         let event_type = event.event_type.clone();
         match self.store.ingest(event).await {
             Ok(Ingested::Accepted(id)) => {
+                source.counters.inc(EventOutcome::Accepted);
                 tracing::info!(source = %source.name, event_type = event_type.as_deref().unwrap_or(""), event_id = %id, sinks = fan_out, outcome = "accepted", "accepted event");
                 json_id(StatusCode::ACCEPTED, id, false)
             }
             Ok(Ingested::Duplicate(id)) => {
+                source.counters.inc(EventOutcome::Duplicate);
                 tracing::info!(source = %source.name, event_type = event_type.as_deref().unwrap_or(""), event_id = %id, outcome = "duplicate", "duplicate delivery; nothing new queued");
                 json_id(StatusCode::OK, id, true)
             }
             Err(err) => {
+                source.counters.inc(EventOutcome::StoreFailed);
                 let message = match &err {
                     StoreError::Closed => "shutting down; send again later",
                     _ => "the event could not be stored; send again later",
@@ -189,6 +210,7 @@ impl Ingress {
     }
 
     fn too_large(&self, source: &Source, peer: SocketAddr) -> Response<Full<Bytes>> {
+        source.counters.inc(EventOutcome::TooLarge);
         tracing::info!(source = %source.name, %peer, outcome = "too_large", max_body = self.max_body, "refused event");
         json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -207,8 +229,10 @@ impl Ingress {
     ) -> Response<Full<Bytes>> {
         tracing::warn!(source = %source.name, %peer, outcome = rejection.code(), "refused event");
         let status = if rejection.is_unauthorized() {
+            source.counters.inc(EventOutcome::Unauthorized);
             StatusCode::UNAUTHORIZED
         } else {
+            source.counters.inc(EventOutcome::MalformedJson);
             StatusCode::BAD_REQUEST
         };
         json_error(status, &rejection.to_string())
