@@ -58,7 +58,31 @@ const LONGEST_NAME: usize = 64;
 /// Source kinds, as written in `kind = "..."`.
 const SOURCE_KINDS: &[&str] = &["github", "gitlab", "standard", "hmac", "token", "none"];
 /// Sink kinds, as written in `kind = "..."`.
-const SINK_KINDS: &[&str] = &["webhook"];
+const SINK_KINDS: &[&str] = &["webhook", "dependency-track", "guac", "archive"];
+
+/// For each sink key that only some kinds take, those kinds. The keys every sink takes
+/// (`kind`, `enabled`, `timeout`, `concurrency`, `rate`, `burst`, `retry`) are not listed.
+const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
+    ("url", &["webhook", "dependency-track"]),
+    ("signing_secret", &["webhook"]),
+    ("headers", &["webhook"]),
+    ("api_key", &["dependency-track"]),
+    ("project", &["dependency-track"]),
+    ("project_name", &["dependency-track"]),
+    ("project_version", &["dependency-track"]),
+    ("auto_create", &["dependency-track"]),
+    ("pointer", &["dependency-track", "guac"]),
+    ("encoding", &["dependency-track", "guac"]),
+    ("path", &["guac", "archive"]),
+    ("tmp_path", &["guac"]),
+    ("bucket", &["guac"]),
+    ("prefix", &["guac"]),
+    ("endpoint", &["guac"]),
+    ("region", &["guac"]),
+    ("access_key_id", &["guac"]),
+    ("secret_access_key", &["guac"]),
+    ("max_file_size", &["archive"]),
+];
 
 /// For each source key that only some kinds take, those kinds. `kind` and `enabled` are
 /// taken by all.
@@ -271,6 +295,8 @@ fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
     }
 }
 
+mod machines;
+
 /// Walks the raw file, collecting issues. Each method returns `None` only after recording
 /// at least one issue, and keeps checking what it can before returning.
 struct Validator<'a> {
@@ -441,29 +467,7 @@ impl Validator<'_> {
             );
             return None;
         }
-        let mut foreign = false;
-        for (key, span) in &entry.keys {
-            let Some((_, kinds)) = KIND_KEYS.iter().find(|(k, _)| k == key) else {
-                continue;
-            };
-            if !kinds.contains(&kind_name) {
-                foreign = true;
-                let (noun, verb) = if kinds.len() == 1 {
-                    ("kind", "takes")
-                } else {
-                    ("kinds", "take")
-                };
-                self.problem(
-                    span.clone(),
-                    format!("{path}.{key}"),
-                    format!(
-                        "kind \"{kind_name}\" takes no {key}; only {noun} {} {verb} it: remove \
-                         it or change kind",
-                        quoted_list(kinds)
-                    ),
-                );
-            }
-        }
+        let foreign = self.foreign_keys(&entry.keys, KIND_KEYS, kind_name, &path);
         let kind = self.source_kind(raw, kind, &path);
         if !name_ok || foreign {
             return None;
@@ -641,24 +645,13 @@ impl Validator<'_> {
             }
             Some(_) => {}
         }
-        let url = match &raw.url {
-            Some(u) => self.url(u, &key("url")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    &path,
-                    "missing url; add url = \"https://...\", the receiver's address",
-                );
-                None
-            }
-        };
-        let signing_key = match &raw.signing_secret {
-            None => Some(None),
-            Some(s) => self.whsec(s, &key("signing_secret")).map(Some),
-        };
-        let headers = match &raw.headers {
-            None => Some(Vec::new()),
-            Some(h) => self.headers(h, &key("headers")),
+        let kind_name = raw.kind.as_ref().map_or("", |k| k.get_ref().as_str());
+        let foreign = self.foreign_keys(&entry.keys, SINK_KIND_KEYS, kind_name, &path);
+        let kind = match kind_name {
+            "webhook" => self.webhook_sink(entry, raw, &path),
+            "dependency-track" => self.dependency_track_sink(entry, raw, &path),
+            "guac" => self.guac_sink(entry, raw, &path),
+            _ => self.archive_sink(entry, raw, &path),
         };
         let timeout = self.duration(
             raw.timeout.as_ref(),
@@ -674,7 +667,7 @@ impl Validator<'_> {
         );
         let rate = self.rate(raw, &path);
         let retry = self.retry(raw.retry.as_ref(), &key("retry"));
-        if !name_ok {
+        if !name_ok || foreign {
             return None;
         }
         Some(SinkConfig {
@@ -684,12 +677,75 @@ impl Validator<'_> {
             concurrency: usize::try_from(concurrency?).ok()?,
             retry: retry?,
             timeout: timeout?,
-            kind: SinkKind::Webhook(WebhookSinkConfig {
-                url: url?,
-                signing_key: signing_key?,
-                headers: headers?,
-            }),
+            kind: kind?,
         })
+    }
+
+    fn webhook_sink(
+        &mut self,
+        entry: &Entry<RawSink>,
+        raw: &RawSink,
+        path: &str,
+    ) -> Option<SinkKind> {
+        let key = |k: &str| format!("{path}.{k}");
+        let url = match &raw.url {
+            Some(u) => self.url(u, &key("url")),
+            None => {
+                self.problem(
+                    entry.name.span(),
+                    path,
+                    "missing url; add url = \"https://...\", the receiver's address",
+                );
+                None
+            }
+        };
+        let signing_key = match &raw.signing_secret {
+            None => Some(None),
+            Some(s) => self.whsec(s, &key("signing_secret")).map(Some),
+        };
+        let headers = match &raw.headers {
+            None => Some(Vec::new()),
+            Some(h) => self.headers(h, &key("headers")),
+        };
+        Some(SinkKind::Webhook(WebhookSinkConfig {
+            url: url?,
+            signing_key: signing_key?,
+            headers: headers?,
+        }))
+    }
+
+    /// Reports each key of an entry that its kind does not take, per `table`; true if any.
+    fn foreign_keys(
+        &mut self,
+        keys: &[(String, Range<usize>)],
+        table: &[(&str, &[&str])],
+        kind_name: &str,
+        path: &str,
+    ) -> bool {
+        let mut foreign = false;
+        for (key, span) in keys {
+            let Some((_, kinds)) = table.iter().find(|(k, _)| k == key) else {
+                continue;
+            };
+            if !kinds.contains(&kind_name) {
+                foreign = true;
+                let (noun, verb) = if kinds.len() == 1 {
+                    ("kind", "takes")
+                } else {
+                    ("kinds", "take")
+                };
+                self.problem(
+                    span.clone(),
+                    format!("{path}.{key}"),
+                    format!(
+                        "kind \"{kind_name}\" takes no {key}; only {noun} {} {verb} it: remove \
+                         it or change kind",
+                        quoted_list(kinds)
+                    ),
+                );
+            }
+        }
+        foreign
     }
 
     fn route(
@@ -1574,7 +1630,9 @@ to = ["builds"]
                 max: Duration::from_secs(1800)
             }
         );
-        let SinkKind::Webhook(w) = &audit.kind;
+        let SinkKind::Webhook(w) = &audit.kind else {
+            panic!("audit is a webhook sink: {:?}", audit.kind);
+        };
         assert_eq!(w.url, "https://audit.internal/hooks");
         assert_eq!(w.signing_key, Some(Secret::new("sign")));
         assert_eq!(w.headers.len(), 2);

@@ -255,6 +255,8 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         received_at_ms: event.received_at_ms,
         body: event.body.clone(),
         attempt: entry.attempt,
+        delivery_id: event.delivery_id.clone(),
+        headers: event.headers.clone(),
     };
     let started_ms = now_ms();
     let started = Instant::now();
@@ -369,12 +371,28 @@ fn decide<R: Rng + ?Sized>(
             error: Some(error.message.clone()),
             retry_in: None,
         },
+        // Done like a delivery; the reason goes where an error would, so it can be read back.
+        Outcome::Skipped { reason } => Decision {
+            next: NextStep::Done,
+            outcome: AttemptOutcome::Skipped,
+            status: None,
+            error: Some(reason.clone()),
+            retry_in: None,
+        },
     }
 }
 
 /// One log line per attempt: never the URL or the body.
 fn log_outcome(sink: &str, event_id: &EventId, attempt: u32, duration_ms: u32, d: &Decision) {
     match (&d.next, d.retry_in) {
+        (NextStep::Done, _) if d.outcome == AttemptOutcome::Skipped => tracing::info!(
+            sink,
+            event_id = %event_id,
+            attempt,
+            duration_ms,
+            reason = d.error.as_deref().unwrap_or(""),
+            "skipped: nothing in this event for the sink"
+        ),
         (NextStep::Done, _) => tracing::info!(
             sink,
             event_id = %event_id,
@@ -774,6 +792,23 @@ mod tests {
         assert_eq!(d.next, NextStep::Done);
         assert_eq!(d.outcome, AttemptOutcome::Delivered);
         assert_eq!((d.status, d.error), (Some(200), None));
+    }
+
+    #[test]
+    fn skipped_is_done_and_keeps_its_reason() {
+        let d = decide(
+            &Outcome::Skipped {
+                reason: "no SBOM at /sbom".to_string(),
+            },
+            1,
+            &policy(3, 10, 20),
+            1_000,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(d.next, NextStep::Done);
+        assert_eq!(d.outcome, AttemptOutcome::Skipped);
+        assert_eq!(d.status, None);
+        assert_eq!(d.error.as_deref(), Some("no SBOM at /sbom"));
     }
 
     #[test]

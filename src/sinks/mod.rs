@@ -4,6 +4,10 @@
 //! Invariant: a sink decides *whether* a failure is worth retrying (and honours the delay a
 //! receiver asks for); dispatch alone decides *when*. Sinks know nothing of the store.
 
+pub mod archive;
+pub mod dependency_track;
+pub mod guac;
+mod machine;
 pub mod webhook;
 
 use std::future::Future;
@@ -32,6 +36,10 @@ pub struct Delivery {
     pub body: Bytes,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The sender's delivery id, when known.
+    pub delivery_id: Option<String>,
+    /// The request headers kept with the event (credentials already dropped), in order.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// What went wrong in one attempt, as recorded and logged (never a URL or secret).
@@ -58,6 +66,12 @@ pub enum Outcome {
     },
     /// Will never succeed as is: dead-letter it.
     Failed(SinkError),
+    /// Nothing for this sink in the event (say, no SBOM in it): done, not retried, and the
+    /// reason recorded with the attempt.
+    Skipped {
+        /// Why, naming what was looked for.
+        reason: String,
+    },
 }
 
 /// A destination for deliveries.
@@ -73,6 +87,12 @@ pub trait Sink {
 pub enum AnySink {
     /// `kind = "webhook"`.
     Webhook(webhook::WebhookSink),
+    /// `kind = "dependency-track"`.
+    DependencyTrack(dependency_track::DependencyTrackSink),
+    /// `kind = "guac"`.
+    Guac(guac::GuacSink),
+    /// `kind = "archive"`.
+    Archive(archive::ArchiveSink),
 }
 
 impl AnySink {
@@ -84,6 +104,18 @@ impl AnySink {
                 w,
                 config.timeout,
             )?)),
+            SinkKind::DependencyTrack(c) => Ok(AnySink::DependencyTrack(
+                dependency_track::DependencyTrackSink::new(&config.name, c, config.timeout)?,
+            )),
+            SinkKind::Guac(c) => Ok(AnySink::Guac(guac::GuacSink::new(
+                &config.name,
+                c,
+                config.timeout,
+            )?)),
+            SinkKind::Archive(c) => Ok(AnySink::Archive(archive::ArchiveSink::new(
+                &config.name,
+                c,
+            )?)),
         }
     }
 }
@@ -92,12 +124,18 @@ impl Sink for AnySink {
     fn kind(&self) -> &'static str {
         match self {
             AnySink::Webhook(s) => s.kind(),
+            AnySink::DependencyTrack(s) => s.kind(),
+            AnySink::Guac(s) => s.kind(),
+            AnySink::Archive(s) => s.kind(),
         }
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Outcome {
         match self {
             AnySink::Webhook(s) => s.deliver(delivery).await,
+            AnySink::DependencyTrack(s) => s.deliver(delivery).await,
+            AnySink::Guac(s) => s.deliver(delivery).await,
+            AnySink::Archive(s) => s.deliver(delivery).await,
         }
     }
 }

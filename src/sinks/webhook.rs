@@ -273,7 +273,7 @@ fn classify(sink: &str, status: StatusCode, after: Option<Duration>, body: &[u8]
 
 /// The start of a response body, fit for one log line: lossy UTF-8, whitespace runs and
 /// control characters folded to one space, trimmed; `None` when nothing is left.
-fn snippet(body: &[u8]) -> Option<String> {
+pub(super) fn snippet(body: &[u8]) -> Option<String> {
     let head = &body[..body.len().min(SNIPPET_BYTES)];
     let text = String::from_utf8_lossy(head);
     let folded = text
@@ -288,7 +288,7 @@ fn snippet(body: &[u8]) -> Option<String> {
 
 /// Parses `Retry-After`: delta seconds or an HTTP date (relative to `now`); `None` for
 /// anything else. A date in the past means "now".
-fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+pub(super) fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
     if let Ok(seconds) = text.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -299,7 +299,7 @@ fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
 
 /// The most specific cause in an error's chain: the one that says what actually failed
 /// ("Connection refused", "invalid peer certificate: UnknownIssuer").
-fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
     let mut last: &(dyn std::error::Error + 'static) = err;
     while let Some(next) = last.source() {
         last = next;
@@ -497,6 +497,8 @@ mod tests {
             received_at_ms: 1,
             body: Bytes::from_static(body),
             attempt: 3,
+            delivery_id: None,
+            headers: Vec::new(),
         }
     }
 
