@@ -490,3 +490,262 @@ fn default_tmp_path(path: &Path) -> PathBuf {
     let parent = path.parent().unwrap_or(Path::new(""));
     parent.join(format!(".{name}.hookrelay-tmp"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::{Config, ConfigError};
+    use super::*;
+
+    const ROUTE: &str = "[sources.a]\nkind = \"none\"\n[[routes]]\nfrom = \"a\"\nto = [\"s\"]\n";
+
+    fn parse(sink: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{ROUTE}[sinks.s]\n{sink}\n"), "t.toml")
+    }
+
+    fn kind(sink: &str) -> SinkKind {
+        let config = parse(sink).unwrap_or_else(|e| panic!("{e}"));
+        config.sinks[0].kind.clone()
+    }
+
+    /// The problems as `key: message`.
+    fn problems(sink: &str) -> Vec<String> {
+        let err = parse(sink).expect_err("the config is invalid");
+        err.problems()
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect()
+    }
+
+    fn one_problem(sink: &str, key: &str, needle: &str) {
+        let got = problems(sink);
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with(&format!("{key}: ")) && p.contains(needle)),
+            "expected {key}: ..{needle}.. in {got:#?}"
+        );
+    }
+
+    #[test]
+    fn dependency_track_by_name_with_templates() {
+        let SinkKind::DependencyTrack(c) = kind(
+            "kind = \"dependency-track\"\nurl = \"https://dt.example.com\"\napi_key = \"k\"\n\
+             project_name = \"{{ source }}\"\nproject_version = \"{{ body.tag }}\"\n\
+             auto_create = true\npointer = \"/sbom\"\nencoding = \"base64\"",
+        ) else {
+            panic!("not a dependency-track sink");
+        };
+        assert_eq!(c.api_key, Secret::new("k"));
+        assert_eq!(
+            c.project,
+            DependencyTrackProject::Named {
+                name: "{{ source }}".into(),
+                version: "{{ body.tag }}".into(),
+                auto_create: true
+            }
+        );
+        assert_eq!(
+            c.bom,
+            DocumentLocation {
+                pointers: vec!["/sbom".into()],
+                encoding: DocumentEncoding::Base64
+            }
+        );
+    }
+
+    #[test]
+    fn dependency_track_mistakes_are_named() {
+        let base = "kind = \"dependency-track\"\nurl = \"https://dt\"\napi_key = \"k\"\n";
+        one_problem(
+            &format!("{base}project = \"nope\""),
+            "sinks.s.project",
+            "not a UUID",
+        );
+        one_problem(
+            &format!(
+                "{base}project = \"7c9e6679-7425-40de-944b-e07fc1f90ae7\"\nproject_name = \"x\""
+            ),
+            "sinks.s.project",
+            "keep either",
+        );
+        one_problem(
+            &format!(
+                "{base}project = \"7c9e6679-7425-40de-944b-e07fc1f90ae7\"\nauto_create = true"
+            ),
+            "sinks.s.auto_create",
+            "only applies with project_name",
+        );
+        one_problem(
+            &format!("{base}project_name = \"x\""),
+            "sinks.s.project_name",
+            "needs project_version",
+        );
+        one_problem(base, "sinks.s", "missing project");
+        one_problem(
+            &format!("{base}project_name = \"{{{{ sorce }}}}\"\nproject_version = \"1\""),
+            "sinks.s.project_name",
+            "unknown variable sorce; a template may use source, event_type",
+        );
+        one_problem(
+            &format!("{base}project_name = \"{{{{ source \"\nproject_version = \"1\""),
+            "sinks.s.project_name",
+            "is not a valid template",
+        );
+        one_problem(
+            &format!(
+                "{base}project_name = \"a\"\nproject_version = \"1\"\npointer = [\"/a\", \"/b\"]"
+            ),
+            "sinks.s.pointer",
+            "give one pointer",
+        );
+        one_problem(
+            "kind = \"dependency-track\"\nurl = \"https://dt\"\nproject_name = \"a\"\nproject_version = \"1\"",
+            "sinks.s",
+            "missing api_key",
+        );
+    }
+
+    #[test]
+    fn guac_folder_defaults_its_temp_folder_outside_the_watched_one() {
+        let SinkKind::Guac(c) = kind("kind = \"guac\"\npath = \"out/inbox\"") else {
+            panic!("not a guac sink");
+        };
+        let GuacTarget::Folder { path, tmp_path } = c.target else {
+            panic!("not a folder");
+        };
+        assert_eq!(path, Path::new("out/inbox"));
+        assert_eq!(tmp_path, Path::new("out/.inbox.hookrelay-tmp"));
+        assert!(c.documents.pointers.is_empty());
+    }
+
+    #[test]
+    fn guac_s3_takes_its_keys_and_defaults_the_region() {
+        let SinkKind::Guac(c) = kind(
+            "kind = \"guac\"\nbucket = \"guac-inbox\"\nprefix = \"sboms/\"\n\
+             access_key_id = \"AK\"\nsecret_access_key = \"SK\"\npointer = [\"/a\", \"/b\"]",
+        ) else {
+            panic!("not a guac sink");
+        };
+        let GuacTarget::S3(s3) = c.target else {
+            panic!("not s3");
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("guac-inbox", "sboms/")
+        );
+        assert_eq!((s3.endpoint, s3.region.as_str()), (None, "us-east-1"));
+        assert_eq!(c.documents.pointers, ["/a", "/b"]);
+    }
+
+    #[test]
+    fn guac_mistakes_are_named() {
+        one_problem("kind = \"guac\"", "sinks.s", "missing path or bucket");
+        one_problem(
+            "kind = \"guac\"\npath = \"a\"\nbucket = \"bbb\"",
+            "sinks.s.path",
+            "not both",
+        );
+        one_problem(
+            "kind = \"guac\"\npath = \"a\"\nregion = \"x\"",
+            "sinks.s.region",
+            "only applies with bucket",
+        );
+        one_problem(
+            "kind = \"guac\"\npath = \"a\"\ntmp_path = \"a/tmp\"",
+            "sinks.s.tmp_path",
+            "inside path",
+        );
+        one_problem(
+            "kind = \"guac\"\nbucket = \"Bad_Bucket\"\naccess_key_id = \"a\"\nsecret_access_key = \"b\"",
+            "sinks.s.bucket",
+            "not a bucket name",
+        );
+        one_problem(
+            "kind = \"guac\"\nbucket = \"bbb\"\nsecret_access_key = \"b\"",
+            "sinks.s",
+            "missing access_key_id",
+        );
+        one_problem(
+            "kind = \"guac\"\npath = \"a\"\npointer = \"sbom\"",
+            "sinks.s.pointer",
+            "must start with /",
+        );
+        one_problem(
+            "kind = \"guac\"\npath = \"a\"\nencoding = \"hex\"",
+            "sinks.s.encoding",
+            "unknown value \"hex\"",
+        );
+    }
+
+    #[test]
+    fn archive_takes_a_path_and_a_size() {
+        let SinkKind::Archive(c) =
+            kind("kind = \"archive\"\npath = \"arch\"\nmax_file_size = \"1MiB\"")
+        else {
+            panic!("not an archive sink");
+        };
+        assert_eq!(
+            (c.path.as_path(), c.max_file_size),
+            (Path::new("arch"), 1 << 20)
+        );
+        let SinkKind::Archive(c) = kind("kind = \"archive\"\npath = \"arch\"") else {
+            panic!("not an archive sink");
+        };
+        assert_eq!(c.max_file_size, DEFAULT_MAX_FILE_SIZE);
+        one_problem("kind = \"archive\"", "sinks.s", "missing path");
+    }
+
+    #[test]
+    fn keys_of_another_sink_kind_say_which_kinds_take_them() {
+        one_problem(
+            "kind = \"archive\"\npath = \"a\"\nurl = \"https://h\"",
+            "sinks.s.url",
+            "kind \"archive\" takes no url; only kinds \"webhook\" or \"dependency-track\" take it",
+        );
+        one_problem(
+            "kind = \"webhook\"\nurl = \"https://h\"\nmax_file_size = \"1MiB\"",
+            "sinks.s.max_file_size",
+            "only kind \"archive\" takes it",
+        );
+    }
+
+    #[test]
+    fn the_sample_configs_commented_sinks_are_valid_when_uncommented() {
+        let sample = include_str!("../../../config/hookrelay.toml");
+        let at = sample
+            .find("# More sinks")
+            .expect("the sample has a block of commented sinks");
+        let (head, examples) = sample.split_at(at);
+        let uncommented: String = examples
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                // A table header or `key = value`; prose stays commented.
+                Some(rest)
+                    if rest.starts_with("[sinks.")
+                        || rest.split_once(" = ").is_some_and(|(k, _)| {
+                            k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        }) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(uncommented.contains("[sinks.dtrack]"));
+        // SAFETY: no other test reads this variable.
+        unsafe { std::env::set_var("DTRACK_API_KEY", "k") };
+        let config = Config::parse(&format!("{head}{uncommented}"), "sample")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kinds: Vec<&str> = config
+            .sinks
+            .iter()
+            .map(|s| match s.kind {
+                SinkKind::Webhook(_) => "webhook",
+                SinkKind::DependencyTrack(_) => "dependency-track",
+                SinkKind::Guac(_) => "guac",
+                SinkKind::Archive(_) => "archive",
+            })
+            .collect();
+        assert_eq!(kinds, ["archive", "dependency-track", "guac", "webhook"]);
+    }
+}
