@@ -137,6 +137,7 @@ mod tests {
                 max: Duration::from_secs(60),
             },
             timeout: Duration::from_secs(10),
+            outbound: Default::default(),
             kind: SinkKind::Webhook(WebhookSinkConfig {
                 url: "http://127.0.0.1:9/".to_owned(),
                 signing_key: None,
@@ -164,6 +165,7 @@ mod tests {
                 body_timeout: Duration::from_secs(5),
                 shutdown_timeout: Duration::from_secs(5),
                 max_connections: 16,
+                tls: None,
             },
             storage: StorageConfig {
                 path: "unused.redb".into(),

@@ -26,6 +26,7 @@ use super::raw::{
     RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
 };
 use super::secrets;
+use super::tls::Outbound;
 use super::{
     Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret, ServerConfig,
     SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
@@ -82,6 +83,10 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
     ("access_key_id", &["guac"]),
     ("secret_access_key", &["guac"]),
     ("max_file_size", &["archive"]),
+    ("ca_file", &["webhook", "dependency-track", "guac"]),
+    ("client_cert", &["webhook", "dependency-track", "guac"]),
+    ("client_key", &["webhook", "dependency-track", "guac"]),
+    ("proxy", &["webhook", "dependency-track", "guac"]),
 ];
 
 /// For each source key that only some kinds take, those kinds. `kind` and `enabled` are
@@ -299,21 +304,33 @@ mod machines;
 
 /// Walks the raw file, collecting issues. Each method returns `None` only after recording
 /// at least one issue, and keeps checking what it can before returning.
-struct Validator<'a> {
-    issues: Vec<Issue>,
-    dir: &'a Path,
+pub(super) struct Validator<'a> {
+    pub(super) issues: Vec<Issue>,
+    pub(super) dir: &'a Path,
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn problem(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.issues.push(Issue::new(span, key, message));
     }
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        // Problems in [tls] are recorded here; sinks are still checked against the defaults.
+        let outbound = self
+            .outbound_defaults(
+                raw.tls.as_ref(),
+                raw.server.as_ref().and_then(|s| s.proxy.as_ref()),
+            )
+            .unwrap_or_default();
         let server = self.server(raw.server.unwrap_or_default());
         let storage = self.storage(raw.storage.unwrap_or_default());
         let sources: Vec<_> = raw.sources.iter().map(|e| self.source(e)).collect();
-        let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e)).collect();
+        let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e, &outbound)).collect();
         let source_names: Vec<&str> = raw
             .sources
             .iter()
@@ -384,6 +401,10 @@ impl Validator<'_> {
             DEFAULT_MAX_CONNECTIONS,
             1..=LARGEST_MAX_CONNECTIONS,
         );
+        let tls = match &raw.tls {
+            None => Some(None),
+            Some(t) => self.server_tls(t).map(Some),
+        };
         Some(ServerConfig {
             listen: listen?,
             max_body: max_body?,
@@ -391,6 +412,7 @@ impl Validator<'_> {
             body_timeout: body_timeout?,
             shutdown_timeout: shutdown_timeout?,
             max_connections: usize::try_from(max_connections?).ok()?,
+            tls: tls?,
         })
     }
 
@@ -614,7 +636,7 @@ impl Validator<'_> {
         }
     }
 
-    fn sink(&mut self, entry: &Entry<RawSink>) -> Option<SinkConfig> {
+    fn sink(&mut self, entry: &Entry<RawSink>, outbound: &Outbound) -> Option<SinkConfig> {
         let path = format!("sinks.{}", raw::segment(entry.name.get_ref()));
         let key = |k: &str| format!("{path}.{k}");
         let name_ok = self.name(&entry.name, &path);
@@ -667,6 +689,7 @@ impl Validator<'_> {
         );
         let rate = self.rate(raw, &path);
         let retry = self.retry(raw.retry.as_ref(), &key("retry"));
+        let outbound = self.sink_outbound(raw, &path, outbound);
         if !name_ok || foreign {
             return None;
         }
@@ -677,6 +700,7 @@ impl Validator<'_> {
             concurrency: usize::try_from(concurrency?).ok()?,
             retry: retry?,
             timeout: timeout?,
+            outbound: outbound?,
             kind: kind?,
         })
     }

@@ -27,7 +27,9 @@ use rand::RngExt as _;
 use super::machine::{self, Document, NoDocument};
 use super::webhook::snippet;
 use super::{Delivery, Outcome, Sink, SinkBuildError, SinkError};
-use crate::config::{DependencyTrackProject, DependencyTrackSinkConfig, DocumentLocation};
+use crate::config::{
+    DependencyTrackProject, DependencyTrackSinkConfig, DocumentLocation, Outbound,
+};
 
 /// Dependency-Track reads `PUT /api/v1/bom` with Jackson, whose default
 /// `StreamReadConstraints` cap one JSON string at 20,000,000 characters; its API docs say
@@ -80,10 +82,12 @@ enum Target {
 }
 
 impl DependencyTrackSink {
-    /// Builds the sink and its HTTP client; `timeout` bounds one whole attempt.
+    /// Builds the sink and its HTTP client (trust and proxy from `outbound`); `timeout`
+    /// bounds one whole attempt.
     pub fn new(
         name: &str,
         config: &DependencyTrackSinkConfig,
+        outbound: &Outbound,
         timeout: Duration,
     ) -> Result<DependencyTrackSink, SinkBuildError> {
         let fail = |message: String| SinkBuildError {
@@ -132,7 +136,7 @@ impl DependencyTrackSink {
         };
         Ok(DependencyTrackSink {
             name: Arc::from(name),
-            client: machine::client(timeout).map_err(fail)?,
+            client: super::http::client(name, outbound, timeout)?,
             endpoint,
             api_key,
             project,

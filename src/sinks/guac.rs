@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use super::machine::{self, Document, NoDocument};
 use super::webhook::snippet;
 use super::{Delivery, Outcome, Sink, SinkBuildError, SinkError};
-use crate::config::{DocumentLocation, GuacSinkConfig, GuacTarget, S3Config, Secret};
+use crate::config::{DocumentLocation, GuacSinkConfig, GuacTarget, Outbound, S3Config, Secret};
 
 const AMZ_DATE: http::HeaderName = http::HeaderName::from_static("x-amz-date");
 const AMZ_CONTENT_SHA256: http::HeaderName = http::HeaderName::from_static("x-amz-content-sha256");
@@ -76,10 +76,11 @@ impl fmt::Debug for GuacSink {
 
 impl GuacSink {
     /// Builds the sink: creates the folders (checking they share a file system) or the
-    /// HTTP client; `timeout` bounds one S3 attempt.
+    /// HTTP client (trust and proxy from `outbound`); `timeout` bounds one S3 attempt.
     pub fn new(
         name: &str,
         config: &GuacSinkConfig,
+        outbound: &Outbound,
         timeout: Duration,
     ) -> Result<GuacSink, SinkBuildError> {
         let fail = |message: String| SinkBuildError {
@@ -113,7 +114,7 @@ impl GuacSink {
                     tmp_path: tmp_path.clone(),
                 }
             }
-            GuacTarget::S3(s3) => Target::S3(S3Target::new(name, s3, timeout).map_err(fail)?),
+            GuacTarget::S3(s3) => Target::S3(S3Target::new(name, s3, outbound, timeout)?),
         };
         Ok(GuacSink {
             name: Arc::from(name),
@@ -209,11 +210,22 @@ async fn write_file(sink: &str, dir: &Path, tmp_dir: &Path, name: &str, bytes: B
 }
 
 impl S3Target {
-    fn new(name: &str, config: &S3Config, timeout: Duration) -> Result<S3Target, String> {
+    fn new(
+        name: &str,
+        config: &S3Config,
+        outbound: &Outbound,
+        timeout: Duration,
+    ) -> Result<S3Target, SinkBuildError> {
+        let fail = |message: String| SinkBuildError {
+            sink: name.to_string(),
+            message,
+        };
         let base = match &config.endpoint {
             Some(endpoint) => {
                 let mut url = reqwest::Url::parse(endpoint).map_err(|e| {
-                    format!("endpoint is not a valid URL ({e}); fix [sinks.{name}] endpoint")
+                    fail(format!(
+                        "endpoint is not a valid URL ({e}); fix [sinks.{name}] endpoint"
+                    ))
                 })?;
                 let path = format!("{}/{}/", url.path().trim_end_matches('/'), config.bucket);
                 url.set_path(&path);
@@ -223,16 +235,18 @@ impl S3Target {
                 "https://{}.s3.{}.amazonaws.com/",
                 config.bucket, config.region
             ))
-            .map_err(|e| format!("bucket and region do not form an AWS URL ({e})"))?,
+            .map_err(|e| fail(format!("bucket and region do not form an AWS URL ({e})")))?,
         };
         let access_key_id = String::from_utf8(config.access_key_id.expose().to_vec())
             .ok()
             .filter(|k| k.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| {
-                format!("access_key_id is not printable ASCII; check [sinks.{name}] access_key_id")
+                fail(format!(
+                    "access_key_id is not printable ASCII; check [sinks.{name}] access_key_id"
+                ))
             })?;
         Ok(S3Target {
-            client: machine::client(timeout)?,
+            client: super::http::client(name, outbound, timeout)?,
             base,
             prefix: config.prefix.clone(),
             region: config.region.clone(),
@@ -509,7 +523,8 @@ mod tests {
                 tmp_path: tmp.path().to_path_buf(),
             },
         };
-        let err = GuacSink::new("g", &config, Duration::from_secs(1)).unwrap_err();
+        let err =
+            GuacSink::new("g", &config, &Outbound::default(), Duration::from_secs(1)).unwrap_err();
         assert!(err.message.contains("different file systems"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
 //! What the machine-readable sinks (`dependency-track`, `guac`) share: finding the documents
-//! an event carries, one HTTP client per sink, and reading a service's answer.
+//! an event carries, and sending a request (with the client of `http.rs`) and reading the
+//! service's answer.
 //!
 //! Invariants: a document is found the same way on every attempt, so its label (and the
 //! name built from it) is stable across retries. Messages name the pointer or the status,
@@ -13,12 +14,10 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::header::RETRY_AFTER;
 
-use super::webhook::{innermost, parse_retry_after};
+use super::webhook::parse_retry_after;
 use super::{Outcome, SinkError};
 use crate::config::{DocumentEncoding, DocumentLocation};
 
-/// Idle keep-alive connections are closed after this long.
-const POOL_IDLE: Duration = Duration::from_secs(90);
 /// How much of an answer is read: enough for any error document or upload token.
 const ANSWER_LIMIT: usize = 64 * 1024;
 
@@ -135,26 +134,6 @@ fn decode_base64(text: &str) -> Result<Bytes, String> {
         .map_err(|_| "is not valid base64 (A-Z a-z 0-9 + / with = padding)".to_string())
 }
 
-/// An HTTP client for one sink: no redirects (a redirect would carry credentials where the
-/// operator never said), `timeout` for a whole attempt.
-pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    // reqwest is built without a default crypto provider; installing one twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .pool_idle_timeout(POOL_IDLE)
-        .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            format!(
-                "cannot start the HTTP client: {}",
-                innermost(&e.without_url())
-            )
-        })
-}
-
 /// A service's answer: status, the delay it asked for, and the start of its body.
 #[derive(Debug)]
 pub struct Answer {
@@ -172,19 +151,9 @@ pub async fn send(
     sink: &str,
     timeout: Duration,
 ) -> Result<Answer, Outcome> {
-    let mut response = request.send().await.map_err(|err| {
-        let err = err.without_url();
-        let message = if err.is_timeout() {
-            format!(
-                "timed out after {}; raise [sinks.{sink}] timeout if the service is slow",
-                humantime::format_duration(timeout)
-            )
-        } else if err.is_connect() {
-            format!("could not connect: {}", innermost(&err))
-        } else {
-            format!("request failed: {}", innermost(&err))
-        };
-        retry(None, message)
+    let mut response = request.send().await.map_err(|err| Outcome::Retry {
+        after: None,
+        error: super::http::transport_error(sink, err, timeout),
     })?;
     let status = response.status();
     let retry_after = response

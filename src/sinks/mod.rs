@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod dependency_track;
 pub mod guac;
+pub mod http;
 mod machine;
 pub mod webhook;
 
@@ -102,14 +103,21 @@ impl AnySink {
             SinkKind::Webhook(w) => Ok(AnySink::Webhook(webhook::WebhookSink::new(
                 &config.name,
                 w,
+                &config.outbound,
                 config.timeout,
             )?)),
             SinkKind::DependencyTrack(c) => Ok(AnySink::DependencyTrack(
-                dependency_track::DependencyTrackSink::new(&config.name, c, config.timeout)?,
+                dependency_track::DependencyTrackSink::new(
+                    &config.name,
+                    c,
+                    &config.outbound,
+                    config.timeout,
+                )?,
             )),
             SinkKind::Guac(c) => Ok(AnySink::Guac(guac::GuacSink::new(
                 &config.name,
                 c,
+                &config.outbound,
                 config.timeout,
             )?)),
             SinkKind::Archive(c) => Ok(AnySink::Archive(archive::ArchiveSink::new(
