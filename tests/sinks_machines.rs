@@ -353,7 +353,7 @@ async fn guac_puts_one_object_per_document_into_s3() {
     relay.wait_for_log("\"delivered\"").await;
 
     let key = format!("sboms/{id}-0.json");
-    assert_eq!(moto.keys("guac-inbox").await, [key.clone()]);
+    assert_eq!(moto.keys("guac-inbox").await, std::slice::from_ref(&key));
     assert_eq!(moto.get("guac-inbox", &key, "AKIDTEST").await.unwrap(), bom);
 }
 

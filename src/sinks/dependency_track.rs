@@ -54,8 +54,8 @@ pub struct DependencyTrackSink {
 enum Project {
     Uuid(String),
     Named {
-        /// Holds the templates `name` and `version`.
-        templates: Environment<'static>,
+        /// Holds the templates `name` and `version`; boxed, as an environment is large.
+        templates: Box<Environment<'static>>,
         auto_create: bool,
     },
 }
@@ -129,7 +129,7 @@ impl DependencyTrackSink {
                         .map_err(|e| fail(format!("project_{key} is not a valid template: {e}")))?;
                 }
                 Project::Named {
-                    templates,
+                    templates: Box::new(templates),
                     auto_create: *auto_create,
                 }
             }

@@ -343,7 +343,7 @@ fn xml_field(body: &[u8], name: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     let start = text.find(&format!("<{name}>"))? + name.len() + 2;
     let end = start + text[start..].find(&format!("</{name}>"))?;
-    snippet(text[start..end].as_bytes())
+    snippet(&text.as_bytes()[start..end])
 }
 
 /// `20130524T000000Z`: the SigV4 timestamp, UTC.
