@@ -9,7 +9,7 @@
 //! 4. [`route`]: which sinks an event goes to.
 //! 5. [`store`]: redb; the event and its queue entries in one fsync'd group commit.
 //! 6. [`dispatch`]: one worker per sink: rate limit, deliver, retry or dead-letter.
-//! 7. [`sinks`]: one file per kind of destination.
+//! 7. [`sinks`]: one file per kind of destination; [`template`] renders their messages.
 
 pub mod config;
 pub mod dispatch;
@@ -17,6 +17,7 @@ pub mod ingress;
 pub mod route;
 pub mod sinks;
 pub mod store;
+pub mod template;
 pub mod verify;
 
 use std::future::Future;

@@ -233,6 +233,14 @@ pub struct SinkConfig {
 pub enum SinkKind {
     /// POST the original body, signed with Standard Webhooks headers.
     Webhook(WebhookSinkConfig),
+    /// A Slack message, by incoming webhook or `chat.postMessage`.
+    Slack(SlackSinkConfig),
+    /// A Discord message through a channel webhook.
+    Discord(DiscordSinkConfig),
+    /// An Adaptive Card through a Microsoft Teams Workflows webhook.
+    Teams(TeamsSinkConfig),
+    /// An e-mail through an SMTP server.
+    Smtp(SmtpSinkConfig),
     /// Upload the event's CycloneDX BOM to Dependency-Track.
     DependencyTrack(DependencyTrackSinkConfig),
     /// Export the event's SBOMs and attestations as files or objects GUAC ingests.
@@ -348,6 +356,97 @@ pub struct WebhookSinkConfig {
     pub signing_key: Option<Secret>,
     /// Static headers added to every request.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A message template as configured: its text, and where it was written (for errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSource {
+    /// The template's text (read from `template_file` when that was given).
+    pub text: String,
+    /// Where it was written, e.g. `hookrelay.toml:14:12: sinks.chat.template`.
+    pub at: String,
+}
+
+/// `kind = "slack"`.
+#[derive(Debug, Clone)]
+pub struct SlackSinkConfig {
+    /// Where messages go.
+    pub target: SlackTarget,
+    /// The message; the built-in one when `None`.
+    pub template: Option<TemplateSource>,
+}
+
+/// How a Slack sink posts.
+#[derive(Debug, Clone)]
+pub enum SlackTarget {
+    /// An incoming webhook URL (a secret in itself: never log it).
+    Webhook {
+        /// The `https://hooks.slack.com/services/...` URL.
+        url: String,
+    },
+    /// The Web API's `chat.postMessage` with a bot token.
+    Api {
+        /// The `xoxb-...` token.
+        token: Secret,
+        /// The channel, templated (plain text).
+        channel: TemplateSource,
+        /// The Web API's base URL, `https://slack.com/api` unless overridden.
+        api_url: String,
+    },
+}
+
+/// `kind = "discord"`.
+#[derive(Debug, Clone)]
+pub struct DiscordSinkConfig {
+    /// The channel webhook URL (a secret in itself).
+    pub url: String,
+    /// Overrides the webhook's name.
+    pub username: Option<String>,
+    /// Overrides the webhook's avatar.
+    pub avatar_url: Option<String>,
+    /// The message; the built-in one when `None`.
+    pub template: Option<TemplateSource>,
+}
+
+/// `kind = "teams"`.
+#[derive(Debug, Clone)]
+pub struct TeamsSinkConfig {
+    /// The Workflows webhook URL (a secret in itself).
+    pub url: String,
+    /// The message; the built-in one when `None`.
+    pub template: Option<TemplateSource>,
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which is required (port 587 by default).
+    Starttls,
+    /// TLS from the first byte (port 465 by default).
+    Implicit,
+    /// No encryption (port 25 by default); for a relay on the same host or network only.
+    None,
+}
+
+/// `kind = "smtp"`.
+#[derive(Debug, Clone)]
+pub struct SmtpSinkConfig {
+    /// Server host name (also the name its certificate must carry).
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: SmtpTls,
+    /// Login, when the server needs one.
+    pub credentials: Option<(String, Secret)>,
+    /// The `From` mailbox, e.g. `hookrelay <relay@example.com>`.
+    pub from: String,
+    /// The recipients (at least one).
+    pub to: Vec<String>,
+    /// The subject; the built-in one when `None`.
+    pub subject: Option<TemplateSource>,
+    /// The body; the built-in message when `None`.
+    pub template: Option<TemplateSource>,
 }
 
 /// `[[routes]]`: which sinks get which events.

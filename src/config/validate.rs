@@ -27,6 +27,8 @@ use super::raw::{
 };
 use super::secrets;
 use super::tls::Outbound;
+
+mod messages;
 use super::{
     Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret, ServerConfig,
     SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
@@ -59,34 +61,15 @@ const LONGEST_NAME: usize = 64;
 /// Source kinds, as written in `kind = "..."`.
 const SOURCE_KINDS: &[&str] = &["github", "gitlab", "standard", "hmac", "token", "none"];
 /// Sink kinds, as written in `kind = "..."`.
-const SINK_KINDS: &[&str] = &["webhook", "dependency-track", "guac", "archive"];
-
-/// For each sink key that only some kinds take, those kinds. The keys every sink takes
-/// (`kind`, `enabled`, `timeout`, `concurrency`, `rate`, `burst`, `retry`) are not listed.
-const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
-    ("url", &["webhook", "dependency-track"]),
-    ("signing_secret", &["webhook"]),
-    ("headers", &["webhook"]),
-    ("api_key", &["dependency-track"]),
-    ("project", &["dependency-track"]),
-    ("project_name", &["dependency-track"]),
-    ("project_version", &["dependency-track"]),
-    ("auto_create", &["dependency-track"]),
-    ("pointer", &["dependency-track", "guac"]),
-    ("encoding", &["dependency-track", "guac"]),
-    ("path", &["guac", "archive"]),
-    ("tmp_path", &["guac"]),
-    ("bucket", &["guac"]),
-    ("prefix", &["guac"]),
-    ("endpoint", &["guac"]),
-    ("region", &["guac"]),
-    ("access_key_id", &["guac"]),
-    ("secret_access_key", &["guac"]),
-    ("max_file_size", &["archive"]),
-    ("ca_file", &["webhook", "dependency-track", "guac"]),
-    ("client_cert", &["webhook", "dependency-track", "guac"]),
-    ("client_key", &["webhook", "dependency-track", "guac"]),
-    ("proxy", &["webhook", "dependency-track", "guac"]),
+const SINK_KINDS: &[&str] = &[
+    "webhook",
+    "slack",
+    "discord",
+    "teams",
+    "smtp",
+    "dependency-track",
+    "guac",
+    "archive",
 ];
 
 /// For each source key that only some kinds take, those kinds. `kind` and `enabled` are
@@ -280,7 +263,12 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 
 fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
     let (raw, issues) = raw::read(text);
-    let mut v = Validator { issues, dir };
+    let mut v = Validator {
+        issues,
+        dir,
+        origin,
+        text,
+    };
     let config = v.config(raw);
     match config {
         Some(config) if v.issues.is_empty() => Ok(config),
@@ -307,6 +295,10 @@ mod machines;
 pub(super) struct Validator<'a> {
     pub(super) issues: Vec<Issue>,
     pub(super) dir: &'a Path,
+    /// The file's name as shown in messages, and its text: a template records where it
+    /// was written, for errors found when it is compiled.
+    origin: &'a str,
+    text: &'a str,
 }
 
 impl Validator<'_> {
@@ -668,12 +660,13 @@ impl Validator<'_> {
             Some(_) => {}
         }
         let kind_name = raw.kind.as_ref().map_or("", |k| k.get_ref().as_str());
-        let foreign = self.foreign_keys(&entry.keys, SINK_KIND_KEYS, kind_name, &path);
+        let foreign = self.foreign_sink_keys(entry, kind_name, &path);
         let kind = match kind_name {
             "webhook" => self.webhook_sink(entry, raw, &path),
             "dependency-track" => self.dependency_track_sink(entry, raw, &path),
             "guac" => self.guac_sink(entry, raw, &path),
-            _ => self.archive_sink(entry, raw, &path),
+            "archive" => self.archive_sink(entry, raw, &path),
+            _ => self.message_sink(kind_name, entry, raw, &path),
         };
         let timeout = self.duration(
             raw.timeout.as_ref(),
@@ -687,7 +680,9 @@ impl Validator<'_> {
             DEFAULT_CONCURRENCY,
             1..=LARGEST_CONCURRENCY,
         );
-        let rate = self.rate(raw, &path);
+        let rate = self
+            .rate(raw, &path)
+            .map(|rate| rate.or_else(|| messages::default_rate(kind_name)));
         let retry = self.retry(raw.retry.as_ref(), &key("retry"));
         let outbound = self.sink_outbound(raw, &path, outbound);
         if !name_ok || foreign {
@@ -705,6 +700,7 @@ impl Validator<'_> {
         })
     }
 
+    /// `kind = "webhook"`'s own keys.
     fn webhook_sink(
         &mut self,
         entry: &Entry<RawSink>,
@@ -1655,7 +1651,7 @@ to = ["builds"]
             }
         );
         let SinkKind::Webhook(w) = &audit.kind else {
-            panic!("audit is a webhook sink: {:?}", audit.kind);
+            panic!("audit is a webhook sink")
         };
         assert_eq!(w.url, "https://audit.internal/hooks");
         assert_eq!(w.signing_key, Some(Secret::new("sign")));
@@ -1958,9 +1954,9 @@ to = ["builds"]
                 "bad name",
             ),
             (
-                "[sinks.s]\nkind = \"slack\"\nurl = \"http://h\"\n",
+                "[sinks.s]\nkind = \"slak\"\nurl = \"http://h\"\n",
                 "sinks.s.kind",
-                "the kinds so far are: webhook",
+                "unknown sink kind \"slak\" (did you mean \"slack\"?)",
             ),
             (
                 "[sinks.s]\nkind = \"webhook\"\nurl = \"/relative\"\n",
@@ -2025,6 +2021,7 @@ to = ["builds"]
             ("routes = 1\n", "routes", "[[routes]]"),
             ("[routes]\nfrom = \"a\"\n", "routes", "[[routes]]"),
         ];
+        let cases: Vec<_> = cases.iter().chain(messages::tests::BAD_VALUES).collect();
         for (text, key, needle) in cases {
             let ps = problems(text);
             assert_eq!(ps.len(), 1, "{text}\n{ps:#?}");

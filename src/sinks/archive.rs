@@ -99,7 +99,10 @@ impl Sink for ArchiveSink {
         })
         .await;
         match written {
-            Ok(Ok(())) => Outcome::Delivered { status: None },
+            Ok(Ok(())) => Outcome::Delivered {
+                status: None,
+                message_id: None,
+            },
             Ok(Err(e)) => Outcome::Retry {
                 after: None,
                 error: SinkError {
@@ -329,7 +332,10 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(
                 s.deliver(&delivery(b"{}")).await,
-                Outcome::Delivered { status: None }
+                Outcome::Delivered {
+                    status: None,
+                    message_id: None,
+                }
             );
         }
         let counts: Vec<usize> = (1..=3)

@@ -5,7 +5,7 @@
 //! A BOM whose base64 form fits Dependency-Track's JSON string limit goes as
 //! `PUT /api/v1/bom` with a JSON body; a larger one as `POST /api/v1/bom` multipart, which
 //! has no such limit. Dependency-Track answers `{"token": "…"}` (the handle of its
-//! asynchronous processing), which is logged with the event id.
+//! asynchronous processing), recorded as the delivery's message id.
 //!
 //! Invariants: an event without a CycloneDX BOM is skipped (not retried, not dead-lettered);
 //! 400, 401, 403 and 404 are permanent and carry Dependency-Track's reason; 408, 429, 5xx
@@ -255,20 +255,19 @@ impl DependencyTrackSink {
     }
 
     /// What Dependency-Track's answer means.
-    fn classify(&self, delivery: &Delivery, answer: machine::Answer) -> Outcome {
+    fn classify(&self, answer: machine::Answer) -> Outcome {
         let status = answer.status;
         let code = status.as_u16();
         if status.is_success() {
             let token = serde_json::from_slice::<serde_json::Value>(&answer.body)
                 .ok()
                 .and_then(|v| v.get("token")?.as_str().map(str::to_string));
-            tracing::info!(
-                sink = %self.name,
-                event_id = %delivery.event_id,
-                token = token.as_deref().unwrap_or(""),
-                "Dependency-Track accepted the BOM; its processing token is logged here"
-            );
-            return Outcome::Delivered { status: Some(code) };
+            // The token (Dependency-Track's handle on its processing of this BOM) is
+            // recorded with the attempt and logged as the delivery's message id.
+            return Outcome::Delivered {
+                status: Some(code),
+                message_id: token,
+            };
         }
         let reason = reason(&answer.body).map_or(String::new(), |r| format!(": \"{r}\""));
         let answered = format!(
@@ -347,7 +346,7 @@ impl Sink for DependencyTrackSink {
             self.post(&target, &bom.bytes)
         };
         match machine::send(request, &self.name, self.timeout).await {
-            Ok(answer) => self.classify(delivery, answer),
+            Ok(answer) => self.classify(answer),
             Err(outcome) => outcome,
         }
     }

@@ -157,7 +157,10 @@ impl Sink for GuacSink {
                 return outcome;
             }
         }
-        Outcome::Delivered { status: None }
+        Outcome::Delivered {
+            status: None,
+            message_id: None,
+        }
     }
 }
 
@@ -197,7 +200,10 @@ async fn write_file(sink: &str, dir: &Path, tmp_dir: &Path, name: &str, bytes: B
     })
     .await;
     match written {
-        Ok(Ok(())) => Outcome::Delivered { status: None },
+        Ok(Ok(())) => Outcome::Delivered {
+            status: None,
+            message_id: None,
+        },
         Ok(Err(e)) => machine::retry(
             None,
             format!(
@@ -311,6 +317,7 @@ impl S3Target {
         if status.is_success() {
             return Outcome::Delivered {
                 status: Some(status.as_u16()),
+                message_id: None,
             };
         }
         // S3 errors are XML: `<Code>` says what is wrong.

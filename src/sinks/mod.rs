@@ -5,10 +5,15 @@
 //! receiver asks for); dispatch alone decides *when*. Sinks know nothing of the store.
 
 pub mod archive;
+mod chat;
 pub mod dependency_track;
+pub mod discord;
 pub mod guac;
 pub mod http;
 mod machine;
+pub mod slack;
+pub mod smtp;
+pub mod teams;
 pub mod webhook;
 
 use std::future::Future;
@@ -29,6 +34,10 @@ pub struct Delivery {
     pub source: Arc<str>,
     /// The sender's event type, when known.
     pub event_type: Option<String>,
+    /// The sender's delivery id, when known.
+    pub delivery_id: Option<String>,
+    /// The request headers kept with the event (secrets already dropped at ingress).
+    pub headers: Vec<(String, Vec<u8>)>,
     /// The request's `Content-Type`, when it had one.
     pub content_type: Option<String>,
     /// When hookrelay accepted the event, in Unix milliseconds.
@@ -37,10 +46,6 @@ pub struct Delivery {
     pub body: Bytes,
     /// 1 for the first attempt.
     pub attempt: u32,
-    /// The sender's delivery id, when known.
-    pub delivery_id: Option<String>,
-    /// The request headers kept with the event (credentials already dropped), in order.
-    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// What went wrong in one attempt, as recorded and logged (never a URL or secret).
@@ -59,6 +64,8 @@ pub enum Outcome {
     Delivered {
         /// HTTP status, for sinks that speak HTTP.
         status: Option<u16>,
+        /// The id the service gave the message (Slack's `ts`), when it gives one.
+        message_id: Option<String>,
     },
     /// Worth trying again; `after` is the delay the receiver asked for, if any.
     Retry {
@@ -94,6 +101,14 @@ pub enum AnySink {
     Guac(guac::GuacSink),
     /// `kind = "archive"`.
     Archive(archive::ArchiveSink),
+    /// `kind = "slack"`.
+    Slack(slack::SlackSink),
+    /// `kind = "discord"`.
+    Discord(discord::DiscordSink),
+    /// `kind = "teams"`.
+    Teams(teams::TeamsSink),
+    /// `kind = "smtp"` (boxed: its transport and three templates make it the largest).
+    Smtp(Box<smtp::SmtpSink>),
 }
 
 impl AnySink {
@@ -120,10 +135,33 @@ impl AnySink {
                 &config.outbound,
                 config.timeout,
             )?)),
+            SinkKind::Slack(c) => Ok(AnySink::Slack(slack::SlackSink::new(
+                &config.name,
+                c,
+                &config.outbound,
+                config.timeout,
+            )?)),
             SinkKind::Archive(c) => Ok(AnySink::Archive(archive::ArchiveSink::new(
                 &config.name,
                 c,
             )?)),
+            SinkKind::Discord(c) => Ok(AnySink::Discord(discord::DiscordSink::new(
+                &config.name,
+                c,
+                &config.outbound,
+                config.timeout,
+            )?)),
+            SinkKind::Teams(c) => Ok(AnySink::Teams(teams::TeamsSink::new(
+                &config.name,
+                c,
+                &config.outbound,
+                config.timeout,
+            )?)),
+            SinkKind::Smtp(c) => Ok(AnySink::Smtp(Box::new(smtp::SmtpSink::new(
+                &config.name,
+                c,
+                config.timeout,
+            )?))),
         }
     }
 }
@@ -135,6 +173,10 @@ impl Sink for AnySink {
             AnySink::DependencyTrack(s) => s.kind(),
             AnySink::Guac(s) => s.kind(),
             AnySink::Archive(s) => s.kind(),
+            AnySink::Slack(s) => s.kind(),
+            AnySink::Discord(s) => s.kind(),
+            AnySink::Teams(s) => s.kind(),
+            AnySink::Smtp(s) => s.kind(),
         }
     }
 
@@ -144,7 +186,43 @@ impl Sink for AnySink {
             AnySink::DependencyTrack(s) => s.deliver(delivery).await,
             AnySink::Guac(s) => s.deliver(delivery).await,
             AnySink::Archive(s) => s.deliver(delivery).await,
+            AnySink::Slack(s) => s.deliver(delivery).await,
+            AnySink::Discord(s) => s.deliver(delivery).await,
+            AnySink::Teams(s) => s.deliver(delivery).await,
+            AnySink::Smtp(s) => s.deliver(delivery).await,
         }
+    }
+}
+
+/// Builds every configured sink, enabled or not, without sending anything, and returns
+/// what would stop one from starting (a template that does not compile, say): what
+/// `hookrelay check` reports. Call inside a tokio runtime.
+pub fn check(sinks: &[SinkConfig]) -> Vec<SinkBuildError> {
+    sinks
+        .iter()
+        .filter_map(|config| AnySink::new(config).err())
+        .collect()
+}
+
+/// The source name of `hookrelay test-sink`'s message; not a valid source name, so no real
+/// event can pass for a test.
+pub const TEST_SOURCE: &str = "hookrelay test-sink";
+
+/// The clearly labelled message `hookrelay test-sink` sends: templates see `test = true`.
+pub fn test_delivery() -> Delivery {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Delivery {
+        event_id: Uuid::now_v7(),
+        source: Arc::from(TEST_SOURCE),
+        event_type: Some("hookrelay.test".to_string()),
+        delivery_id: None,
+        headers: Vec::new(),
+        content_type: Some("application/json".to_string()),
+        received_at_ms: now_ms,
+        body: Bytes::from_static(b"{\"hookrelay\":\"test message\"}"),
+        attempt: 1,
     }
 }
 

@@ -211,7 +211,10 @@ fn classify(sink: &str, status: StatusCode, after: Option<Duration>, body: &[u8]
         message,
     };
     if status.is_success() {
-        Outcome::Delivered { status: Some(code) }
+        Outcome::Delivered {
+            status: Some(code),
+            message_id: None,
+        }
     } else if status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
@@ -446,12 +449,12 @@ mod tests {
             event_id: Uuid::now_v7(),
             source: Arc::from("github"),
             event_type: Some("push".to_string()),
+            delivery_id: None,
+            headers: Vec::new(),
             content_type: Some("application/json; charset=utf-8".to_string()),
             received_at_ms: 1,
             body: Bytes::from_static(body),
             attempt: 3,
-            delivery_id: None,
-            headers: Vec::new(),
         }
     }
 
@@ -492,7 +495,10 @@ mod tests {
             .as_secs();
         assert_eq!(
             sink.deliver(&d).await,
-            Outcome::Delivered { status: Some(204) }
+            Outcome::Delivered {
+                status: Some(204),
+                message_id: None,
+            }
         );
         let after = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -577,7 +583,8 @@ mod tests {
             assert_eq!(
                 answer_with(Answer::status(status)).await,
                 Outcome::Delivered {
-                    status: Some(status)
+                    status: Some(status),
+                    message_id: None,
                 }
             );
         }

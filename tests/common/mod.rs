@@ -8,6 +8,7 @@
 
 pub mod moto;
 pub mod python;
+pub mod smtp;
 pub mod tls;
 
 use std::collections::VecDeque;

@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::super::raw::{Entry, RawSink, Strings};
-use super::super::secrets;
 use super::super::{
     ArchiveSinkConfig, DependencyTrackProject, DependencyTrackSinkConfig, DocumentEncoding,
-    DocumentLocation, GuacSinkConfig, GuacTarget, S3Config, Secret, SinkKind,
+    DocumentLocation, GuacSinkConfig, GuacTarget, S3Config, SinkKind,
 };
 use super::{Validator, check_pointer};
 
@@ -464,21 +463,6 @@ impl Validator<'_> {
         // `join` keeps absolute paths as they are.
         Some(self.dir.join(value.get_ref()))
     }
-
-    /// One secret value (inline, `${env:..}` or `${file:..}`), never empty.
-    fn secret(&mut self, value: &Spanned<String>, key: &str) -> Option<Secret> {
-        match secrets::resolve(value.get_ref(), self.dir) {
-            Ok(bytes) if bytes.is_empty() => {
-                self.problem(value.span(), key, "is empty; set the credential");
-                None
-            }
-            Ok(bytes) => Some(Secret::new(bytes)),
-            Err(message) => {
-                self.problem(value.span(), key, message);
-                None
-            }
-        }
-    }
 }
 
 /// The default folder for GUAC temp files: a hidden sibling of `path`, so it is outside the
@@ -493,7 +477,7 @@ fn default_tmp_path(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::{Config, ConfigError};
+    use super::super::super::{Config, ConfigError, Secret};
     use super::*;
 
     const ROUTE: &str = "[sources.a]\nkind = \"none\"\n[[routes]]\nfrom = \"a\"\nto = [\"s\"]\n";
@@ -744,8 +728,13 @@ mod tests {
                 SinkKind::DependencyTrack(_) => "dependency-track",
                 SinkKind::Guac(_) => "guac",
                 SinkKind::Archive(_) => "archive",
+                _ => "message",
             })
             .collect();
-        assert_eq!(kinds, ["archive", "dependency-track", "guac", "webhook"]);
+        assert_eq!(
+            kinds,
+            ["archive", "dependency-track", "guac", "webhook"],
+            "the message sinks above the block stay commented"
+        );
     }
 }
