@@ -683,7 +683,7 @@ mod tests {
         one_problem(
             "kind = \"archive\"\npath = \"a\"\nurl = \"https://h\"",
             "sinks.s.url",
-            "kind \"archive\" takes no url; only kinds \"webhook\" or \"dependency-track\" take it",
+            "kind \"archive\" takes no url; only kinds",
         );
         one_problem(
             "kind = \"webhook\"\nurl = \"https://h\"\nmax_file_size = \"1MiB\"",
