@@ -201,6 +201,10 @@ fn test_sink(config: &Config, name: &str) -> anyhow::Result<String> {
                 "sink \"{name}\": test message refused (would be dead-lettered): {}",
                 error.message
             )),
+            // Nothing reached the service, so nothing was tested: not a success.
+            Outcome::Skipped { reason } => Err(anyhow::anyhow!(
+                "sink \"{name}\": nothing sent, the sink skipped the test message: {reason}"
+            )),
         }
     })
 }

@@ -92,6 +92,8 @@ pub enum DeliveryOutcome {
     Retrying,
     /// Failed for good; now a dead letter. A loss until replayed.
     DeadLettered,
+    /// Nothing to send for this sink (e.g. no SBOM in the event); done, not a loss.
+    Skipped,
 }
 
 impl DeliveryOutcome {
@@ -101,6 +103,7 @@ impl DeliveryOutcome {
             DeliveryOutcome::Delivered => "delivered",
             DeliveryOutcome::Retrying => "retrying",
             DeliveryOutcome::DeadLettered => "dead_lettered",
+            DeliveryOutcome::Skipped => "skipped",
         }
     }
 }
@@ -141,6 +144,7 @@ pub struct SinkMetrics {
     delivered: Counter,
     retrying: Counter,
     dead_lettered: Counter,
+    skipped: Counter,
     latency: Histogram,
 }
 
@@ -151,6 +155,7 @@ impl SinkMetrics {
             delivered: Counter::default(),
             retrying: Counter::default(),
             dead_lettered: Counter::default(),
+            skipped: Counter::default(),
             latency: Histogram::new(latency_buckets()),
         }
     }
@@ -161,6 +166,7 @@ impl SinkMetrics {
             DeliveryOutcome::Delivered => self.delivered.inc(),
             DeliveryOutcome::Retrying => self.retrying.inc(),
             DeliveryOutcome::DeadLettered => self.dead_lettered.inc(),
+            DeliveryOutcome::Skipped => self.skipped.inc(),
         };
         self.latency.observe(seconds);
     }
@@ -282,6 +288,7 @@ impl Metrics {
                     delivered: counter(DeliveryOutcome::Delivered),
                     retrying: counter(DeliveryOutcome::Retrying),
                     dead_lettered: counter(DeliveryOutcome::DeadLettered),
+                    skipped: counter(DeliveryOutcome::Skipped),
                     latency: latency
                         .get_or_create(&SinkLabel {
                             sink: s.name.clone(),

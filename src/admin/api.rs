@@ -261,6 +261,7 @@ async fn event(admin: &Admin, id: &str) -> Result<Answer, ApiError> {
                     crate::store::AttemptOutcome::Delivered => "delivered",
                     crate::store::AttemptOutcome::Retrying => "retrying",
                     crate::store::AttemptOutcome::DeadLettered => "dead_lettered",
+                    crate::store::AttemptOutcome::Skipped => "skipped",
                 },
                 "replay": a.replay,
             })
@@ -398,6 +399,9 @@ fn sink_kind(sink: &SinkConfig) -> &'static str {
         SinkKind::Discord(_) => "discord",
         SinkKind::Teams(_) => "teams",
         SinkKind::Smtp(_) => "smtp",
+        SinkKind::DependencyTrack(_) => "dependency-track",
+        SinkKind::Guac(_) => "guac",
+        SinkKind::Archive(_) => "archive",
     }
 }
 
@@ -491,6 +495,7 @@ async fn test_sink(admin: &Admin, sink: &str) -> Result<Answer, ApiError> {
             ("failed_retriable", error.status, Some(error.message), None)
         }
         Ok(Outcome::Failed(error)) => ("failed", error.status, Some(error.message), None),
+        Ok(Outcome::Skipped { reason }) => ("skipped", None, Some(reason), None),
     };
     tracing::info!(sink = %config.name, outcome = result, "admin: test delivery");
     Ok(ok(json!({

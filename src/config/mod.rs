@@ -353,6 +353,110 @@ pub enum SinkKind {
     Teams(TeamsSinkConfig),
     /// An e-mail through an SMTP server.
     Smtp(SmtpSinkConfig),
+    /// Upload the event's CycloneDX BOM to Dependency-Track.
+    DependencyTrack(DependencyTrackSinkConfig),
+    /// Export the event's SBOMs and attestations as files or objects GUAC ingests.
+    Guac(GuacSinkConfig),
+    /// Append every event to size-rotated JSON-lines files.
+    Archive(ArchiveSinkConfig),
+}
+
+/// Where a document sits in an event, and how it is written there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentLocation {
+    /// RFC 6901 JSON pointers into the body; empty means the body itself is the document.
+    pub pointers: Vec<String>,
+    /// How the document is written at that place.
+    pub encoding: DocumentEncoding,
+}
+
+/// How a carried document is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentEncoding {
+    /// As is: JSON (an object, an array, or a string holding the document's text), or raw
+    /// bytes when it is the body itself.
+    Json,
+    /// A base64 string (standard alphabet) of the document's bytes.
+    Base64,
+}
+
+/// `kind = "dependency-track"`.
+#[derive(Debug, Clone)]
+pub struct DependencyTrackSinkConfig {
+    /// The server's base URL (`http` or `https`), without `/api`.
+    pub url: String,
+    /// Sent as `X-Api-Key`.
+    pub api_key: Secret,
+    /// Which project the BOM belongs to.
+    pub project: DependencyTrackProject,
+    /// Where the BOM is in an event (one pointer at most).
+    pub bom: DocumentLocation,
+}
+
+/// The Dependency-Track project a BOM is uploaded to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DependencyTrackProject {
+    /// An existing project, by UUID.
+    Uuid(String),
+    /// By name and version, each a template rendered from the event (checked at load).
+    Named {
+        /// Template of the project name.
+        name: String,
+        /// Template of the project version.
+        version: String,
+        /// Whether Dependency-Track creates the project when it does not exist.
+        auto_create: bool,
+    },
+}
+
+/// `kind = "guac"`.
+#[derive(Debug, Clone)]
+pub struct GuacSinkConfig {
+    /// Where the documents are in an event.
+    pub documents: DocumentLocation,
+    /// Where they are written.
+    pub target: GuacTarget,
+}
+
+/// Where the GUAC sink writes documents.
+#[derive(Debug, Clone)]
+pub enum GuacTarget {
+    /// A folder a GUAC file collector watches.
+    Folder {
+        /// The watched folder (created if missing).
+        path: PathBuf,
+        /// Where files are written before being renamed into `path`: on the same file
+        /// system, outside `path`, since GUAC's file collector reads every file below it.
+        tmp_path: PathBuf,
+    },
+    /// An S3-compatible bucket a GUAC S3 collector watches.
+    S3(S3Config),
+}
+
+/// S3-compatible object storage.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix, e.g. `sboms/` (may be empty).
+    pub prefix: String,
+    /// Endpoint URL; `None` means AWS's `https://s3.{region}.amazonaws.com`.
+    pub endpoint: Option<String>,
+    /// Signing region, e.g. `us-east-1`.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: Secret,
+    /// Secret access key.
+    pub secret_access_key: Secret,
+}
+
+/// `kind = "archive"`.
+#[derive(Debug, Clone)]
+pub struct ArchiveSinkConfig {
+    /// The folder holding the JSON-lines files (created if missing).
+    pub path: PathBuf,
+    /// A file is closed and the next begun before it would grow past this many bytes.
+    pub max_file_size: u64,
 }
 
 /// `kind = "webhook"`.

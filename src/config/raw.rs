@@ -178,6 +178,23 @@ pub(super) struct RawSink {
     pub from: Option<Spanned<String>>,
     pub to: Option<Spanned<Strings>>,
     pub subject: Option<Spanned<String>>,
+    // dependency-track, guac and archive (validated in `validate/machines.rs`).
+    pub api_key: Option<Spanned<String>>,
+    pub project: Option<Spanned<String>>,
+    pub project_name: Option<Spanned<String>>,
+    pub project_version: Option<Spanned<String>>,
+    pub auto_create: Option<Spanned<bool>>,
+    pub pointer: Option<Spanned<Strings>>,
+    pub encoding: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub tmp_path: Option<Spanned<String>>,
+    pub bucket: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<String>>,
+    pub endpoint: Option<Spanned<String>>,
+    pub region: Option<Spanned<String>>,
+    pub access_key_id: Option<Spanned<String>>,
+    pub secret_access_key: Option<Spanned<String>>,
+    pub max_file_size: Option<Spanned<RawSize>>,
 }
 
 /// `retry = { max_attempts, initial, max }`.

@@ -77,7 +77,16 @@ const SOURCE_KINDS: &[&str] = &[
     "bitbucket",
 ];
 /// Sink kinds, as written in `kind = "..."`.
-const SINK_KINDS: &[&str] = &["webhook", "slack", "discord", "teams", "smtp"];
+const SINK_KINDS: &[&str] = &[
+    "webhook",
+    "slack",
+    "discord",
+    "teams",
+    "smtp",
+    "dependency-track",
+    "guac",
+    "archive",
+];
 
 /// For each source key that only some kinds take, those kinds. `kind` and `enabled` are
 /// taken by all.
@@ -308,6 +317,8 @@ fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
         }
     }
 }
+
+mod machines;
 
 /// Walks the raw file, collecting issues. Each method returns `None` only after recording
 /// at least one issue, and keeps checking what it can before returning.
@@ -571,29 +582,7 @@ impl Validator<'_> {
             );
             return None;
         }
-        let mut foreign = false;
-        for (key, span) in &entry.keys {
-            let Some((_, kinds)) = KIND_KEYS.iter().find(|(k, _)| k == key) else {
-                continue;
-            };
-            if !kinds.contains(&kind_name) {
-                foreign = true;
-                let (noun, verb) = if kinds.len() == 1 {
-                    ("kind", "takes")
-                } else {
-                    ("kinds", "take")
-                };
-                self.problem(
-                    span.clone(),
-                    format!("{path}.{key}"),
-                    format!(
-                        "kind \"{kind_name}\" takes no {key}; only {noun} {} {verb} it: remove \
-                         it or change kind",
-                        quoted_list(kinds)
-                    ),
-                );
-            }
-        }
+        let foreign = self.foreign_keys(&entry.keys, KIND_KEYS, kind_name, &path);
         let kind = self.source_kind(raw, kind, &path);
         let summary = match &raw.summary {
             None => Some(Vec::new()),
@@ -940,6 +929,9 @@ impl Validator<'_> {
         let foreign = self.foreign_sink_keys(entry, kind_name, &path);
         let kind = match kind_name {
             "webhook" => self.webhook_sink(entry, raw, &path),
+            "dependency-track" => self.dependency_track_sink(entry, raw, &path),
+            "guac" => self.guac_sink(entry, raw, &path),
+            "archive" => self.archive_sink(entry, raw, &path),
             _ => self.message_sink(kind_name, entry, raw, &path),
         };
         let timeout = self.duration(
@@ -1006,6 +998,40 @@ impl Validator<'_> {
             signing_key: signing_key?,
             headers: headers?,
         }))
+    }
+
+    /// Reports each key of an entry that its kind does not take, per `table`; true if any.
+    fn foreign_keys(
+        &mut self,
+        keys: &[(String, Range<usize>)],
+        table: &[(&str, &[&str])],
+        kind_name: &str,
+        path: &str,
+    ) -> bool {
+        let mut foreign = false;
+        for (key, span) in keys {
+            let Some((_, kinds)) = table.iter().find(|(k, _)| k == key) else {
+                continue;
+            };
+            if !kinds.contains(&kind_name) {
+                foreign = true;
+                let (noun, verb) = if kinds.len() == 1 {
+                    ("kind", "takes")
+                } else {
+                    ("kinds", "take")
+                };
+                self.problem(
+                    span.clone(),
+                    format!("{path}.{key}"),
+                    format!(
+                        "kind \"{kind_name}\" takes no {key}; only {noun} {} {verb} it: remove \
+                         it or change kind",
+                        quoted_list(kinds)
+                    ),
+                );
+            }
+        }
+        foreign
     }
 
     fn route(

@@ -264,12 +264,12 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         event_id: event.id,
         source: event.source.clone(),
         event_type: event.event_type.clone(),
-        delivery_id: event.delivery_id.clone(),
-        headers: event.headers.clone(),
         content_type: event.content_type.clone(),
         received_at_ms: event.received_at_ms,
         body: event.body.clone(),
         attempt: entry.attempt,
+        delivery_id: event.delivery_id.clone(),
+        headers: event.headers.clone(),
     };
     let started_ms = now_ms();
     let started = Instant::now();
@@ -338,13 +338,19 @@ fn observe(shared: &Shared, decision: &Decision, duration: Duration, now_ms: u64
         AttemptOutcome::Delivered => DeliveryOutcome::Delivered,
         AttemptOutcome::Retrying => DeliveryOutcome::Retrying,
         AttemptOutcome::DeadLettered => DeliveryOutcome::DeadLettered,
+        AttemptOutcome::Skipped => DeliveryOutcome::Skipped,
     };
     shared
         .observe
         .metrics
         .attempt(outcome, duration.as_secs_f64());
     let health = &shared.observe.health;
-    match &decision.error {
+    // A skip is the sink working as meant: its reason is not a failure.
+    let failure = decision
+        .error
+        .as_ref()
+        .filter(|_| decision.outcome != AttemptOutcome::Skipped);
+    match failure {
         None => health.delivered(&shared.name, now_ms),
         Some(error) => health.failed(&shared.name, error, now_ms),
     }
@@ -413,12 +419,29 @@ fn decide<R: Rng + ?Sized>(
             retry_in: None,
             message_id: None,
         },
+        // Done like a delivery; the reason goes where an error would, so it can be read back.
+        Outcome::Skipped { reason } => Decision {
+            next: NextStep::Done,
+            outcome: AttemptOutcome::Skipped,
+            status: None,
+            error: Some(reason.clone()),
+            retry_in: None,
+            message_id: None,
+        },
     }
 }
 
 /// One log line per attempt: never the URL or the body.
 fn log_outcome(sink: &str, event_id: &EventId, attempt: u32, duration_ms: u32, d: &Decision) {
     match (&d.next, d.retry_in) {
+        (NextStep::Done, _) if d.outcome == AttemptOutcome::Skipped => tracing::info!(
+            sink,
+            event_id = %event_id,
+            attempt,
+            duration_ms,
+            reason = d.error.as_deref().unwrap_or(""),
+            "skipped: nothing in this event for the sink"
+        ),
         (NextStep::Done, _) => tracing::info!(
             sink,
             event_id = %event_id,
@@ -823,6 +846,23 @@ mod tests {
         assert_eq!(d.next, NextStep::Done);
         assert_eq!(d.outcome, AttemptOutcome::Delivered);
         assert_eq!((d.status, d.error), (Some(200), None));
+    }
+
+    #[test]
+    fn skipped_is_done_and_keeps_its_reason() {
+        let d = decide(
+            &Outcome::Skipped {
+                reason: "no SBOM at /sbom".to_string(),
+            },
+            1,
+            &policy(3, 10, 20),
+            1_000,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(d.next, NextStep::Done);
+        assert_eq!(d.outcome, AttemptOutcome::Skipped);
+        assert_eq!(d.status, None);
+        assert_eq!(d.error.as_deref(), Some("no SBOM at /sbom"));
     }
 
     #[test]

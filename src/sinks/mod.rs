@@ -4,9 +4,13 @@
 //! Invariant: a sink decides *whether* a failure is worth retrying (and honours the delay a
 //! receiver asks for); dispatch alone decides *when*. Sinks know nothing of the store.
 
+pub mod archive;
 mod chat;
+pub mod dependency_track;
 pub mod discord;
+pub mod guac;
 pub mod http;
+mod machine;
 pub mod slack;
 pub mod smtp;
 pub mod teams;
@@ -70,6 +74,12 @@ pub enum Outcome {
     },
     /// Will never succeed as is: dead-letter it.
     Failed(SinkError),
+    /// Nothing for this sink in the event (say, no SBOM in it): done, not retried, and the
+    /// reason recorded with the attempt.
+    Skipped {
+        /// Why, naming what was looked for.
+        reason: String,
+    },
 }
 
 /// A destination for deliveries.
@@ -85,6 +95,12 @@ pub trait Sink {
 pub enum AnySink {
     /// `kind = "webhook"`.
     Webhook(webhook::WebhookSink),
+    /// `kind = "dependency-track"`.
+    DependencyTrack(dependency_track::DependencyTrackSink),
+    /// `kind = "guac"`.
+    Guac(guac::GuacSink),
+    /// `kind = "archive"`.
+    Archive(archive::ArchiveSink),
     /// `kind = "slack"`.
     Slack(slack::SlackSink),
     /// `kind = "discord"`.
@@ -105,11 +121,29 @@ impl AnySink {
                 &config.outbound,
                 config.timeout,
             )?)),
+            SinkKind::DependencyTrack(c) => Ok(AnySink::DependencyTrack(
+                dependency_track::DependencyTrackSink::new(
+                    &config.name,
+                    c,
+                    &config.outbound,
+                    config.timeout,
+                )?,
+            )),
+            SinkKind::Guac(c) => Ok(AnySink::Guac(guac::GuacSink::new(
+                &config.name,
+                c,
+                &config.outbound,
+                config.timeout,
+            )?)),
             SinkKind::Slack(c) => Ok(AnySink::Slack(slack::SlackSink::new(
                 &config.name,
                 c,
                 &config.outbound,
                 config.timeout,
+            )?)),
+            SinkKind::Archive(c) => Ok(AnySink::Archive(archive::ArchiveSink::new(
+                &config.name,
+                c,
             )?)),
             SinkKind::Discord(c) => Ok(AnySink::Discord(discord::DiscordSink::new(
                 &config.name,
@@ -136,6 +170,9 @@ impl Sink for AnySink {
     fn kind(&self) -> &'static str {
         match self {
             AnySink::Webhook(s) => s.kind(),
+            AnySink::DependencyTrack(s) => s.kind(),
+            AnySink::Guac(s) => s.kind(),
+            AnySink::Archive(s) => s.kind(),
             AnySink::Slack(s) => s.kind(),
             AnySink::Discord(s) => s.kind(),
             AnySink::Teams(s) => s.kind(),
@@ -146,6 +183,9 @@ impl Sink for AnySink {
     async fn deliver(&self, delivery: &Delivery) -> Outcome {
         match self {
             AnySink::Webhook(s) => s.deliver(delivery).await,
+            AnySink::DependencyTrack(s) => s.deliver(delivery).await,
+            AnySink::Guac(s) => s.deliver(delivery).await,
+            AnySink::Archive(s) => s.deliver(delivery).await,
             AnySink::Slack(s) => s.deliver(delivery).await,
             AnySink::Discord(s) => s.deliver(delivery).await,
             AnySink::Teams(s) => s.deliver(delivery).await,

@@ -139,6 +139,9 @@ pub enum AttemptOutcome {
     Retrying,
     /// Failed for good; the entry is now a dead letter.
     DeadLettered,
+    /// The sink found nothing to do with the event (the record's error says why); done.
+    /// Last, so records written before it existed decode unchanged.
+    Skipped,
 }
 
 /// One delivery attempt, as recorded.

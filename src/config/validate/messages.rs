@@ -16,12 +16,15 @@ use super::super::{
     DiscordSinkConfig, Rate, Secret, SinkKind, SlackSinkConfig, SlackTarget, SmtpSinkConfig,
     SmtpTls, TeamsSinkConfig, TemplateSource,
 };
-use super::{Validator, locate, quoted_list, secrets};
+use super::{Validator, locate, secrets};
 
 /// For each sink key that only some kinds take, those kinds. `kind`, `enabled`, `timeout`,
 /// `concurrency`, `rate`, `burst` and `retry` are taken by all.
 const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
-    ("url", &["webhook", "slack", "discord", "teams"]),
+    (
+        "url",
+        &["webhook", "slack", "discord", "teams", "dependency-track"],
+    ),
     ("signing_secret", &["webhook"]),
     ("headers", &["webhook"]),
     ("template", &["slack", "discord", "teams", "smtp"]),
@@ -38,11 +41,68 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
     ("from", &["smtp"]),
     ("to", &["smtp"]),
     ("subject", &["smtp"]),
+    // Machine-readable sinks (validated in `machines.rs`).
+    ("api_key", &["dependency-track"]),
+    ("project", &["dependency-track"]),
+    ("project_name", &["dependency-track"]),
+    ("project_version", &["dependency-track"]),
+    ("auto_create", &["dependency-track"]),
+    ("pointer", &["dependency-track", "guac"]),
+    ("encoding", &["dependency-track", "guac"]),
+    ("path", &["guac", "archive"]),
+    ("tmp_path", &["guac"]),
+    ("bucket", &["guac"]),
+    ("prefix", &["guac"]),
+    ("endpoint", &["guac"]),
+    ("region", &["guac"]),
+    ("access_key_id", &["guac"]),
+    ("secret_access_key", &["guac"]),
+    ("max_file_size", &["archive"]),
     // The HTTP client's settings; the smtp sink trusts the system's roots only, for now.
-    ("ca_file", &["webhook", "slack", "discord", "teams"]),
-    ("client_cert", &["webhook", "slack", "discord", "teams"]),
-    ("client_key", &["webhook", "slack", "discord", "teams"]),
-    ("proxy", &["webhook", "slack", "discord", "teams"]),
+    (
+        "ca_file",
+        &[
+            "webhook",
+            "slack",
+            "discord",
+            "teams",
+            "dependency-track",
+            "guac",
+        ],
+    ),
+    (
+        "client_cert",
+        &[
+            "webhook",
+            "slack",
+            "discord",
+            "teams",
+            "dependency-track",
+            "guac",
+        ],
+    ),
+    (
+        "client_key",
+        &[
+            "webhook",
+            "slack",
+            "discord",
+            "teams",
+            "dependency-track",
+            "guac",
+        ],
+    ),
+    (
+        "proxy",
+        &[
+            "webhook",
+            "slack",
+            "discord",
+            "teams",
+            "dependency-track",
+            "guac",
+        ],
+    ),
 ];
 
 /// Slack's Web API, unless `api_url` says otherwise.
@@ -75,30 +135,7 @@ impl Validator<'_> {
         kind: &str,
         path: &str,
     ) -> bool {
-        let mut foreign = false;
-        for (key, span) in &entry.keys {
-            let Some((_, kinds)) = SINK_KIND_KEYS.iter().find(|(k, _)| k == key) else {
-                continue;
-            };
-            if !kinds.contains(&kind) {
-                foreign = true;
-                let (noun, verb) = if kinds.len() == 1 {
-                    ("kind", "takes")
-                } else {
-                    ("kinds", "take")
-                };
-                self.problem(
-                    span.clone(),
-                    format!("{path}.{key}"),
-                    format!(
-                        "kind \"{kind}\" takes no {key}; only {noun} {} {verb} it: remove it or \
-                         change kind",
-                        quoted_list(kinds)
-                    ),
-                );
-            }
-        }
-        foreign
+        self.foreign_keys(&entry.keys, SINK_KIND_KEYS, kind, path)
     }
 
     /// The keys of `slack`, `discord`, `teams` and `smtp`.
@@ -407,7 +444,7 @@ impl Validator<'_> {
     }
 
     /// One secret (`${env:..}`, `${file:..}` or inline), as text-free bytes.
-    fn secret(&mut self, value: &Spanned<String>, key: &str) -> Option<Secret> {
+    pub(super) fn secret(&mut self, value: &Spanned<String>, key: &str) -> Option<Secret> {
         match secrets::resolve(value.get_ref(), self.dir) {
             Ok(bytes) if bytes.is_empty() => {
                 self.problem(value.span(), key, "is empty; give the secret's value");

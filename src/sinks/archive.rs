@@ -1,0 +1,395 @@
+//! The archive sink (`kind = "archive"`): appends every event as one JSON object per line
+//! to `events-NNNNNNNN.jsonl` files in a folder, starting the next file before one would
+//! pass `max_file_size`. For audit and offline replay.
+//!
+//! Invariants:
+//! - A line is never half-written: it is built whole, written with one `write_all` to a
+//!   file opened for appending, and a failed write is cut off again (`set_len`). A torn
+//!   last line left by a crash is cut off when the sink starts, with a warning.
+//! - `Delivered` is reported only after the line is fsync'd (`sync_data`); a new file's
+//!   directory entry is fsync'd too. Delivery is at least once: an event whose line was
+//!   synced just before a crash is appended again after restart; readers drop duplicates
+//!   by `id`.
+//! - Only this sink writes in its folder; one lock orders its appends.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Serialize;
+
+use super::{Delivery, Outcome, Sink, SinkBuildError, SinkError};
+use crate::config::ArchiveSinkConfig;
+
+const PREFIX: &str = "events-";
+const SUFFIX: &str = ".jsonl";
+/// How much of a file's end is read at a time while looking for its last full line.
+const TAIL_CHUNK: u64 = 64 * 1024;
+
+/// Appends events to JSON-lines files in one folder.
+#[derive(Debug)]
+pub struct ArchiveSink {
+    name: Arc<str>,
+    state: Arc<Mutex<Current>>,
+}
+
+/// The file being appended to.
+#[derive(Debug)]
+struct Current {
+    dir: PathBuf,
+    max_file_size: u64,
+    seq: u64,
+    file: File,
+    /// Its length: every byte up to here is a whole line.
+    len: u64,
+}
+
+/// One archived event, as written (field order is the line's order).
+#[derive(Serialize)]
+struct Line<'a> {
+    id: String,
+    source: &'a str,
+    event_type: Option<&'a str>,
+    delivery_id: Option<&'a str>,
+    /// RFC 3339, UTC, milliseconds.
+    received_at: String,
+    content_type: Option<&'a str>,
+    /// `[name, value]` in arrival order; a value that is not UTF-8 is decoded lossily.
+    headers: Vec<(&'a str, String)>,
+    /// `"utf-8"` or `"base64"`: how `body` holds the original bytes.
+    body_encoding: &'static str,
+    body: String,
+}
+
+impl ArchiveSink {
+    /// Opens (creating) the folder and its newest file, cutting off a torn last line.
+    pub fn new(name: &str, config: &ArchiveSinkConfig) -> Result<ArchiveSink, SinkBuildError> {
+        let current =
+            Current::open(&config.path, config.max_file_size).map_err(|e| SinkBuildError {
+                sink: name.to_string(),
+                message: format!(
+                    "cannot open the archive folder {}: {e}; check [sinks.{name}] path and its \
+                     permissions",
+                    config.path.display()
+                ),
+            })?;
+        Ok(ArchiveSink {
+            name: Arc::from(name),
+            state: Arc::new(Mutex::new(current)),
+        })
+    }
+}
+
+impl Sink for ArchiveSink {
+    fn kind(&self) -> &'static str {
+        "archive"
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Outcome {
+        let line = line(delivery);
+        let state = self.state.clone();
+        // File writes and fsync block: keep them off the async workers.
+        let written = tokio::task::spawn_blocking(move || {
+            let mut current = state.lock().unwrap_or_else(|e| e.into_inner());
+            current.append(&line)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Outcome::Delivered {
+                status: None,
+                message_id: None,
+            },
+            Ok(Err(e)) => Outcome::Retry {
+                after: None,
+                error: SinkError {
+                    status: None,
+                    message: format!(
+                        "cannot append to the archive: {e}; check free space and permissions \
+                         of [sinks.{}] path",
+                        self.name
+                    ),
+                },
+            },
+            Err(e) => Outcome::Retry {
+                after: None,
+                error: SinkError {
+                    status: None,
+                    message: format!("the archive write was interrupted: {e}"),
+                },
+            },
+        }
+    }
+}
+
+/// The event as one line, newline included.
+fn line(d: &Delivery) -> Vec<u8> {
+    let (body_encoding, body) = match std::str::from_utf8(&d.body) {
+        Ok(text) => ("utf-8", text.to_string()),
+        Err(_) => ("base64", BASE64.encode(&d.body)),
+    };
+    let received = UNIX_EPOCH + Duration::from_millis(d.received_at_ms);
+    let line = Line {
+        id: d.event_id.hyphenated().to_string(),
+        source: &d.source,
+        event_type: d.event_type.as_deref(),
+        delivery_id: d.delivery_id.as_deref(),
+        received_at: humantime::format_rfc3339_millis(received).to_string(),
+        content_type: d.content_type.as_deref(),
+        headers: d
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v).into_owned()))
+            .collect(),
+        body_encoding,
+        body,
+    };
+    // serde_json escapes every control character, so the line holds no raw newline.
+    let mut out = serde_json::to_vec(&line).expect("an event always serializes");
+    out.push(b'\n');
+    out
+}
+
+impl Current {
+    fn open(dir: &Path, max_file_size: u64) -> io::Result<Current> {
+        fs::create_dir_all(dir)?;
+        let newest = fs::read_dir(dir)?
+            .filter_map(|entry| sequence(&entry.ok()?.file_name().to_string_lossy()))
+            .max();
+        let seq = newest.unwrap_or(1);
+        let (file, len) = open_file(dir, seq)?;
+        let mut current = Current {
+            dir: dir.to_path_buf(),
+            max_file_size,
+            seq,
+            file,
+            len,
+        };
+        current.cut_torn_tail()?;
+        Ok(current)
+    }
+
+    /// Cuts a last line with no newline (a crash mid-write) off the current file.
+    fn cut_torn_tail(&mut self) -> io::Result<()> {
+        let whole = last_line_end(&mut self.file, self.len)?;
+        if whole < self.len {
+            tracing::warn!(
+                file = %file_path(&self.dir, self.seq).display(),
+                bytes = self.len - whole,
+                "archive: cutting off a torn last line left by a crash; that event was not \
+                 reported delivered and is appended again"
+            );
+            self.file.set_len(whole)?;
+            self.file.sync_all()?;
+            self.len = whole;
+        }
+        Ok(())
+    }
+
+    /// Appends one whole line and syncs it; starts the next file first when needed.
+    fn append(&mut self, line: &[u8]) -> io::Result<()> {
+        let size = line.len() as u64;
+        // A line longer than the limit still gets a file of its own.
+        if self.len > 0 && self.len + size > self.max_file_size {
+            let (file, len) = open_file(&self.dir, self.seq + 1)?;
+            self.seq += 1;
+            self.file = file;
+            self.len = len;
+        }
+        if let Err(e) = self
+            .file
+            .write_all(line)
+            .and_then(|()| self.file.sync_data())
+        {
+            // Never leave part of a line behind: later lines would follow garbage.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += size;
+        Ok(())
+    }
+}
+
+/// `events-00000042.jsonl` → 42.
+fn sequence(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn file_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{PREFIX}{seq:08}{SUFFIX}"))
+}
+
+/// Opens file `seq` for appending, creating it (and syncing the folder so it survives a
+/// crash); returns it with its length.
+fn open_file(dir: &Path, seq: u64) -> io::Result<(File, u64)> {
+    let path = file_path(dir, seq);
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(&path)?;
+    if !existed {
+        File::open(dir)?.sync_all()?;
+    }
+    let len = file.metadata()?.len();
+    Ok((file, len))
+}
+
+/// The length of the file's whole lines: just past its last `\n`, or 0.
+fn last_line_end(file: &mut File, len: u64) -> io::Result<u64> {
+    let mut end = len;
+    let mut buf = vec![0u8; TAIL_CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(TAIL_CHUNK);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use uuid::Uuid;
+
+    fn delivery(body: &'static [u8]) -> Delivery {
+        Delivery {
+            event_id: Uuid::now_v7(),
+            source: Arc::from("nexus"),
+            event_type: Some("component.created".to_string()),
+            content_type: Some("application/json".to_string()),
+            received_at_ms: 1_700_000_000_123,
+            body: Bytes::from_static(body),
+            attempt: 1,
+            delivery_id: Some("d-1".to_string()),
+            headers: vec![(
+                "x-nexus-webhook-id".to_string(),
+                b"rm:repository:component".to_vec(),
+            )],
+        }
+    }
+
+    fn sink(dir: &Path, max: u64) -> ArchiveSink {
+        ArchiveSink::new(
+            "audit",
+            &ArchiveSinkConfig {
+                path: dir.to_path_buf(),
+                max_file_size: max,
+            },
+        )
+        .unwrap()
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_line_holds_every_field_and_a_non_utf8_body_as_base64() {
+        let d = delivery(b"{\"a\":\"\n\"}");
+        let v: serde_json::Value = serde_json::from_slice(&line(&d)).unwrap();
+        assert_eq!(v["id"], d.event_id.to_string());
+        assert_eq!(v["source"], "nexus");
+        assert_eq!(v["event_type"], "component.created");
+        assert_eq!(v["delivery_id"], "d-1");
+        assert_eq!(v["received_at"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(v["headers"][0][0], "x-nexus-webhook-id");
+        assert_eq!(v["headers"][0][1], "rm:repository:component");
+        assert_eq!(v["body_encoding"], "utf-8");
+        assert_eq!(v["body"], "{\"a\":\"\n\"}");
+        let raw = line(&d);
+        assert_eq!(raw.iter().filter(|&&b| b == b'\n').count(), 1);
+
+        let v: serde_json::Value = serde_json::from_slice(&line(&delivery(b"\xff\x00"))).unwrap();
+        assert_eq!(v["body_encoding"], "base64");
+        assert_eq!(v["body"], "/wA=");
+    }
+
+    #[tokio::test]
+    async fn appends_then_rotates_before_a_file_would_pass_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = line(&delivery(b"{}")).len() as u64;
+        // Room for two lines per file.
+        let s = sink(dir.path(), one * 2 + one / 2);
+        for _ in 0..5 {
+            assert_eq!(
+                s.deliver(&delivery(b"{}")).await,
+                Outcome::Delivered {
+                    status: None,
+                    message_id: None,
+                }
+            );
+        }
+        let counts: Vec<usize> = (1..=3)
+            .map(|seq| lines(&file_path(dir.path(), seq)).len())
+            .collect();
+        assert_eq!(counts, [2, 2, 1]);
+        assert!(!file_path(dir.path(), 4).exists());
+    }
+
+    #[tokio::test]
+    async fn a_restart_cuts_a_torn_line_and_continues_the_newest_file() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = sink(dir.path(), 1 << 20);
+            s.deliver(&delivery(b"first")).await;
+        }
+        let path = file_path(dir.path(), 1);
+        let whole = fs::metadata(&path).unwrap().len();
+        // A crash mid-write leaves the start of a line.
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"id\":\"torn")
+            .unwrap();
+        let s = sink(dir.path(), 1 << 20);
+        assert_eq!(fs::metadata(&path).unwrap().len(), whole);
+        s.deliver(&delivery(b"second")).await;
+        let got: Vec<String> = lines(&path)
+            .iter()
+            .map(|v| v["body"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, ["first", "second"]);
+    }
+
+    #[test]
+    fn a_file_with_no_newline_at_all_is_cut_to_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            file_path(dir.path(), 7),
+            vec![b'x'; (TAIL_CHUNK * 2 + 5) as usize],
+        )
+        .unwrap();
+        fs::write(dir.path().join("events-notes.jsonl"), "not ours").unwrap();
+        let s = sink(dir.path(), 1 << 20);
+        let current = s.state.lock().unwrap();
+        assert_eq!((current.seq, current.len), (7, 0));
+    }
+
+    #[test]
+    fn file_names_parse_only_when_they_are_ours() {
+        assert_eq!(sequence("events-00000042.jsonl"), Some(42));
+        assert_eq!(sequence("events-.jsonl"), None);
+        assert_eq!(sequence("events-1a.jsonl"), None);
+        assert_eq!(sequence("other-1.jsonl"), None);
+    }
+}
