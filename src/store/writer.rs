@@ -7,16 +7,19 @@
 //!
 //! Invariant: a caller's reply is sent only after its batch's commit returned; if the commit
 //! fails, every operation of the batch gets the error and nothing of the batch is on disk.
+//! After an I/O error (a full disk) the writer reopens the database (see `slot`), so the
+//! store works again as soon as the cause is gone, without a restart.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::codec::{self, AttemptValue, DeadValue, EventMeta, PendingState, QueueValue};
+use super::slot::{self, Slot};
 use super::tables::{ATTEMPTS, DEAD, DEDUP, EVENTS, PENDING, QUEUE};
 use super::{AttemptRecord, Ingested, NewEvent, NextStep, QueueEntry, StoreError, Watchers};
 
@@ -80,6 +83,16 @@ impl Op {
             _ => 0,
         }
     }
+
+    /// Answers the caller with a failed commit.
+    fn fail(self, message: &str) {
+        let err = || StoreError::Commit(message.to_string());
+        match self {
+            Op::Ingest { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Finish { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Purge { reply, .. } => drop(reply.send(Err(err()))),
+        }
+    }
 }
 
 /// Ids sort by arrival: a UUIDv7, bumped past the previous one when the clock has not moved
@@ -104,7 +117,7 @@ pub(super) fn now_ms() -> u64 {
 }
 
 /// Runs the writer until every sender is dropped; then returns.
-pub(super) fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Op>, watchers: Arc<Watchers>) {
+pub(super) fn run(db: Arc<Slot>, mut rx: mpsc::Receiver<Op>, watchers: Arc<Watchers>) {
     let mut ids = IdGenerator { last: 0 };
     let mut batch: Vec<Op> = Vec::with_capacity(256);
     while let Some(first) = rx.blocking_recv() {
@@ -123,21 +136,36 @@ pub(super) fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Op>, watchers: Arc<W
     }
 }
 
-fn commit_batch(db: &Database, ids: &mut IdGenerator, batch: &mut Vec<Op>, watchers: &Watchers) {
+fn commit_batch(slot: &Slot, ids: &mut IdGenerator, batch: &mut Vec<Op>, watchers: &Watchers) {
+    // No database after a failed reopen: try again now, since space may have been freed.
+    let db = match slot.current().map_or_else(|| slot.reopen(), Ok) {
+        Ok(db) => db,
+        Err(reason) => {
+            let message = format!("the store cannot be reopened: {reason}");
+            tracing::error!(ops = batch.len(), error = %message, "store unavailable; the batch was refused and its callers were told");
+            for op in batch.drain(..) {
+                op.fail(&message);
+            }
+            return;
+        }
+    };
     let started = Instant::now();
     let ops = batch.len();
     let mut touched: HashSet<Arc<str>> = HashSet::new();
     let mut replies = Vec::with_capacity(ops);
+    let mut pending = batch.drain(..);
     let result = (|| -> Result<(), redb::Error> {
         let mut txn = db.begin_write()?;
         // Quick repair saves the allocator state with each commit, so reopening after a
         // crash is near-instant instead of a walk over the whole file; it costs a second
         // fsync per batch, which the group commit shares among all its callers.
         txn.set_quick_repair(true);
-        apply_all(&txn, ids, batch.drain(..), &mut replies, &mut touched)?;
+        apply_all(&txn, ids, &mut pending, &mut replies, &mut touched)?;
         txn.commit()?;
         Ok(())
     })();
+    // Ops an error struck before were never applied; they are answered below.
+    let unapplied: Vec<Op> = pending.collect();
     match result {
         Ok(()) => {
             for reply in replies {
@@ -158,8 +186,21 @@ fn commit_batch(db: &Database, ids: &mut IdGenerator, batch: &mut Vec<Op>, watch
             for reply in replies {
                 reply.send_err(&message);
             }
-            // Ops the error struck before were dropped with the drain; their callers see the
-            // reply channel close, which they report as a failed commit.
+            for op in unapplied {
+                op.fail(&message);
+            }
+            if matches!(err, redb::Error::Io(_) | redb::Error::PreviousIo) {
+                // redb now refuses every transaction, reads included, until reopened.
+                drop(db);
+                match slot.reopen() {
+                    Ok(_) => tracing::info!(
+                        "store reopened after the failed commit; it takes writes again"
+                    ),
+                    Err(reason) => {
+                        tracing::error!(error = %reason, "cannot reopen the store after the failed commit; will try again with the next write")
+                    }
+                }
+            }
         }
     }
 }
@@ -168,7 +209,7 @@ fn commit_batch(db: &Database, ids: &mut IdGenerator, batch: &mut Vec<Op>, watch
 /// a full disk.
 fn describe(err: &redb::Error) -> String {
     match err {
-        redb::Error::Io(io) if io.raw_os_error() == Some(28) => {
+        redb::Error::Io(io) if slot::is_disk_full(io) => {
             "disk full (ENOSPC): free space on the volume holding [storage] path".to_string()
         }
         other => other.to_string(),
@@ -178,7 +219,7 @@ fn describe(err: &redb::Error) -> String {
 fn apply_all(
     txn: &WriteTransaction,
     ids: &mut IdGenerator,
-    ops: std::vec::Drain<'_, Op>,
+    ops: &mut std::vec::Drain<'_, Op>,
     replies: &mut Vec<Reply>,
     touched: &mut HashSet<Arc<str>>,
 ) -> Result<(), redb::Error> {

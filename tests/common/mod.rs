@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod python;
 
 use std::collections::VecDeque;
