@@ -66,3 +66,13 @@ impl super::Relay {
         self.child.id()
     }
 }
+
+impl super::Receiver {
+    /// The next request, or `None` if none arrives within `wait`.
+    pub async fn next_within(&mut self, wait: std::time::Duration) -> Option<super::Received> {
+        tokio::time::timeout(wait, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
