@@ -295,7 +295,7 @@ max_buffered = "64KiB""#,
     // A slow sender holds 40 KiB of the 64 KiB budget...
     let mut slow = TcpStream::connect(relay.addr).await.unwrap();
     slow.write_all(
-        b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=00\r\n\r\n",
+        b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 60000\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=00\r\n\r\n",
     )
     .await
     .unwrap();
