@@ -154,6 +154,7 @@ fn route_config() -> Config {
             max: Duration::from_secs(60),
         },
         timeout: Duration::from_secs(10),
+        outbound: Default::default(),
         kind: SinkKind::Webhook(WebhookSinkConfig {
             url: "http://127.0.0.1:9/".to_owned(),
             signing_key: None,
@@ -187,6 +188,7 @@ fn route_config() -> Config {
             shutdown_timeout: Duration::from_secs(5),
             max_connections: 64,
             max_buffered: 1 << 24,
+            tls: None,
         },
         storage: StorageConfig {
             path: "unused.redb".into(),

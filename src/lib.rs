@@ -37,6 +37,9 @@ pub enum RunError {
     /// A sink could not be built.
     #[error(transparent)]
     Sink(#[from] sinks::SinkBuildError),
+    /// The HTTPS certificate, key or client CA could not be used.
+    #[error("[server] tls: {0}")]
+    Tls(String),
 }
 
 /// How often retention looks for expired events, and how many it removes per transaction:
@@ -54,12 +57,19 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // Before the store opens: a bad certificate should cost nothing but the message.
+    let tls = match &config.server.tls {
+        Some(files) => Some(Arc::new(
+            ingress::tls::TlsIngress::load(files).map_err(RunError::Tls)?,
+        )),
+        None => None,
+    };
     let store = Store::open(&config.storage)?;
     let dispatcher = dispatch::Dispatcher::start(store.clone(), &config.sinks)?;
     let retention = tokio::spawn(retention_loop(store.clone(), config.storage.retention));
     let ingress = Arc::new(ingress::Ingress::new(&config, store.clone()));
     let grace = config.server.shutdown_timeout;
-    ingress::serve(listener, ingress, &config.server, shutdown, grace).await;
+    ingress::serve(listener, ingress, &config.server, tls, shutdown, grace).await;
     tracing::info!("ingress stopped; finishing deliveries in flight");
     retention.abort();
     dispatcher.shutdown(grace).await;

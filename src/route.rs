@@ -137,6 +137,7 @@ mod tests {
                 max: Duration::from_secs(60),
             },
             timeout: Duration::from_secs(10),
+            outbound: Default::default(),
             kind: SinkKind::Webhook(WebhookSinkConfig {
                 url: "http://127.0.0.1:9/".to_owned(),
                 signing_key: None,
@@ -165,6 +166,7 @@ mod tests {
                 shutdown_timeout: Duration::from_secs(5),
                 max_connections: 16,
                 max_buffered: 1 << 24,
+                tls: None,
             },
             storage: StorageConfig {
                 path: "unused.redb".into(),

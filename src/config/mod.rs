@@ -7,6 +7,7 @@
 
 mod raw;
 mod secrets;
+mod tls;
 mod validate;
 
 use std::net::SocketAddr;
@@ -15,6 +16,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+pub use tls::{
+    ClientIdentity, Outbound, Proxy, ServerTls, check_key_pair, read_certificates, read_private_key,
+};
 pub use validate::{ConfigError, Problem};
 
 /// The whole validated configuration.
@@ -50,6 +54,8 @@ pub struct ServerConfig {
     /// Most request-body bytes held in memory at once, over all connections, from the first
     /// byte received until the store has answered; beyond it a request gets `503`.
     pub max_buffered: u64,
+    /// Serve HTTPS with these files instead of plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 /// `[storage]`: the redb file.
@@ -219,6 +225,8 @@ pub struct SinkConfig {
     pub retry: RetryPolicy,
     /// Time allowed for one delivery attempt.
     pub timeout: Duration,
+    /// Trust, client certificate and proxy for the sink's connections.
+    pub outbound: Outbound,
     /// What the sink is.
     pub kind: SinkKind,
 }

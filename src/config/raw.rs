@@ -52,6 +52,8 @@ pub(super) struct RawConfig {
     pub sinks: Vec<Entry<RawSink>>,
     /// `[[routes]]` in file order, with their index; unreadable ones are left out.
     pub routes: Vec<(usize, Spanned<RawRoute>)>,
+    /// `[tls]`; `None` when absent or unreadable.
+    pub tls: Option<RawTls>,
 }
 
 /// One named table such as `[sources.github]`.
@@ -77,6 +79,25 @@ pub(super) struct RawServer {
     pub shutdown_timeout: Option<Spanned<RawDuration>>,
     pub max_connections: Option<Spanned<i64>>,
     pub max_buffered: Option<Spanned<RawSize>>,
+    pub proxy: Option<Spanned<String>>,
+    pub tls: Option<Spanned<RawServerTls>>,
+}
+
+/// `[server] tls = { cert_file, key_file, client_ca_file }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServerTls {
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub client_ca_file: Option<Spanned<String>>,
+}
+
+/// `[tls]`: trust for every outbound connection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub ca_file: Option<Spanned<String>>,
+    pub use_system_roots: Option<Spanned<bool>>,
 }
 
 /// `[storage]`.
@@ -127,6 +148,10 @@ pub(super) struct RawSink {
     pub rate: Option<Spanned<String>>,
     pub burst: Option<Spanned<i64>>,
     pub retry: Option<Spanned<RawRetry>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    pub proxy: Option<Spanned<String>>,
 }
 
 /// `retry = { max_attempts, initial, max }`.
@@ -267,7 +292,7 @@ impl<'de> Deserialize<'de> for RawHeaders {
 }
 
 /// Top-level keys, in the order the file usually has them.
-const SECTIONS: &[&str] = &["server", "storage", "sources", "sinks", "routes"];
+const SECTIONS: &[&str] = &["server", "storage", "sources", "sinks", "routes", "tls"];
 
 /// Reads the file's shape. Syntax errors stop here (nothing after them can be trusted);
 /// otherwise every shape problem is returned beside whatever could be read.
@@ -289,6 +314,7 @@ pub(super) fn read(text: &str) -> (RawConfig, Vec<Issue>) {
             "sources" => raw.sources = named(value, "sources", "source", &mut issues),
             "sinks" => raw.sinks = named(value, "sinks", "sink", &mut issues),
             "routes" => raw.routes = routes(value, &mut issues),
+            "tls" => raw.tls = section(value, "tls", &mut issues),
             other => issues.push(Issue::new(
                 key.span(),
                 segment(other),

@@ -26,6 +26,7 @@ use super::raw::{
     RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
 };
 use super::secrets;
+use super::tls::Outbound;
 use super::{
     Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret, ServerConfig,
     SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
@@ -275,21 +276,33 @@ fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
 
 /// Walks the raw file, collecting issues. Each method returns `None` only after recording
 /// at least one issue, and keeps checking what it can before returning.
-struct Validator<'a> {
-    issues: Vec<Issue>,
-    dir: &'a Path,
+pub(super) struct Validator<'a> {
+    pub(super) issues: Vec<Issue>,
+    pub(super) dir: &'a Path,
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn problem(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.issues.push(Issue::new(span, key, message));
     }
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        // Problems in [tls] are recorded here; sinks are still checked against the defaults.
+        let outbound = self
+            .outbound_defaults(
+                raw.tls.as_ref(),
+                raw.server.as_ref().and_then(|s| s.proxy.as_ref()),
+            )
+            .unwrap_or_default();
         let server = self.server(raw.server.unwrap_or_default());
         let storage = self.storage(raw.storage.unwrap_or_default());
         let sources: Vec<_> = raw.sources.iter().map(|e| self.source(e)).collect();
-        let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e)).collect();
+        let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e, &outbound)).collect();
         let source_names: Vec<&str> = raw
             .sources
             .iter()
@@ -378,6 +391,10 @@ impl Validator<'_> {
                 }),
             (_, None) => None,
         };
+        let tls = match &raw.tls {
+            None => Some(None),
+            Some(t) => self.server_tls(t).map(Some),
+        };
         Some(ServerConfig {
             listen: listen?,
             max_body: max_body?,
@@ -386,6 +403,7 @@ impl Validator<'_> {
             shutdown_timeout: shutdown_timeout?,
             max_connections: usize::try_from(max_connections?).ok()?,
             max_buffered: max_buffered?,
+            tls: tls?,
         })
     }
 
@@ -631,7 +649,7 @@ impl Validator<'_> {
         }
     }
 
-    fn sink(&mut self, entry: &Entry<RawSink>) -> Option<SinkConfig> {
+    fn sink(&mut self, entry: &Entry<RawSink>, outbound: &Outbound) -> Option<SinkConfig> {
         let path = format!("sinks.{}", raw::segment(entry.name.get_ref()));
         let key = |k: &str| format!("{path}.{k}");
         let name_ok = self.name(&entry.name, &path);
@@ -695,6 +713,7 @@ impl Validator<'_> {
         );
         let rate = self.rate(raw, &path);
         let retry = self.retry(raw.retry.as_ref(), &key("retry"));
+        let outbound = self.sink_outbound(raw, &path, outbound);
         if !name_ok {
             return None;
         }
@@ -705,6 +724,7 @@ impl Validator<'_> {
             concurrency: usize::try_from(concurrency?).ok()?,
             retry: retry?,
             timeout: timeout?,
+            outbound: outbound?,
             kind: SinkKind::Webhook(WebhookSinkConfig {
                 url: url?,
                 signing_key: signing_key?,

@@ -477,6 +477,7 @@ mod tests {
             concurrency: 4,
             retry,
             timeout,
+            outbound: Default::default(),
             kind: SinkKind::Webhook(WebhookSinkConfig {
                 url,
                 signing_key: None,

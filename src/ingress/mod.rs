@@ -10,6 +10,7 @@
 
 mod body;
 mod response;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,7 +25,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -225,10 +227,14 @@ impl Ingress {
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets requests in
 /// progress finish (their commits included) for up to `grace`, and returns.
+///
+/// With `tls`, every connection is HTTPS (HTTP/2 or HTTP/1.1, by ALPN), and the
+/// certificate is reloaded on SIGHUP and when its files change; without, plain HTTP/1.1.
 pub async fn serve(
     listener: TcpListener,
     ingress: Arc<Ingress>,
     server: &ServerConfig,
+    tls: Option<Arc<tls::TlsIngress>>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -241,6 +247,7 @@ pub async fn serve(
         .keep_alive(true)
         .max_buf_size(64 * 1024);
     let http = Arc::new(http);
+    let secure = tls.map(|tls| secure_setup(tls, server));
     tokio::pin!(shutdown);
     loop {
         // Wait for a free connection slot first: beyond the limit, clients wait in the
@@ -263,6 +270,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         while connections.try_join_next().is_some() {}
+        if let Some(secure) = &secure {
+            connections.spawn(serve_tls(
+                secure.clone(),
+                stream,
+                peer,
+                ingress.clone(),
+                stop_rx.clone(),
+                permit,
+            ));
+            continue;
+        }
         let ingress = ingress.clone();
         let http = http.clone();
         let mut stop = stop_rx.clone();
@@ -284,6 +302,9 @@ pub async fn serve(
         });
     }
     drop(listener);
+    if let Some(secure) = &secure {
+        secure.watcher.abort();
+    }
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}
@@ -305,6 +326,81 @@ fn unavailable(message: &str) -> Response<Full<Bytes>> {
         .headers_mut()
         .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
     response
+}
+
+/// What every HTTPS connection shares.
+#[derive(Clone)]
+struct Secure {
+    tls: Arc<tls::TlsIngress>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    handshake_timeout: Duration,
+    watcher: Arc<tokio::task::AbortHandle>,
+}
+
+/// The HTTP/1.1 + HTTP/2 server and the reload task for HTTPS ingress.
+fn secure_setup(tls: Arc<tls::TlsIngress>, server: &ServerConfig) -> Secure {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_timeout)
+        .keep_alive(true)
+        .max_buf_size(64 * 1024);
+    http.http2().timer(TokioTimer::new());
+    // Installed now, before the first connection is served: a SIGHUP that arrives before
+    // the handler exists would terminate the process.
+    let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP; the TLS certificate is reloaded only when its files change");
+            None
+        }
+    };
+    let watcher = tokio::spawn(tls::watch(tls.clone(), hangup)).abort_handle();
+    Secure {
+        tls,
+        http: Arc::new(http),
+        handshake_timeout: server.header_timeout,
+        watcher: Arc::new(watcher),
+    }
+}
+
+/// One HTTPS connection: the handshake (bounded by `header_timeout`, like a request head),
+/// then HTTP/2 or HTTP/1.1 until it closes or shutdown asks it to finish.
+async fn serve_tls(
+    secure: Secure,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    ingress: Arc<Ingress>,
+    mut stop: watch::Receiver<bool>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let _permit = permit;
+    let acceptor = secure.tls.acceptor();
+    let stream = match tokio::time::timeout(secure.handshake_timeout, acceptor.accept(stream)).await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::info!(%peer, outcome = "tls_handshake_failed", error = %err, "refused connection");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, outcome = "tls_handshake_timeout", "refused connection");
+            return;
+        }
+    };
+    let service = service_fn(move |request| {
+        let ingress = ingress.clone();
+        async move { Ok::<_, Infallible>(ingress.handle(request, peer).await) }
+    });
+    let connection = secure.http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = async { drop(stop.wait_for(|s| *s).await) } => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -4,6 +4,7 @@
 //! Invariant: a sink decides *whether* a failure is worth retrying (and honours the delay a
 //! receiver asks for); dispatch alone decides *when*. Sinks know nothing of the store.
 
+pub mod http;
 pub mod webhook;
 
 use std::future::Future;
@@ -82,6 +83,7 @@ impl AnySink {
             SinkKind::Webhook(w) => Ok(AnySink::Webhook(webhook::WebhookSink::new(
                 &config.name,
                 w,
+                &config.outbound,
                 config.timeout,
             )?)),
         }

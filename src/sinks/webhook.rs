@@ -20,12 +20,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use sha2::Sha256;
 
 use super::{Delivery, Outcome, Sink, SinkBuildError, SinkError};
-use crate::config::{Secret, WebhookSinkConfig};
+use crate::config::{Outbound, Secret, WebhookSinkConfig};
 
-/// Idle keep-alive connections to a receiver are closed after this long.
-const POOL_IDLE: Duration = Duration::from_secs(90);
-/// TCP keep-alive probes, so a receiver that vanished is noticed on a pooled connection.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// How much of a response body is read so the connection can be reused; a longer body is
 /// dropped with its connection.
 const DRAIN_LIMIT: usize = 64 * 1024;
@@ -66,6 +62,7 @@ impl WebhookSink {
     pub fn new(
         name: &str,
         config: &WebhookSinkConfig,
+        outbound: &Outbound,
         timeout: Duration,
     ) -> Result<WebhookSink, SinkBuildError> {
         let fail = |message: String| SinkBuildError {
@@ -84,23 +81,7 @@ impl WebhookSink {
                 url.scheme()
             )));
         }
-        // reqwest is built without a default crypto provider; installing one twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            // A redirect would re-send a signed body somewhere the operator never named.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_idle_timeout(POOL_IDLE)
-            .tcp_keepalive(TCP_KEEPALIVE)
-            .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                fail(format!(
-                    "cannot start the HTTP client: {}",
-                    innermost(&e.without_url())
-                ))
-            })?;
+        let client = super::http::client(name, outbound, timeout)?;
         Ok(WebhookSink {
             name: Arc::from(name),
             client,
@@ -154,29 +135,6 @@ impl WebhookSink {
         headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
         headers
     }
-
-    /// Turns a transport error into an outcome, without the URL.
-    fn transport_error(&self, err: reqwest::Error) -> Outcome {
-        let err = err.without_url();
-        let message = if err.is_timeout() {
-            format!(
-                "timed out after {}; raise [sinks.{}] timeout if the receiver is slow",
-                humantime::format_duration(self.timeout),
-                self.name
-            )
-        } else if err.is_connect() {
-            format!("could not connect: {}", innermost(&err))
-        } else {
-            format!("request failed: {}", innermost(&err))
-        };
-        Outcome::Retry {
-            after: None,
-            error: SinkError {
-                status: None,
-                message,
-            },
-        }
-    }
 }
 
 impl Sink for WebhookSink {
@@ -195,7 +153,12 @@ impl Sink for WebhookSink {
             .body(delivery.body.clone());
         let mut response = match request.send().await {
             Ok(response) => response,
-            Err(err) => return self.transport_error(err),
+            Err(err) => {
+                return Outcome::Retry {
+                    after: None,
+                    error: super::http::transport_error(&self.name, err, self.timeout),
+                };
+            }
         };
         let status = response.status();
         let retry_after = response
@@ -295,16 +258,6 @@ fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(text).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// The most specific cause in an error's chain: the one that says what actually failed
-/// ("Connection refused", "invalid peer certificate: UnknownIssuer").
-fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut last: &(dyn std::error::Error + 'static) = err;
-    while let Some(next) = last.source() {
-        last = next;
-    }
-    last.to_string()
 }
 
 /// A loopback HTTP receiver for tests: records each request and answers from a script.
@@ -485,7 +438,7 @@ mod tests {
                 HeaderValue::from_static("Bearer static-token"),
             )],
         };
-        WebhookSink::new("audit", &config, timeout).unwrap()
+        WebhookSink::new("audit", &config, &Outbound::default(), timeout).unwrap()
     }
 
     fn delivery(body: &'static [u8]) -> Delivery {
@@ -587,7 +540,13 @@ mod tests {
                 (CONTENT_TYPE, HeaderValue::from_static("text/plain")),
             ],
         };
-        let sink = WebhookSink::new("audit", &config, Duration::from_secs(5)).unwrap();
+        let sink = WebhookSink::new(
+            "audit",
+            &config,
+            &Outbound::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let d = delivery(b"x");
         sink.deliver(&d).await;
         let got = receiver.next().await;
@@ -741,7 +700,13 @@ mod tests {
             signing_key: None,
             headers: Vec::new(),
         };
-        let err = WebhookSink::new("audit", &config, Duration::from_secs(1)).unwrap_err();
+        let err = WebhookSink::new(
+            "audit",
+            &config,
+            &Outbound::default(),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("[sinks.audit] url"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }

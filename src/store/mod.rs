@@ -1,4 +1,4 @@
-//! The store: the only part that touches redb. It keeps events, the dedup index, one queue
+//! The store: the only part that touches redb. It keeps events, the dedup log, one queue
 //! per sink ordered by due time, delivery attempts and dead letters.
 //!
 //! Invariant: every write goes through the one writer thread (`writer`), which group-commits
@@ -6,6 +6,7 @@
 //! on disk. Callers see events, queue entries and attempts, never tables or transactions.
 
 mod codec;
+mod dedup;
 mod slot;
 mod tables;
 mod writer;
@@ -15,13 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use slot::Slot;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
-use tables::{ATTEMPTS, DEAD, DEDUP, EVENTS, PENDING, QUEUE};
+use tables::{ATTEMPTS, DEAD, DEDUP_LOG, EVENTS, PENDING, QUEUE};
 
 use crate::config::StorageConfig;
 
@@ -236,6 +237,7 @@ impl Store {
         }
         let db = slot::open_database(&path).map_err(|e| open_err(slot::describe_open(&e)))?;
         create_tables(&db).map_err(|e| open_err(e.to_string()))?;
+        let dedup = load_dedup_index(&db).map_err(|e| open_err(e.to_string()))?;
         let db = Arc::new(Slot::new(path.clone(), db));
         let watchers = Arc::new(Watchers::default());
         let (tx, rx) = mpsc::channel(OPS_CHANNEL);
@@ -244,7 +246,7 @@ impl Store {
             let watchers = watchers.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(db, rx, watchers))
+                .spawn(move || writer::run(db, rx, watchers, dedup))
                 .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Store {
@@ -499,10 +501,22 @@ impl StoredEvent {
     }
 }
 
+/// Rebuilds the in-memory dedup index from its log: one sequential read of 24-byte rows.
+fn load_dedup_index(db: &Database) -> Result<dedup::DedupIndex, redb::Error> {
+    let txn = db.begin_read()?;
+    let log = txn.open_table(DEDUP_LOG)?;
+    let mut index = dedup::DedupIndex::with_capacity(log.len()? as usize);
+    for item in log.iter()? {
+        let (event, print) = item?;
+        index.insert(print.value(), event.value());
+    }
+    Ok(index)
+}
+
 fn create_tables(db: &Database) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     txn.open_table(EVENTS)?;
-    txn.open_table(DEDUP)?;
+    txn.open_table(DEDUP_LOG)?;
     txn.open_table(QUEUE)?;
     txn.open_table(PENDING)?;
     txn.open_table(ATTEMPTS)?;
@@ -586,6 +600,33 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), 200, "every event gets its own id");
         assert_eq!(store.queue_len("a").unwrap(), 200);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn copies_of_one_delivery_sent_at_once_are_accepted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        // Sent together, the copies land in one batch: the second must see the first.
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(
+                    async move { store.ingest(event(Some("same"), &["a"])).await.unwrap() },
+                )
+            })
+            .collect();
+        let mut accepted = Vec::new();
+        let mut duplicates = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ingested::Accepted(id) => accepted.push(id),
+                Ingested::Duplicate(id) => duplicates.push(id),
+            }
+        }
+        assert_eq!(accepted.len(), 1);
+        assert!(duplicates.iter().all(|id| *id == accepted[0]));
+        assert_eq!(store.queue_len("a").unwrap(), 1);
         store.close().await;
     }
 

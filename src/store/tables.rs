@@ -6,8 +6,9 @@ use redb::TableDefinition;
 /// Event id → encoded event (`codec::write_event`).
 pub const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events");
 
-/// (source, delivery id) → event id: recognises a re-sent delivery.
-pub const DEDUP: TableDefinition<(&str, &str), u128> = TableDefinition::new("dedup");
+/// Event id → fingerprint of (source, delivery id), for events that have a delivery id:
+/// the persisted half of `dedup::DedupIndex`, appended in id order.
+pub const DEDUP_LOG: TableDefinition<u128, u64> = TableDefinition::new("dedup_log");
 
 /// (sink, due ms, event id) → `QueueValue`: each sink's queue in due order.
 pub const QUEUE: TableDefinition<(&str, u64, u128), &[u8]> = TableDefinition::new("queue");

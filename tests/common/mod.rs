@@ -8,6 +8,7 @@
 
 pub mod faults;
 pub mod python;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -57,9 +58,15 @@ impl Relay {
 
     /// Starts the binary on an existing config file.
     pub fn start_with_file(dir: &Path, config_path: &Path) -> Relay {
+        Relay::start_with_file_and_env(dir, config_path, &[])
+    }
+
+    /// Like [`Relay::start_with_file`], with extra environment variables for the relay.
+    pub fn start_with_file_and_env(dir: &Path, config_path: &Path, env: &[(&str, &str)]) -> Relay {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
             .args(["serve", "--log-format", "json", "--config"])
             .arg(config_path)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
