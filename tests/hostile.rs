@@ -284,7 +284,7 @@ async fn oversized_or_malformed_requests_get_4xx_and_leave_nothing() {
 #[tokio::test]
 async fn many_large_bodies_at_once_are_refused_beyond_max_buffered() {
     let dir = tempfile::tempdir().unwrap();
-    let mut receiver = Receiver::start().await;
+    let receiver = Receiver::start().await;
     let relay = Relay::start_with_server(
         dir.path(),
         r#"body_timeout = "60s"
