@@ -10,6 +10,9 @@ use base64::Engine as _;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{Hmac, KeyInit, Mac};
 use hookrelay::config::{
+    Condition, PresetScheme, Product, SourceConfig, Subject, SummaryField, Test,
+};
+use hookrelay::config::{
     Config, FieldLocation, HmacAlgorithm, RetryPolicy, RouteConfig, Secret, ServerConfig,
     SignatureEncoding, SinkConfig, SinkKind, SourceKind, StorageConfig, WebhookSinkConfig,
 };
@@ -177,6 +180,7 @@ fn route_config() -> Config {
                 format!("sink-{:02}", i % 20),
                 format!("sink-{:02}", (i * 7) % 20),
             ],
+            filter: Vec::new(),
         })
         .collect();
     Config {
@@ -210,9 +214,38 @@ fn route(c: &mut Criterion) {
         ("no_route", "unknown", Some("push")),
     ] {
         group.bench_function(name, |b| {
-            b.iter(|| router.sinks_for(black_box(source), black_box(event)))
+            b.iter(|| router.sinks_for(black_box(source), black_box(event), b"{}"))
         });
     }
+    group.finish();
+
+    // A Nexus source whose route filters on the summary: the cost of one parse and summary.
+    let mut config = route_config();
+    config.sources = vec![SourceConfig {
+        name: "nexus".to_owned(),
+        enabled: true,
+        kind: SourceKind::Preset {
+            product: Product::Nexus,
+            scheme: PresetScheme::Signature,
+            secrets: vec![Secret::new(&b"k"[..])],
+        },
+        summary: Vec::new(),
+    }];
+    config.routes.push(RouteConfig {
+        from: vec!["nexus".to_owned()],
+        events: Vec::new(),
+        to: vec!["sink-00".to_owned()],
+        filter: vec![Condition {
+            subject: Subject::Summary(SummaryField::Repository),
+            test: Test::AnyOf(vec!["releases".to_owned(), "staging-*".to_owned()]),
+        }],
+    });
+    let router = Router::new(&config);
+    let body = include_bytes!("../tests/fixtures/presets/nexus-component.json");
+    let mut group = c.benchmark_group("route_where");
+    group.bench_function("nexus_summary_repository", |b| {
+        b.iter(|| router.sinks_for("nexus", Some("rm:repository:component"), black_box(body)))
+    });
     group.finish();
 }
 

@@ -6,10 +6,10 @@
 //! 1. [`config`]: the TOML file, validated into a typed [`config::Config`].
 //! 2. [`ingress`]: the HTTP server: routing `/hooks/{source}`, limits, status codes.
 //! 3. [`verify`]: one verifier per signature scheme.
-//! 4. [`route`]: which sinks an event goes to.
+//! 4. [`route`]: which sinks an event goes to, by source, event type and [`summary`].
 //! 5. [`store`]: redb; the event and its queue entries in one fsync'd group commit.
 //! 6. [`dispatch`]: one worker per sink: rate limit, deliver, retry or dead-letter.
-//! 7. [`sinks`]: one file per kind of destination.
+//! 7. [`sinks`]: one file per kind of destination; [`template`] renders their messages.
 
 pub mod config;
 pub mod dispatch;
@@ -17,6 +17,8 @@ pub mod ingress;
 pub mod route;
 pub mod sinks;
 pub mod store;
+pub mod summary;
+pub mod template;
 pub mod verify;
 
 use std::future::Future;

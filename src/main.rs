@@ -50,6 +50,20 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Send a clearly labelled test message through one sink and report its answer.
+    #[command(after_help = EXIT_CODES)]
+    TestSink {
+        /// The sink's name, as in [sinks.NAME].
+        name: String,
+        /// The configuration file.
+        #[arg(
+            long,
+            short,
+            default_value = "config/hookrelay.toml",
+            env = "HOOKRELAY_CONFIG"
+        )]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -65,6 +79,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(loaded) => {
+                let problems = match check_sinks(&loaded) {
+                    Ok(problems) => problems,
+                    Err(err) => {
+                        eprintln!("hookrelay: {err:#}");
+                        return ExitCode::from(1);
+                    }
+                };
+                if !problems.is_empty() {
+                    for problem in &problems {
+                        eprintln!("{problem}");
+                    }
+                    eprintln!("{} error(s) in {}", problems.len(), config.display());
+                    return ExitCode::from(2);
+                }
                 println!(
                     "{}: ok ({} sources, {} sinks, {} routes)",
                     config.display(),
@@ -79,6 +107,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::TestSink { name, config } => {
+            let loaded = match Config::load(&config) {
+                Ok(c) => c,
+                Err(err) => {
+                    eprintln!("{err}");
+                    return ExitCode::from(2);
+                }
+            };
+            match test_sink(&loaded, &name) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("hookrelay: {err:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Serve { config, log_format } => {
             init_logging(log_format);
             let loaded = match Config::load(&config) {
@@ -97,6 +144,65 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Builds every sink (compiling its templates) without sending anything.
+fn check_sinks(config: &Config) -> anyhow::Result<Vec<hookrelay::sinks::SinkBuildError>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(async { hookrelay::sinks::check(&config.sinks) }))
+}
+
+/// Sends one test message through sink `name`; `Ok` with a line to print when it was taken.
+fn test_sink(config: &Config, name: &str) -> anyhow::Result<String> {
+    use hookrelay::sinks::{AnySink, Outcome, Sink};
+    let Some(sink_config) = config.sinks.iter().find(|s| s.name == name) else {
+        let names: Vec<&str> = config.sinks.iter().map(|s| s.name.as_str()).collect();
+        anyhow::bail!(
+            "no sink \"{name}\" in the configuration; the sinks are: {}",
+            names.join(", ")
+        );
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let sink = AnySink::new(sink_config)?;
+        let delivery = hookrelay::sinks::test_delivery();
+        let outcome = tokio::time::timeout(
+            sink_config.timeout + std::time::Duration::from_secs(1),
+            sink.deliver(&delivery),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "sink \"{name}\": no answer in time; raise [sinks.{name}] timeout if it is slow"
+            )
+        })?;
+        match outcome {
+            Outcome::Delivered { status, message_id } => {
+                let mut line = format!("sink \"{name}\" ({}): test message delivered", sink.kind());
+                if let Some(status) = status {
+                    line.push_str(&format!(", status {status}"));
+                }
+                if let Some(id) = message_id {
+                    line.push_str(&format!(", message id {id}"));
+                }
+                Ok(line)
+            }
+            Outcome::Retry { error, .. } => Err(anyhow::anyhow!(
+                "sink \"{name}\": test message not delivered (would be retried): {}",
+                error.message
+            )),
+            Outcome::Failed(error) => Err(anyhow::anyhow!(
+                "sink \"{name}\": test message refused (would be dead-lettered): {}",
+                error.message
+            )),
+        }
+    })
 }
 
 fn init_logging(format: LogFormat) {

@@ -1,26 +1,134 @@
-//! Routing: which sinks an event goes to, from its source and event type. Pure: compiled
-//! once from the config, no I/O.
+//! Routing: which sinks an event goes to, from its source, event type and, for routes with
+//! `where`, its [`Summary`](crate::summary::Summary) and body. Pure: compiled once from the
+//! config, no I/O.
 //!
-//! A route applies to an event when its `from` names the event's source and, if it has
-//! `events` globs, one of them matches the event type. A route without `events` takes every
-//! event of its sources, even one without a type; a route with `events` never takes an
-//! event without a type. An event goes to the union of the sinks of every route that applies.
+//! A route applies to an event when its `from` names the event's source, if it has `events`
+//! globs one of them matches the event type, and every condition of its `where` holds. A
+//! route without `events` takes every event of its sources, even one without a type; a
+//! route with `events` never takes an event without a type. An event goes to the union of
+//! the sinks of every route that applies.
 //!
 //! Invariants: disabled sinks are never returned; the answer is deduplicated and in
-//! sink-name order; matching allocates only the returned vector (routes are grouped by
-//! source and their globs compiled into one `GlobSet` each at start).
+//! sink-name order. Routes are grouped by source and every glob is compiled at start. The
+//! body is parsed at most once per event, and only when a route whose source and events
+//! match has a `where`: an event no such route reaches costs no parse, and matching then
+//! allocates only the returned vector. The summary is computed at most once, and only when
+//! a condition names one of its fields.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Condition, Config, Subject, Test};
+use crate::summary::{Summarizer, Summary};
 
 /// The routes of the whole config, grouped by source and compiled.
 #[derive(Debug, Clone)]
 pub struct Router {
-    by_source: HashMap<Box<str>, Vec<Route>>,
+    by_source: HashMap<Box<str>, SourceRoutes>,
+}
+
+/// One source's routes and what computes its events' summaries.
+#[derive(Debug, Clone, Default)]
+struct SourceRoutes {
+    routes: Vec<Route>,
+    summarizer: Summarizer,
+}
+
+/// One condition of a route's `where`, compiled.
+#[derive(Debug, Clone)]
+struct Check {
+    subject: Subject,
+    test: CompiledTest,
+}
+
+#[derive(Debug, Clone)]
+enum CompiledTest {
+    AnyOf(GlobSet),
+    Present(bool),
+}
+
+impl Check {
+    fn holds(&self, event: &mut EventView<'_>) -> bool {
+        let value: Option<Cow<'_, str>> = match &self.subject {
+            Subject::Summary(field) => event.summary().get(*field).map(Cow::Borrowed),
+            Subject::Pointer(pointer) => match event.json().and_then(|j| j.pointer(pointer)) {
+                // Empty counts as absent, as in the summary.
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if s.is_empty() => None,
+                Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+                Some(Value::Bool(b)) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+                Some(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
+                // Present, but no text a pattern could match.
+                Some(Value::Array(_) | Value::Object(_)) => Some(Cow::Borrowed("")),
+            },
+        };
+        match &self.test {
+            CompiledTest::Present(wanted) => value.is_some() == *wanted,
+            CompiledTest::AnyOf(globs) => value.is_some_and(|v| globs.is_match(v.as_ref())),
+        }
+    }
+}
+
+/// What the conditions look at, computed on first use and then kept for the other routes.
+struct EventView<'a> {
+    event_type: Option<&'a str>,
+    body: &'a [u8],
+    summarizer: &'a Summarizer,
+    /// `Some(None)` once parsing was tried and the body is not JSON.
+    json: Option<Option<Value>>,
+    summary: Option<Summary>,
+}
+
+impl EventView<'_> {
+    fn json(&mut self) -> Option<&Value> {
+        let body = self.body;
+        self.json
+            .get_or_insert_with(|| {
+                #[cfg(test)]
+                tests::PARSES.with(|n| n.set(n.get() + 1));
+                serde_json::from_slice(body).ok()
+            })
+            .as_ref()
+    }
+
+    fn summary(&mut self) -> &Summary {
+        if self.summary.is_none() {
+            let event_type = self.event_type;
+            let summarizer = self.summarizer;
+            let summary = match self.json() {
+                Some(json) => summarizer.summarize_json(event_type, json),
+                None => Summary::default(),
+            };
+            self.summary = Some(summary);
+        }
+        self.summary.get_or_insert_with(Summary::default)
+    }
+}
+
+/// Compiles glob patterns that config validation already checked.
+fn glob_set(patterns: &[String]) -> GlobSet {
+    let mut set = GlobSetBuilder::new();
+    for pattern in patterns {
+        set.add(Glob::new(pattern).unwrap_or_else(|e| {
+            panic!("config validation guarantees every route glob compiles: {e}")
+        }));
+    }
+    set.build()
+        .expect("config validation guarantees every route glob compiles")
+}
+
+fn compile(condition: &Condition) -> Check {
+    Check {
+        subject: condition.subject.clone(),
+        test: match &condition.test {
+            Test::AnyOf(patterns) => CompiledTest::AnyOf(glob_set(patterns)),
+            Test::Present(p) => CompiledTest::Present(*p),
+        },
+    }
 }
 
 /// One route as one source sees it.
@@ -28,6 +136,8 @@ pub struct Router {
 struct Route {
     /// `None` takes every event; `Some` only events whose type one of the globs matches.
     events: Option<GlobSet>,
+    /// `where`: all must hold; empty takes every event.
+    filter: Vec<Check>,
     /// Enabled sinks only, in name order, deduplicated. Shared names, so answering costs
     /// reference counts, not string copies.
     to: Vec<Arc<str>>,
@@ -58,18 +168,9 @@ impl Router {
             .filter(|s| s.enabled)
             .map(|s| (s.name.as_str(), Arc::from(s.name.as_str())))
             .collect();
-        let mut by_source: HashMap<Box<str>, Vec<Route>> = HashMap::new();
+        let mut by_source: HashMap<Box<str>, SourceRoutes> = HashMap::new();
         for route in &config.routes {
-            let events = (!route.events.is_empty()).then(|| {
-                let mut set = GlobSetBuilder::new();
-                for pattern in &route.events {
-                    set.add(Glob::new(pattern).unwrap_or_else(|e| {
-                        panic!("config validation guarantees every route glob compiles: {e}")
-                    }));
-                }
-                set.build()
-                    .expect("config validation guarantees every route glob compiles")
-            });
+            let events = (!route.events.is_empty()).then(|| glob_set(&route.events));
             let mut to: Vec<Arc<str>> = route
                 .to
                 .iter()
@@ -83,29 +184,52 @@ impl Router {
                 .collect();
             to.sort_unstable();
             to.dedup();
-            let compiled = Route { events, to };
+            let compiled = Route {
+                events,
+                filter: route.filter.iter().map(compile).collect(),
+                to,
+            };
             let mut sources: Vec<&str> = route.from.iter().map(String::as_str).collect();
             sources.sort_unstable();
             sources.dedup();
             for source in sources {
                 by_source
                     .entry(source.into())
-                    .or_default()
+                    .or_insert_with(|| SourceRoutes {
+                        routes: Vec::new(),
+                        summarizer: config
+                            .sources
+                            .iter()
+                            .find(|s| s.name == source)
+                            .map(Summarizer::new)
+                            .unwrap_or_default(),
+                    })
+                    .routes
                     .push(compiled.clone());
             }
         }
         Router { by_source }
     }
 
-    /// The enabled sinks an event from `source` with `event_type` goes to, deduplicated and
-    /// in sink-name order; empty when no route applies.
-    pub fn sinks_for(&self, source: &str, event_type: Option<&str>) -> Vec<Arc<str>> {
-        let Some(routes) = self.by_source.get(source) else {
+    /// The enabled sinks an event from `source` with `event_type` and `body` goes to,
+    /// deduplicated and in sink-name order; empty when no route applies.
+    pub fn sinks_for(&self, source: &str, event_type: Option<&str>, body: &[u8]) -> Vec<Arc<str>> {
+        let Some(source) = self.by_source.get(source) else {
             return Vec::new();
         };
+        let mut event = EventView {
+            event_type,
+            body,
+            summarizer: &source.summarizer,
+            json: None,
+            summary: None,
+        };
         let mut sinks: Vec<Arc<str>> = Vec::new();
-        for route in routes.iter().filter(|r| r.applies_to(event_type)) {
-            sinks.extend(route.to.iter().cloned());
+        for route in &source.routes {
+            // Cheap tests first: the body is only looked at for a route that wants the event.
+            if route.applies_to(event_type) && route.filter.iter().all(|c| c.holds(&mut event)) {
+                sinks.extend(route.to.iter().cloned());
+            }
         }
         // Each route's list is already sorted, so with one matching route this is a check.
         sinks.sort_unstable();
@@ -118,8 +242,8 @@ impl Router {
 mod tests {
     use super::*;
     use crate::config::{
-        RetryPolicy, RouteConfig, ServerConfig, SinkConfig, SinkKind, StorageConfig,
-        WebhookSinkConfig,
+        Condition, RetryPolicy, RouteConfig, ServerConfig, SinkConfig, SinkKind, StorageConfig,
+        Subject, SummaryField, Test, WebhookSinkConfig,
     };
     use proptest::prelude::*;
     use std::collections::BTreeSet;
@@ -152,6 +276,7 @@ mod tests {
             from: strings(from),
             events: strings(events),
             to: strings(to),
+            filter: Vec::new(),
         }
     }
 
@@ -176,6 +301,11 @@ mod tests {
             sinks,
             routes,
         }
+    }
+
+    thread_local! {
+        /// Body parses on this thread, to prove when routing does not parse.
+        pub(super) static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     fn names(sinks: Vec<Arc<str>>) -> Vec<String> {
@@ -203,16 +333,19 @@ mod tests {
     fn union_of_matching_routes_in_name_order() {
         let r = router();
         assert_eq!(
-            names(r.sinks_for("github", Some("push"))),
+            names(r.sinks_for("github", Some("push"), b"{}")),
             ["audit", "builds-slack", "zeta"]
         );
         assert_eq!(
-            names(r.sinks_for("github", Some("pull_request_review"))),
+            names(r.sinks_for("github", Some("pull_request_review"), b"{}")),
             ["audit", "builds-slack", "zeta"]
         );
-        assert_eq!(names(r.sinks_for("github", Some("issues"))), ["audit"]);
         assert_eq!(
-            names(r.sinks_for("gitlab", Some("Push Hook"))),
+            names(r.sinks_for("github", Some("issues"), b"{}")),
+            ["audit"]
+        );
+        assert_eq!(
+            names(r.sinks_for("gitlab", Some("Push Hook"), b"{}")),
             ["audit", "builds-slack"]
         );
     }
@@ -220,29 +353,37 @@ mod tests {
     #[test]
     fn a_route_without_events_takes_untyped_events_and_one_with_events_does_not() {
         let r = router();
-        assert_eq!(names(r.sinks_for("github", None)), ["audit"]);
-        assert_eq!(names(r.sinks_for("gitlab", None)), ["audit"]);
+        assert_eq!(names(r.sinks_for("github", None, b"{}")), ["audit"]);
+        assert_eq!(names(r.sinks_for("gitlab", None, b"{}")), ["audit"]);
     }
 
     #[test]
     fn globs_match_the_whole_event_type_case_sensitively() {
         let r = router();
-        assert_eq!(names(r.sinks_for("github", Some("pushed"))), ["audit"]);
-        assert_eq!(names(r.sinks_for("github", Some("Push"))), ["audit"]);
-        assert_eq!(names(r.sinks_for("gitlab", Some("Push Hook!"))), ["audit"]);
+        assert_eq!(
+            names(r.sinks_for("github", Some("pushed"), b"{}")),
+            ["audit"]
+        );
+        assert_eq!(names(r.sinks_for("github", Some("Push"), b"{}")), ["audit"]);
+        assert_eq!(
+            names(r.sinks_for("gitlab", Some("Push Hook!"), b"{}")),
+            ["audit"]
+        );
     }
 
     #[test]
     fn disabled_sinks_and_unknown_sources_get_nothing() {
         let r = router();
-        assert!(!names(r.sinks_for("gitlab", Some("Tag Push Hook"))).contains(&"off".into()));
-        assert!(r.sinks_for("nobody", Some("push")).is_empty());
-        assert!(r.sinks_for("", None).is_empty());
+        assert!(
+            !names(r.sinks_for("gitlab", Some("Tag Push Hook"), b"{}")).contains(&"off".into())
+        );
+        assert!(r.sinks_for("nobody", Some("push"), b"{}").is_empty());
+        assert!(r.sinks_for("", None, b"{}").is_empty());
         let only_disabled = Router::new(&config(
             vec![sink("off", false)],
             vec![route(&["s"], &[], &["off"])],
         ));
-        assert!(only_disabled.sinks_for("s", Some("x")).is_empty());
+        assert!(only_disabled.sinks_for("s", Some("x"), b"{}").is_empty());
     }
 
     #[test]
@@ -251,13 +392,157 @@ mod tests {
             vec![sink("a", true)],
             vec![route(&["s", "s"], &["x", "x*"], &["a", "a"])],
         ));
-        assert_eq!(names(r.sinks_for("s", Some("x"))), ["a"]);
+        assert_eq!(names(r.sinks_for("s", Some("x"), b"{}")), ["a"]);
     }
 
     #[test]
     #[should_panic(expected = "config validation guarantees")]
     fn a_route_to_a_missing_sink_is_a_bug_caught_at_start() {
         Router::new(&config(vec![], vec![route(&["s"], &[], &["ghost"])]));
+    }
+
+    fn condition(subject: Subject, test: Test) -> Condition {
+        Condition { subject, test }
+    }
+
+    fn any_of(values: &[&str]) -> Test {
+        Test::AnyOf(values.iter().map(|v| v.to_string()).collect())
+    }
+
+    /// A Nexus source `nexus` and a generic source `plain`, with filtered routes.
+    fn filtered_router() -> Router {
+        let mut c = config(
+            vec![
+                sink("releases", true),
+                sink("main", true),
+                sink("all", true),
+            ],
+            vec![
+                RouteConfig {
+                    filter: vec![
+                        condition(
+                            Subject::Summary(SummaryField::Action),
+                            any_of(&["uploaded"]),
+                        ),
+                        condition(
+                            Subject::Summary(SummaryField::Repository),
+                            any_of(&["releases", "staging-*"]),
+                        ),
+                    ],
+                    ..route(&["nexus"], &["rm:repository:component"], &["releases"])
+                },
+                RouteConfig {
+                    filter: vec![
+                        condition(
+                            Subject::Pointer("/ref".into()),
+                            any_of(&["refs/heads/main"]),
+                        ),
+                        condition(Subject::Pointer("/draft".into()), Test::Present(false)),
+                    ],
+                    ..route(&["plain"], &[], &["main"])
+                },
+                route(&["nexus", "plain"], &[], &["all"]),
+            ],
+        );
+        c.sources = vec![
+            crate::summary::tests::preset(crate::config::Product::Nexus),
+            crate::summary::tests::source(
+                crate::config::SourceKind::None {
+                    event_type: None,
+                    delivery_id: None,
+                },
+                &[],
+            ),
+        ];
+        c.sources[0].name = "nexus".into();
+        c.sources[1].name = "plain".into();
+        Router::new(&c)
+    }
+
+    fn nexus_upload(repository: &str) -> String {
+        format!(
+            r#"{{"initiator":"ci/10.0.0.1","repositoryName":"{repository}","action":"CREATED","component":{{"name":"app","version":"1"}}}}"#
+        )
+    }
+
+    #[test]
+    fn where_matches_summary_fields_with_values_and_globs() {
+        let r = filtered_router();
+        let component = Some("rm:repository:component");
+        for (repository, expected) in [
+            ("releases", &["all", "releases"][..]),
+            ("staging-eu", &["all", "releases"]),
+            ("snapshots", &["all"]),
+            ("releases-old", &["all"]),
+        ] {
+            let body = nexus_upload(repository);
+            assert_eq!(
+                names(r.sinks_for("nexus", component, body.as_bytes())),
+                expected,
+                "{repository}"
+            );
+        }
+        let deleted = nexus_upload("releases").replace("CREATED", "DELETED");
+        assert_eq!(
+            names(r.sinks_for("nexus", component, deleted.as_bytes())),
+            ["all"]
+        );
+    }
+
+    #[test]
+    fn where_matches_pointers_and_presence() {
+        let r = filtered_router();
+        let cases: [(&[u8], &[&str]); 7] = [
+            (br#"{"ref":"refs/heads/main"}"#, &["all", "main"]),
+            (
+                br#"{"ref":"refs/heads/main","draft":null}"#,
+                &["all", "main"],
+            ),
+            (br#"{"ref":"refs/heads/main","draft":true}"#, &["all"]),
+            (br#"{"ref":"refs/heads/main","draft":""}"#, &["all", "main"]),
+            (br#"{"ref":"refs/heads/dev"}"#, &["all"]),
+            (br#"{"ref":["refs/heads/main"]}"#, &["all"]),
+            (b"not json", &["all"]),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                names(r.sinks_for("plain", None, body)),
+                expected,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let numbers = Router::new(&config(
+            vec![sink("s", true)],
+            vec![RouteConfig {
+                filter: vec![condition(Subject::Pointer("/n".into()), any_of(&["4?"]))],
+                ..route(&["x"], &[], &["s"])
+            }],
+        ));
+        assert_eq!(names(numbers.sinks_for("x", None, br#"{"n":42}"#)), ["s"]);
+        assert!(numbers.sinks_for("x", None, br#"{"n":5}"#).is_empty());
+    }
+
+    #[test]
+    fn the_body_is_parsed_once_and_only_when_a_reached_route_needs_it() {
+        let r = filtered_router();
+        let parses = || PARSES.with(|n| n.get());
+        let before = parses();
+        // The filtered Nexus route wants another event type: no parse.
+        r.sinks_for("nexus", Some("rm:repository:asset"), b"{}");
+        // Unfiltered routes only: no parse, even of a body that is not JSON.
+        r.sinks_for("nobody", None, b"not json");
+        assert_eq!(parses(), before);
+        // Two conditions, on summary fields: one parse.
+        r.sinks_for(
+            "nexus",
+            Some("rm:repository:component"),
+            nexus_upload("releases").as_bytes(),
+        );
+        assert_eq!(parses(), before + 1);
+        // Two pointer conditions: one parse.
+        r.sinks_for("plain", None, br#"{"ref":"refs/heads/main"}"#);
+        assert_eq!(parses(), before + 2);
     }
 
     /// The meaning of routing written plainly: every route, every glob, every call.
@@ -313,7 +598,7 @@ mod tests {
         ) {
             let sinks = enabled.iter().enumerate().map(|(i, on)| sink(&format!("s{i}"), *on)).collect();
             let config = config(sinks, routes);
-            let got = names(Router::new(&config).sinks_for(source, event_type));
+            let got = names(Router::new(&config).sinks_for(source, event_type, b"{}"));
             prop_assert_eq!(got, reference(&config, source, event_type));
         }
     }

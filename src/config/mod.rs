@@ -97,6 +97,9 @@ pub struct SourceConfig {
     pub enabled: bool,
     /// How requests are verified and where event type and delivery id come from.
     pub kind: SourceKind,
+    /// `summary = { field = "/json/pointer" }`: summary fields read from the body, each
+    /// replacing what the kind itself would fill in; in file order, each field once.
+    pub summary: Vec<(SummaryField, String)>,
 }
 
 /// Where a value is read from in a request.
@@ -172,6 +175,103 @@ pub enum SourceKind {
         event_type: Option<FieldLocation>,
         delivery_id: Option<FieldLocation>,
     },
+    /// A product hookrelay knows (`nexus`, `artifactory`, `harbor`, `gitea`, `bitbucket`):
+    /// its headers, algorithm, event type, delivery id and summary are built in.
+    Preset {
+        product: Product,
+        scheme: PresetScheme,
+        secrets: Vec<Secret>,
+    },
+}
+
+/// A product whose webhooks hookrelay knows how to verify and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    /// Sonatype Nexus Repository.
+    Nexus,
+    /// JFrog Artifactory.
+    Artifactory,
+    /// Harbor container registry.
+    Harbor,
+    /// Gitea and Forgejo.
+    Gitea,
+    /// Bitbucket Cloud and Bitbucket Data Center.
+    Bitbucket,
+}
+
+impl Product {
+    /// Every product, as written in `kind = "..."`.
+    pub const ALL: [(&'static str, Product); 5] = [
+        ("nexus", Product::Nexus),
+        ("artifactory", Product::Artifactory),
+        ("harbor", Product::Harbor),
+        ("gitea", Product::Gitea),
+        ("bitbucket", Product::Bitbucket),
+    ];
+
+    /// The `kind` string as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Product::Nexus => "nexus",
+            Product::Artifactory => "artifactory",
+            Product::Harbor => "harbor",
+            Product::Gitea => "gitea",
+            Product::Bitbucket => "bitbucket",
+        }
+    }
+}
+
+/// How a preset source checks its requests, where the product offers a choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresetScheme {
+    /// An HMAC of the body under the shared secret (the default wherever the product signs).
+    Signature,
+    /// The shared secret itself, sent in a header (Harbor's only scheme; Artifactory's and
+    /// Gitea's weaker one).
+    Token,
+}
+
+/// A field of the event summary: what routes filter on and templates show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SummaryField {
+    /// What happened: `uploaded`, `deleted`, `pushed`, `released`, …
+    Action,
+    /// Where it happened: the artifact repository or the source repository.
+    Repository,
+    /// The component, package or image concerned.
+    Component,
+    /// The path of the file concerned inside its repository.
+    Path,
+    /// The component's version or tag.
+    Version,
+    /// Who did it.
+    Actor,
+    /// A link to what changed.
+    Url,
+    /// The git ref concerned, e.g. `refs/heads/main`.
+    Ref,
+}
+
+impl SummaryField {
+    /// Every field, as written in the file and in templates.
+    pub const ALL: [(&'static str, SummaryField); 8] = [
+        ("action", SummaryField::Action),
+        ("repository", SummaryField::Repository),
+        ("component", SummaryField::Component),
+        ("path", SummaryField::Path),
+        ("version", SummaryField::Version),
+        ("actor", SummaryField::Actor),
+        ("url", SummaryField::Url),
+        ("ref", SummaryField::Ref),
+    ];
+
+    /// The field's name as written in the file.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("", |(name, _)| name)
+    }
 }
 
 impl SourceKind {
@@ -184,6 +284,7 @@ impl SourceKind {
             SourceKind::Hmac { .. } => "hmac",
             SourceKind::Token { .. } => "token",
             SourceKind::None { .. } => "none",
+            SourceKind::Preset { product, .. } => product.name(),
         }
     }
 }
@@ -236,6 +337,14 @@ pub struct SinkConfig {
 pub enum SinkKind {
     /// POST the original body, signed with Standard Webhooks headers.
     Webhook(WebhookSinkConfig),
+    /// A Slack message, by incoming webhook or `chat.postMessage`.
+    Slack(SlackSinkConfig),
+    /// A Discord message through a channel webhook.
+    Discord(DiscordSinkConfig),
+    /// An Adaptive Card through a Microsoft Teams Workflows webhook.
+    Teams(TeamsSinkConfig),
+    /// An e-mail through an SMTP server.
+    Smtp(SmtpSinkConfig),
 }
 
 /// `kind = "webhook"`.
@@ -249,6 +358,97 @@ pub struct WebhookSinkConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// A message template as configured: its text, and where it was written (for errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSource {
+    /// The template's text (read from `template_file` when that was given).
+    pub text: String,
+    /// Where it was written, e.g. `hookrelay.toml:14:12: sinks.chat.template`.
+    pub at: String,
+}
+
+/// `kind = "slack"`.
+#[derive(Debug, Clone)]
+pub struct SlackSinkConfig {
+    /// Where messages go.
+    pub target: SlackTarget,
+    /// The message; the built-in one when `None`.
+    pub template: Option<TemplateSource>,
+}
+
+/// How a Slack sink posts.
+#[derive(Debug, Clone)]
+pub enum SlackTarget {
+    /// An incoming webhook URL (a secret in itself: never log it).
+    Webhook {
+        /// The `https://hooks.slack.com/services/...` URL.
+        url: String,
+    },
+    /// The Web API's `chat.postMessage` with a bot token.
+    Api {
+        /// The `xoxb-...` token.
+        token: Secret,
+        /// The channel, templated (plain text).
+        channel: TemplateSource,
+        /// The Web API's base URL, `https://slack.com/api` unless overridden.
+        api_url: String,
+    },
+}
+
+/// `kind = "discord"`.
+#[derive(Debug, Clone)]
+pub struct DiscordSinkConfig {
+    /// The channel webhook URL (a secret in itself).
+    pub url: String,
+    /// Overrides the webhook's name.
+    pub username: Option<String>,
+    /// Overrides the webhook's avatar.
+    pub avatar_url: Option<String>,
+    /// The message; the built-in one when `None`.
+    pub template: Option<TemplateSource>,
+}
+
+/// `kind = "teams"`.
+#[derive(Debug, Clone)]
+pub struct TeamsSinkConfig {
+    /// The Workflows webhook URL (a secret in itself).
+    pub url: String,
+    /// The message; the built-in one when `None`.
+    pub template: Option<TemplateSource>,
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which is required (port 587 by default).
+    Starttls,
+    /// TLS from the first byte (port 465 by default).
+    Implicit,
+    /// No encryption (port 25 by default); for a relay on the same host or network only.
+    None,
+}
+
+/// `kind = "smtp"`.
+#[derive(Debug, Clone)]
+pub struct SmtpSinkConfig {
+    /// Server host name (also the name its certificate must carry).
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: SmtpTls,
+    /// Login, when the server needs one.
+    pub credentials: Option<(String, Secret)>,
+    /// The `From` mailbox, e.g. `hookrelay <relay@example.com>`.
+    pub from: String,
+    /// The recipients (at least one).
+    pub to: Vec<String>,
+    /// The subject; the built-in one when `None`.
+    pub subject: Option<TemplateSource>,
+    /// The body; the built-in message when `None`.
+    pub template: Option<TemplateSource>,
+}
+
 /// `[[routes]]`: which sinks get which events.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
@@ -258,6 +458,37 @@ pub struct RouteConfig {
     pub events: Vec<String>,
     /// Sink names.
     pub to: Vec<String>,
+    /// `where = { ... }`: conditions on the event's summary and body, all of which must hold;
+    /// empty takes every event.
+    pub filter: Vec<Condition>,
+}
+
+/// One condition of a route's `where`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// What is tested.
+    pub subject: Subject,
+    /// How it is tested.
+    pub test: Test,
+}
+
+/// What a route condition looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A field of the event summary.
+    Summary(SummaryField),
+    /// An RFC 6901 JSON pointer into the body, already checked.
+    Pointer(String),
+}
+
+/// How a route condition tests its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Test {
+    /// The value matches one of these glob patterns (a pattern without `* ? [ {` is plain
+    /// equality). An absent value matches none.
+    AnyOf(Vec<String>),
+    /// The value is present (`true`) or absent (`false`).
+    Present(bool),
 }
 
 impl Config {

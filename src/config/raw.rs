@@ -124,6 +124,8 @@ pub(super) struct RawSource {
     pub prefix: Option<Spanned<String>>,
     pub event_type: Option<Spanned<RawField>>,
     pub delivery_id: Option<Spanned<RawField>>,
+    pub scheme: Option<Spanned<String>>,
+    pub summary: Option<Spanned<RawPairs<String>>>,
 }
 
 /// `{ header = "..." }` or `{ pointer = "/json/pointer" }`.
@@ -152,6 +154,21 @@ pub(super) struct RawSink {
     pub client_cert: Option<Spanned<String>>,
     pub client_key: Option<Spanned<String>>,
     pub proxy: Option<Spanned<String>>,
+    // Message sinks (slack, discord, teams, smtp).
+    pub template: Option<Spanned<String>>,
+    pub template_file: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    pub channel: Option<Spanned<String>>,
+    pub api_url: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub avatar_url: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub tls: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<Strings>>,
+    pub subject: Option<Spanned<String>>,
 }
 
 /// `retry = { max_attempts, initial, max }`.
@@ -170,6 +187,80 @@ pub(super) struct RawRoute {
     pub from: Option<Spanned<Strings>>,
     pub events: Option<Spanned<Vec<Spanned<String>>>>,
     pub to: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(rename = "where")]
+    pub filter: Option<Spanned<RawPairs<RawCondition>>>,
+}
+
+/// A table whose keys are the user's (`summary`, `where`), in file order, keys and values
+/// spanned.
+#[derive(Debug)]
+pub(super) struct RawPairs<T>(pub Vec<(Spanned<String>, Spanned<T>)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for RawPairs<T> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = RawPairs<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table, e.g. { repository = \"releases\" }")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawPairs<T>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(entry) = map.next_entry::<Spanned<String>, Spanned<T>>()? {
+                    items.push(entry);
+                }
+                // Tables arrive sorted by key; problems read best in file order.
+                items.sort_by_key(|(key, _)| key.span().start);
+                Ok(RawPairs(items))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// One condition of `where`: `"value"`, `["a", "b*"]` or `{ present = true }`.
+#[derive(Debug)]
+pub(super) enum RawCondition {
+    /// One pattern or a list of them, each spanned.
+    AnyOf(Vec<Spanned<String>>),
+    /// `{ present = bool }`.
+    Present(bool),
+}
+
+impl<'de> Deserialize<'de> for RawCondition {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// `{ present = bool }`, the only table a condition can be.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Presence {
+            present: bool,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawCondition;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a string, a list of strings, or { present = true/false } (quote numbers: \"42\")",
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawCondition, E> {
+                // The span of a lone string is the condition's own, set by the caller.
+                Ok(RawCondition::AnyOf(vec![Spanned::new(0..0, s.to_string())]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawCondition, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    items.push(item);
+                }
+                Ok(RawCondition::AnyOf(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawCondition, A::Error> {
+                let p = Presence::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawCondition::Present(p.present))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A string or a list of strings, each spanned.
@@ -592,7 +683,10 @@ mod tests {
     #[test]
     fn struct_fields_lists_every_field() {
         assert_eq!(struct_fields::<RawStorage>(), &["path", "retention"]);
-        assert_eq!(struct_fields::<RawRoute>(), &["from", "events", "to"]);
+        assert_eq!(
+            struct_fields::<RawRoute>(),
+            &["from", "events", "to", "where"]
+        );
         assert!(struct_fields::<RawSource>().contains(&"signing_token"));
     }
 

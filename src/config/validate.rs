@@ -22,11 +22,14 @@ use http::{HeaderName, HeaderValue};
 use toml::Spanned;
 
 use super::raw::{
-    self, Entry, Issue, RawConfig, RawDuration, RawField, RawHeaders, RawRetry, RawRoute,
-    RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
+    self, Entry, Issue, RawCondition, RawConfig, RawDuration, RawField, RawHeaders, RawPairs,
+    RawRetry, RawRoute, RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
 };
 use super::secrets;
 use super::tls::Outbound;
+use super::{Condition, PresetScheme, Product, Subject, SummaryField, Test};
+
+mod messages;
 use super::{
     Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret, ServerConfig,
     SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
@@ -59,14 +62,40 @@ const LONGEST_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 const LONGEST_NAME: usize = 64;
 
 /// Source kinds, as written in `kind = "..."`.
-const SOURCE_KINDS: &[&str] = &["github", "gitlab", "standard", "hmac", "token", "none"];
+const SOURCE_KINDS: &[&str] = &[
+    "github",
+    "gitlab",
+    "standard",
+    "hmac",
+    "token",
+    "none",
+    "nexus",
+    "artifactory",
+    "harbor",
+    "gitea",
+    "bitbucket",
+];
 /// Sink kinds, as written in `kind = "..."`.
-const SINK_KINDS: &[&str] = &["webhook"];
+const SINK_KINDS: &[&str] = &["webhook", "slack", "discord", "teams", "smtp"];
 
 /// For each source key that only some kinds take, those kinds. `kind` and `enabled` are
 /// taken by all.
 const KIND_KEYS: &[(&str, &[&str])] = &[
-    ("secret", &["github", "standard", "hmac", "token"]),
+    (
+        "secret",
+        &[
+            "github",
+            "standard",
+            "hmac",
+            "token",
+            "nexus",
+            "artifactory",
+            "harbor",
+            "gitea",
+            "bitbucket",
+        ],
+    ),
+    ("scheme", &["artifactory", "gitea"]),
     ("token", &["gitlab"]),
     ("signing_token", &["gitlab"]),
     ("tolerance", &["gitlab", "standard"]),
@@ -254,7 +283,12 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 
 fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
     let (raw, issues) = raw::read(text);
-    let mut v = Validator { issues, dir };
+    let mut v = Validator {
+        issues,
+        dir,
+        origin,
+        text,
+    };
     let config = v.config(raw);
     match config {
         Some(config) if v.issues.is_empty() => Ok(config),
@@ -279,6 +313,10 @@ fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
 pub(super) struct Validator<'a> {
     pub(super) issues: Vec<Issue>,
     pub(super) dir: &'a Path,
+    /// The file's name as shown in messages, and its text: a template records where it
+    /// was written, for errors found when it is compiled.
+    origin: &'a str,
+    text: &'a str,
 }
 
 impl Validator<'_> {
@@ -504,6 +542,10 @@ impl Validator<'_> {
             }
         }
         let kind = self.source_kind(raw, kind, &path);
+        let summary = match &raw.summary {
+            None => Some(Vec::new()),
+            Some(s) => self.summary_pointers(s, &format!("{path}.summary")),
+        };
         if !name_ok || foreign {
             return None;
         }
@@ -511,6 +553,7 @@ impl Validator<'_> {
             name: entry.name.get_ref().clone(),
             enabled: raw.enabled.unwrap_or(true),
             kind: kind?,
+            summary: summary?,
         })
     }
 
@@ -638,7 +681,7 @@ impl Validator<'_> {
                     delivery_id: delivery_id?,
                 })
             }
-            _ => {
+            "none" => {
                 let event_type = self.field(raw.event_type.as_ref(), &key("event_type"));
                 let delivery_id = self.field(raw.delivery_id.as_ref(), &key("delivery_id"));
                 Some(SourceKind::None {
@@ -646,7 +689,167 @@ impl Validator<'_> {
                     delivery_id: delivery_id?,
                 })
             }
+            // `source` only calls this with a kind from SOURCE_KINDS; the rest are presets.
+            name => {
+                let product = Product::ALL.iter().find(|(n, _)| *n == name)?.1;
+                self.preset(raw, kind, product, path)
+            }
         }
+    }
+
+    /// A product preset: the secret, and the scheme where the product offers two.
+    fn preset(
+        &mut self,
+        raw: &RawSource,
+        kind: &Spanned<String>,
+        product: Product,
+        path: &str,
+    ) -> Option<SourceKind> {
+        let what = match product {
+            Product::Harbor => {
+                "secret = \"...\", exactly what is written in Harbor's Auth Header field"
+            }
+            Product::Nexus => "secret = \"...\", the Secret Key of the Nexus webhook capability",
+            Product::Artifactory => "secret = \"...\", the Secret Token of the Artifactory webhook",
+            Product::Gitea | Product::Bitbucket => "secret = \"...\", the webhook's secret",
+        };
+        let secret = self.need(raw.secret.as_ref(), kind, path, || {
+            format!("kind \"{}\" needs {what}", kind.get_ref())
+        });
+        let secrets = secret.and_then(|s| self.secrets(s, &format!("{path}.secret")));
+        // Harbor only sends its header verbatim; Nexus and Bitbucket only sign.
+        let default = match product {
+            Product::Harbor => PresetScheme::Token,
+            _ => PresetScheme::Signature,
+        };
+        let scheme = self.choice(
+            raw.scheme.as_ref(),
+            &format!("{path}.scheme"),
+            &[
+                ("signature", PresetScheme::Signature),
+                ("token", PresetScheme::Token),
+            ],
+            default,
+        );
+        Some(SourceKind::Preset {
+            product,
+            scheme: scheme?,
+            secrets: secrets?,
+        })
+    }
+
+    /// `summary = { field = "/pointer" }` of a source.
+    fn summary_pointers(
+        &mut self,
+        value: &Spanned<RawPairs<String>>,
+        path: &str,
+    ) -> Option<Vec<(SummaryField, String)>> {
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (name, pointer) in &value.get_ref().0 {
+            let key = format!("{path}.{}", raw::segment(name.get_ref()));
+            let field = self.summary_field(name, &key);
+            let checked = match check_pointer(pointer.get_ref()) {
+                Ok(()) => Some(pointer.get_ref().clone()),
+                Err(message) => {
+                    self.problem(pointer.span(), &key, message);
+                    None
+                }
+            };
+            match (field, checked) {
+                (Some(f), Some(p)) => out.push((f, p)),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// The name of a summary field, or a problem listing them.
+    fn summary_field(&mut self, name: &Spanned<String>, key: &str) -> Option<SummaryField> {
+        if let Some((_, f)) = SummaryField::ALL.iter().find(|(n, _)| n == name.get_ref()) {
+            return Some(*f);
+        }
+        let names: Vec<&str> = SummaryField::ALL.iter().map(|(n, _)| *n).collect();
+        let pointer_hint = if name.get_ref().contains('/') {
+            "; a JSON pointer starts with /"
+        } else {
+            ""
+        };
+        self.problem(
+            name.span(),
+            key,
+            format!(
+                "unknown summary field \"{}\"{}{pointer_hint}",
+                name.get_ref(),
+                raw::hint(name.get_ref(), &names, "the fields are")
+            ),
+        );
+        None
+    }
+
+    /// `where = { ... }` of a route: summary fields or JSON pointers, each with its test.
+    fn filter(
+        &mut self,
+        value: &Spanned<RawPairs<RawCondition>>,
+        path: &str,
+    ) -> Option<Vec<Condition>> {
+        if value.get_ref().0.is_empty() {
+            self.problem(
+                value.span(),
+                path,
+                "is empty; remove where to take every event, or add a condition such as \
+                 { action = \"uploaded\" }",
+            );
+            return None;
+        }
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (name, condition) in &value.get_ref().0 {
+            let key = format!("{path}.{}", raw::segment(name.get_ref()));
+            let subject = if name.get_ref().starts_with('/') {
+                match check_pointer(name.get_ref()) {
+                    Ok(()) => Some(Subject::Pointer(name.get_ref().clone())),
+                    Err(message) => {
+                        self.problem(name.span(), &key, message);
+                        None
+                    }
+                }
+            } else {
+                self.summary_field(name, &key).map(Subject::Summary)
+            };
+            let test = match condition.get_ref() {
+                RawCondition::Present(p) => Some(Test::Present(*p)),
+                RawCondition::AnyOf(items) if items.is_empty() => {
+                    self.problem(
+                        condition.span(),
+                        &key,
+                        "is an empty list, which no value matches; list at least one value, \
+                         or write { present = false }",
+                    );
+                    None
+                }
+                RawCondition::AnyOf(items) => {
+                    // A lone string carries no span of its own: use the condition's.
+                    let items: Vec<Spanned<String>> = items
+                        .iter()
+                        .map(|i| {
+                            let span = if i.span().is_empty() {
+                                condition.span()
+                            } else {
+                                i.span()
+                            };
+                            Spanned::new(span, i.get_ref().clone())
+                        })
+                        .collect();
+                    self.patterns(&items, &key).map(Test::AnyOf)
+                }
+            };
+            match (subject, test) {
+                (Some(subject), Some(test)) => out.push(Condition { subject, test }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     fn sink(&mut self, entry: &Entry<RawSink>, outbound: &Outbound) -> Option<SinkConfig> {
@@ -680,24 +883,11 @@ impl Validator<'_> {
             }
             Some(_) => {}
         }
-        let url = match &raw.url {
-            Some(u) => self.url(u, &key("url")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    &path,
-                    "missing url; add url = \"https://...\", the receiver's address",
-                );
-                None
-            }
-        };
-        let signing_key = match &raw.signing_secret {
-            None => Some(None),
-            Some(s) => self.whsec(s, &key("signing_secret")).map(Some),
-        };
-        let headers = match &raw.headers {
-            None => Some(Vec::new()),
-            Some(h) => self.headers(h, &key("headers")),
+        let kind_name = raw.kind.as_ref().map_or("", |k| k.get_ref().as_str());
+        let foreign = self.foreign_sink_keys(entry, kind_name, &path);
+        let kind = match kind_name {
+            "webhook" => self.webhook_sink(entry, raw, &path),
+            _ => self.message_sink(kind_name, entry, raw, &path),
         };
         let timeout = self.duration(
             raw.timeout.as_ref(),
@@ -711,10 +901,12 @@ impl Validator<'_> {
             DEFAULT_CONCURRENCY,
             1..=LARGEST_CONCURRENCY,
         );
-        let rate = self.rate(raw, &path);
+        let rate = self
+            .rate(raw, &path)
+            .map(|rate| rate.or_else(|| messages::default_rate(kind_name)));
         let retry = self.retry(raw.retry.as_ref(), &key("retry"));
         let outbound = self.sink_outbound(raw, &path, outbound);
-        if !name_ok {
+        if !name_ok || foreign {
             return None;
         }
         Some(SinkConfig {
@@ -725,12 +917,42 @@ impl Validator<'_> {
             retry: retry?,
             timeout: timeout?,
             outbound: outbound?,
-            kind: SinkKind::Webhook(WebhookSinkConfig {
-                url: url?,
-                signing_key: signing_key?,
-                headers: headers?,
-            }),
+            kind: kind?,
         })
+    }
+
+    /// `kind = "webhook"`'s own keys.
+    fn webhook_sink(
+        &mut self,
+        entry: &Entry<RawSink>,
+        raw: &RawSink,
+        path: &str,
+    ) -> Option<SinkKind> {
+        let key = |k: &str| format!("{path}.{k}");
+        let url = match &raw.url {
+            Some(u) => self.url(u, &key("url")),
+            None => {
+                self.problem(
+                    entry.name.span(),
+                    path,
+                    "missing url; add url = \"https://...\", the receiver's address",
+                );
+                None
+            }
+        };
+        let signing_key = match &raw.signing_secret {
+            None => Some(None),
+            Some(s) => self.whsec(s, &key("signing_secret")).map(Some),
+        };
+        let headers = match &raw.headers {
+            None => Some(Vec::new()),
+            Some(h) => self.headers(h, &key("headers")),
+        };
+        Some(SinkKind::Webhook(WebhookSinkConfig {
+            url: url?,
+            signing_key: signing_key?,
+            headers: headers?,
+        }))
     }
 
     fn route(
@@ -780,10 +1002,15 @@ impl Validator<'_> {
                 "sink",
             ),
         };
+        let filter = match &body.filter {
+            None => Some(Vec::new()),
+            Some(f) => self.filter(f, &format!("{path}.where")),
+        };
         Some(RouteConfig {
             from: from?,
             events: events?,
             to: to?,
+            filter: filter?,
         })
     }
 
@@ -842,9 +1069,14 @@ impl Validator<'_> {
             );
             return None;
         }
+        self.patterns(events.get_ref(), key)
+    }
+
+    /// Glob patterns, each compiling and listed once.
+    fn patterns(&mut self, items: &[Spanned<String>], key: &str) -> Option<Vec<String>> {
         let mut ok = true;
         let mut patterns: Vec<String> = Vec::new();
-        for item in events.get_ref() {
+        for item in items {
             let pattern = item.get_ref();
             if let Err(e) = globset::Glob::new(pattern) {
                 ok = false;
@@ -1615,7 +1847,9 @@ to = ["builds"]
                 max: Duration::from_secs(1800)
             }
         );
-        let SinkKind::Webhook(w) = &audit.kind;
+        let SinkKind::Webhook(w) = &audit.kind else {
+            panic!("audit is a webhook sink")
+        };
         assert_eq!(w.url, "https://audit.internal/hooks");
         assert_eq!(w.signing_key, Some(Secret::new("sign")));
         assert_eq!(w.headers.len(), 2);
@@ -1653,10 +1887,14 @@ to = ["builds"]
     }
 
     #[test]
-    fn every_source_key_but_kind_and_enabled_says_which_kinds_take_it() {
+    fn every_source_key_but_kind_enabled_and_summary_says_which_kinds_take_it() {
         for field in raw::struct_fields::<RawSource>() {
             let listed = KIND_KEYS.iter().any(|(k, _)| k == field);
-            assert_eq!(listed, !matches!(*field, "kind" | "enabled"), "{field}");
+            assert_eq!(
+                listed,
+                !matches!(*field, "kind" | "enabled" | "summary"),
+                "{field}"
+            );
         }
     }
 
@@ -1917,9 +2155,9 @@ to = ["builds"]
                 "bad name",
             ),
             (
-                "[sinks.s]\nkind = \"slack\"\nurl = \"http://h\"\n",
+                "[sinks.s]\nkind = \"slak\"\nurl = \"http://h\"\n",
                 "sinks.s.kind",
-                "the kinds so far are: webhook",
+                "unknown sink kind \"slak\" (did you mean \"slack\"?)",
             ),
             (
                 "[sinks.s]\nkind = \"webhook\"\nurl = \"/relative\"\n",
@@ -1984,6 +2222,7 @@ to = ["builds"]
             ("routes = 1\n", "routes", "[[routes]]"),
             ("[routes]\nfrom = \"a\"\n", "routes", "[[routes]]"),
         ];
+        let cases: Vec<_> = cases.iter().chain(messages::tests::BAD_VALUES).collect();
         for (text, key, needle) in cases {
             let ps = problems(text);
             assert_eq!(ps.len(), 1, "{text}\n{ps:#?}");
@@ -2031,6 +2270,172 @@ to = ["builds"]
             let (.., k, m) = only(&text);
             assert_eq!(k, key, "{route}");
             assert!(m.contains(needle), "{route}: {m}");
+        }
+    }
+
+    #[test]
+    fn presets_need_only_a_secret_and_default_to_their_strongest_scheme() {
+        let text = "[sources.nexus]\nkind = \"nexus\"\nsecret = \"n\"\n\
+                    [sources.jfrog]\nkind = \"artifactory\"\nsecret = \"a\"\n\
+                    [sources.jfrog-token]\nkind = \"artifactory\"\nsecret = \"a\"\nscheme = \"token\"\n\
+                    [sources.harbor]\nkind = \"harbor\"\nsecret = \"Bearer h\"\n\
+                    [sources.gitea]\nkind = \"gitea\"\nsecret = [\"g1\", \"g2\"]\n\
+                    [sources.bb]\nkind = \"bitbucket\"\nsecret = \"b\"\n\
+                    summary = { version = \"/push/changes/0/new/target/hash\" }\n";
+        let c = Config::parse(text, "p.toml").unwrap();
+        let kinds: Vec<(&str, Product, PresetScheme, usize)> = c
+            .sources
+            .iter()
+            .map(|s| match &s.kind {
+                SourceKind::Preset {
+                    product,
+                    scheme,
+                    secrets,
+                } => (s.name.as_str(), *product, *scheme, secrets.len()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        use PresetScheme::{Signature, Token};
+        assert_eq!(
+            kinds,
+            [
+                ("bb", Product::Bitbucket, Signature, 1),
+                ("gitea", Product::Gitea, Signature, 2),
+                ("harbor", Product::Harbor, Token, 1),
+                ("jfrog", Product::Artifactory, Signature, 1),
+                ("jfrog-token", Product::Artifactory, Token, 1),
+                ("nexus", Product::Nexus, Signature, 1),
+            ]
+        );
+        assert_eq!(
+            c.sources[0].summary,
+            [(
+                SummaryField::Version,
+                "/push/changes/0/new/target/hash".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn preset_and_summary_mistakes_name_their_key() {
+        let cases = [
+            ("[sources.n]\nkind = \"nexus\"\n", "sources.n", "Secret Key"),
+            (
+                "[sources.n]\nkind = \"nexus\"\nsecret = \"s\"\nscheme = \"token\"\n",
+                "sources.n.scheme",
+                "only kinds \"artifactory\" or \"gitea\" take it",
+            ),
+            (
+                "[sources.n]\nkind = \"gitea\"\nsecret = \"s\"\nscheme = \"hmac\"\n",
+                "sources.n.scheme",
+                "signature, token",
+            ),
+            (
+                "[sources.n]\nkind = \"nexsu\"\n",
+                "sources.n.kind",
+                "did you mean \"nexus\"",
+            ),
+            (
+                "[sources.n]\nkind = \"none\"\nsummary = { repo = \"/r\" }\n",
+                "sources.n.summary.repo",
+                "unknown summary field \"repo\"",
+            ),
+            (
+                "[sources.n]\nkind = \"none\"\nsummary = { version = \"v\" }\n",
+                "sources.n.summary.version",
+                "must start with /",
+            ),
+        ];
+        for (text, key, needle) in cases {
+            let (line, _, k, m) = only(text);
+            assert!(line >= 1, "{text}");
+            assert_eq!(k, key, "{text}");
+            assert!(m.contains(needle), "{text}\n{m}");
+        }
+    }
+
+    #[test]
+    fn where_compiles_each_kind_of_condition_in_file_order() {
+        let text = "[sources.a]\nkind = \"none\"\n[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\n\
+                    [[routes]]\nfrom = \"a\"\nto = [\"s\"]\n\
+                    where = { repository = [\"releases\", \"staging-*\"], action = \"uploaded\", \"/ref\" = \"refs/heads/main\", \"/a~1b\" = { present = false } }\n";
+        let c = Config::parse(text, "w.toml").unwrap();
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            c.routes[0].filter,
+            [
+                Condition {
+                    subject: Subject::Summary(SummaryField::Repository),
+                    test: Test::AnyOf(strings(&["releases", "staging-*"])),
+                },
+                Condition {
+                    subject: Subject::Summary(SummaryField::Action),
+                    test: Test::AnyOf(strings(&["uploaded"])),
+                },
+                Condition {
+                    subject: Subject::Pointer("/ref".into()),
+                    test: Test::AnyOf(strings(&["refs/heads/main"])),
+                },
+                Condition {
+                    subject: Subject::Pointer("/a~1b".into()),
+                    test: Test::Present(false),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn where_mistakes_point_at_their_line_and_key() {
+        let base = "[sources.a]\nkind = \"none\"\n[sinks.s]\nkind = \"webhook\"\nurl = \"http://h\"\n[[routes]]\nfrom = \"a\"\nto = [\"s\"]\n";
+        let cases = [
+            (
+                "where = { repo = \"x\" }",
+                "routes[0].where.repo",
+                "did you mean \"ref\"",
+            ),
+            (
+                "where = { colour = \"x\" }",
+                "routes[0].where.colour",
+                "unknown summary field \"colour\"; the fields are: action, repository",
+            ),
+            (
+                "where = { \"/a~2\" = \"x\" }",
+                "routes[0].where.\"/a~2\"",
+                "~0 for ~",
+            ),
+            (
+                "where = { action = [] }",
+                "routes[0].where.action",
+                "empty list",
+            ),
+            (
+                "where = { action = \"a[\" }",
+                "routes[0].where.action",
+                "unclosed",
+            ),
+            (
+                "where = { action = [\"a\", \"a\"] }",
+                "routes[0].where.action",
+                "listed twice",
+            ),
+            ("where = {}", "routes[0].where", "is empty"),
+            (
+                "where = { action = 4 }",
+                "routes[0].where.action",
+                "quote numbers",
+            ),
+            (
+                "where = { action = { present = true, x = 1 } }",
+                "routes[0].where.action.x",
+                "unknown field",
+            ),
+        ];
+        for (filter, key, needle) in cases {
+            let text = format!("{base}{filter}\n");
+            let (line, _, k, m) = only(&text);
+            assert_eq!(line, 9, "{filter}");
+            assert_eq!(k, key, "{filter}");
+            assert!(m.contains(needle), "{filter}: {m}");
         }
     }
 

@@ -251,6 +251,8 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         event_id: event.id,
         source: event.source.clone(),
         event_type: event.event_type.clone(),
+        delivery_id: event.delivery_id.clone(),
+        headers: event.headers.clone(),
         content_type: event.content_type.clone(),
         received_at_ms: event.received_at_ms,
         body: event.body.clone(),
@@ -297,6 +299,7 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         status: decision.status,
         error: decision.error,
         outcome: decision.outcome,
+        message_id: decision.message_id,
     };
     let event_id = entry.event_id;
     if let Err(err) = shared.store.finish(entry, record, decision.next).await {
@@ -322,6 +325,8 @@ struct Decision {
     error: Option<String>,
     /// The delay before the next attempt, when there is one.
     retry_in: Option<Duration>,
+    /// The sink's id for the delivered message, when it gave one.
+    message_id: Option<String>,
 }
 
 /// Decides, from a sink's outcome, whether the entry is done, retried (and when) or
@@ -334,12 +339,13 @@ fn decide<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Decision {
     match outcome {
-        Outcome::Delivered { status } => Decision {
+        Outcome::Delivered { status, message_id } => Decision {
             next: NextStep::Done,
             outcome: AttemptOutcome::Delivered,
             status: *status,
             error: None,
             retry_in: None,
+            message_id: message_id.clone(),
         },
         Outcome::Retry { after, error } if attempt < policy.max_attempts => {
             let delay = backoff::delay(policy, attempt, *after, rng);
@@ -350,6 +356,7 @@ fn decide<R: Rng + ?Sized>(
                 status: error.status,
                 error: Some(error.message.clone()),
                 retry_in: Some(delay),
+                message_id: None,
             }
         }
         Outcome::Retry { error, .. } => Decision {
@@ -361,6 +368,7 @@ fn decide<R: Rng + ?Sized>(
             status: error.status,
             error: Some(error.message.clone()),
             retry_in: None,
+            message_id: None,
         },
         Outcome::Failed(error) => Decision {
             next: NextStep::DeadLetter(error.message.clone()),
@@ -368,6 +376,7 @@ fn decide<R: Rng + ?Sized>(
             status: error.status,
             error: Some(error.message.clone()),
             retry_in: None,
+            message_id: None,
         },
     }
 }
@@ -381,6 +390,7 @@ fn log_outcome(sink: &str, event_id: &EventId, attempt: u32, duration_ms: u32, d
             attempt,
             status = d.status,
             duration_ms,
+            message_id = d.message_id.as_deref(),
             "delivered"
         ),
         (NextStep::RetryAt(_), retry_in) => tracing::warn!(
@@ -766,7 +776,10 @@ mod tests {
     #[test]
     fn delivered_is_done() {
         let d = decide(
-            &Outcome::Delivered { status: Some(200) },
+            &Outcome::Delivered {
+                status: Some(200),
+                message_id: None,
+            },
             1,
             &policy(3, 10, 20),
             1_000,

@@ -162,7 +162,7 @@ impl Ingress {
         };
         let sinks = self
             .router
-            .sinks_for(&source.name, verified.event_type.as_deref());
+            .sinks_for(&source.name, verified.event_type.as_deref(), &body);
         let event = NewEvent {
             source: source.name.clone(),
             content_type: parts

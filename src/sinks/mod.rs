@@ -4,7 +4,12 @@
 //! Invariant: a sink decides *whether* a failure is worth retrying (and honours the delay a
 //! receiver asks for); dispatch alone decides *when*. Sinks know nothing of the store.
 
+mod chat;
+pub mod discord;
 pub mod http;
+pub mod slack;
+pub mod smtp;
+pub mod teams;
 pub mod webhook;
 
 use std::future::Future;
@@ -25,6 +30,10 @@ pub struct Delivery {
     pub source: Arc<str>,
     /// The sender's event type, when known.
     pub event_type: Option<String>,
+    /// The sender's delivery id, when known.
+    pub delivery_id: Option<String>,
+    /// The request headers kept with the event (secrets already dropped at ingress).
+    pub headers: Vec<(String, Vec<u8>)>,
     /// The request's `Content-Type`, when it had one.
     pub content_type: Option<String>,
     /// When hookrelay accepted the event, in Unix milliseconds.
@@ -51,6 +60,8 @@ pub enum Outcome {
     Delivered {
         /// HTTP status, for sinks that speak HTTP.
         status: Option<u16>,
+        /// The id the service gave the message (Slack's `ts`), when it gives one.
+        message_id: Option<String>,
     },
     /// Worth trying again; `after` is the delay the receiver asked for, if any.
     Retry {
@@ -74,6 +85,14 @@ pub trait Sink {
 pub enum AnySink {
     /// `kind = "webhook"`.
     Webhook(webhook::WebhookSink),
+    /// `kind = "slack"`.
+    Slack(slack::SlackSink),
+    /// `kind = "discord"`.
+    Discord(discord::DiscordSink),
+    /// `kind = "teams"`.
+    Teams(teams::TeamsSink),
+    /// `kind = "smtp"` (boxed: its transport and three templates make it the largest).
+    Smtp(Box<smtp::SmtpSink>),
 }
 
 impl AnySink {
@@ -86,6 +105,29 @@ impl AnySink {
                 &config.outbound,
                 config.timeout,
             )?)),
+            SinkKind::Slack(c) => Ok(AnySink::Slack(slack::SlackSink::new(
+                &config.name,
+                c,
+                &config.outbound,
+                config.timeout,
+            )?)),
+            SinkKind::Discord(c) => Ok(AnySink::Discord(discord::DiscordSink::new(
+                &config.name,
+                c,
+                &config.outbound,
+                config.timeout,
+            )?)),
+            SinkKind::Teams(c) => Ok(AnySink::Teams(teams::TeamsSink::new(
+                &config.name,
+                c,
+                &config.outbound,
+                config.timeout,
+            )?)),
+            SinkKind::Smtp(c) => Ok(AnySink::Smtp(Box::new(smtp::SmtpSink::new(
+                &config.name,
+                c,
+                config.timeout,
+            )?))),
         }
     }
 }
@@ -94,13 +136,53 @@ impl Sink for AnySink {
     fn kind(&self) -> &'static str {
         match self {
             AnySink::Webhook(s) => s.kind(),
+            AnySink::Slack(s) => s.kind(),
+            AnySink::Discord(s) => s.kind(),
+            AnySink::Teams(s) => s.kind(),
+            AnySink::Smtp(s) => s.kind(),
         }
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Outcome {
         match self {
             AnySink::Webhook(s) => s.deliver(delivery).await,
+            AnySink::Slack(s) => s.deliver(delivery).await,
+            AnySink::Discord(s) => s.deliver(delivery).await,
+            AnySink::Teams(s) => s.deliver(delivery).await,
+            AnySink::Smtp(s) => s.deliver(delivery).await,
         }
+    }
+}
+
+/// Builds every configured sink, enabled or not, without sending anything, and returns
+/// what would stop one from starting (a template that does not compile, say): what
+/// `hookrelay check` reports. Call inside a tokio runtime.
+pub fn check(sinks: &[SinkConfig]) -> Vec<SinkBuildError> {
+    sinks
+        .iter()
+        .filter_map(|config| AnySink::new(config).err())
+        .collect()
+}
+
+/// The source name of `hookrelay test-sink`'s message; not a valid source name, so no real
+/// event can pass for a test.
+pub const TEST_SOURCE: &str = "hookrelay test-sink";
+
+/// The clearly labelled message `hookrelay test-sink` sends: templates see `test = true`.
+pub fn test_delivery() -> Delivery {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Delivery {
+        event_id: Uuid::now_v7(),
+        source: Arc::from(TEST_SOURCE),
+        event_type: Some("hookrelay.test".to_string()),
+        delivery_id: None,
+        headers: Vec::new(),
+        content_type: Some("application/json".to_string()),
+        received_at_ms: now_ms,
+        body: Bytes::from_static(b"{\"hookrelay\":\"test message\"}"),
+        attempt: 1,
     }
 }
 

@@ -211,7 +211,10 @@ fn classify(sink: &str, status: StatusCode, after: Option<Duration>, body: &[u8]
         message,
     };
     if status.is_success() {
-        Outcome::Delivered { status: Some(code) }
+        Outcome::Delivered {
+            status: Some(code),
+            message_id: None,
+        }
     } else if status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
@@ -236,7 +239,7 @@ fn classify(sink: &str, status: StatusCode, after: Option<Duration>, body: &[u8]
 
 /// The start of a response body, fit for one log line: lossy UTF-8, whitespace runs and
 /// control characters folded to one space, trimmed; `None` when nothing is left.
-fn snippet(body: &[u8]) -> Option<String> {
+pub(super) fn snippet(body: &[u8]) -> Option<String> {
     let head = &body[..body.len().min(SNIPPET_BYTES)];
     let text = String::from_utf8_lossy(head);
     let folded = text
@@ -251,7 +254,7 @@ fn snippet(body: &[u8]) -> Option<String> {
 
 /// Parses `Retry-After`: delta seconds or an HTTP date (relative to `now`); `None` for
 /// anything else. A date in the past means "now".
-fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+pub(super) fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
     if let Ok(seconds) = text.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -446,6 +449,8 @@ mod tests {
             event_id: Uuid::now_v7(),
             source: Arc::from("github"),
             event_type: Some("push".to_string()),
+            delivery_id: None,
+            headers: Vec::new(),
             content_type: Some("application/json; charset=utf-8".to_string()),
             received_at_ms: 1,
             body: Bytes::from_static(body),
@@ -490,7 +495,10 @@ mod tests {
             .as_secs();
         assert_eq!(
             sink.deliver(&d).await,
-            Outcome::Delivered { status: Some(204) }
+            Outcome::Delivered {
+                status: Some(204),
+                message_id: None,
+            }
         );
         let after = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -575,7 +583,8 @@ mod tests {
             assert_eq!(
                 answer_with(Answer::status(status)).await,
                 Outcome::Delivered {
-                    status: Some(status)
+                    status: Some(status),
+                    message_id: None,
                 }
             );
         }

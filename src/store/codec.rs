@@ -61,6 +61,7 @@ pub struct AttemptValue {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub outcome: AttemptOutcome,
+    pub message_id: Option<String>,
 }
 
 /// A dead letter's value (its key holds sink and event id).

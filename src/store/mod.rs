@@ -147,6 +147,8 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// How it ended.
     pub outcome: AttemptOutcome,
+    /// The sink's id for the delivered message (Slack's `ts`), when it gave one.
+    pub message_id: Option<String>,
 }
 
 /// What happens to a queue entry after an attempt.
@@ -425,6 +427,7 @@ impl Store {
                     status: value.status,
                     error: value.error,
                     outcome: value.outcome,
+                    message_id: value.message_id,
                 },
             ));
         }
@@ -643,6 +646,7 @@ mod tests {
             status: Some(503),
             error: Some("receiver answered 503".into()),
             outcome,
+            message_id: None,
         };
         let retry_at = entry.due_ms + 60_000;
         store

@@ -373,6 +373,7 @@ fn apply_all(
                         status: attempt.status,
                         error: attempt.error.clone(),
                         outcome: attempt.outcome,
+                        message_id: attempt.message_id.clone(),
                     })
                     .as_slice(),
                 )?;

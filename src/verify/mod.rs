@@ -11,6 +11,7 @@ mod github;
 mod gitlab;
 mod hmac;
 mod none;
+mod presets;
 mod standard;
 mod token;
 
@@ -88,6 +89,9 @@ pub enum Verifier {
     Token(token::TokenVerifier),
     /// `kind = "none"`.
     None(none::NoneVerifier),
+    /// A product preset: `kind = "nexus"`, `"artifactory"`, `"harbor"`, `"gitea"`,
+    /// `"bitbucket"`.
+    Preset(presets::PresetVerifier),
 }
 
 impl Verifier {
@@ -142,6 +146,11 @@ impl Verifier {
                 event_type.as_ref(),
                 delivery_id.as_ref(),
             ))),
+            SourceKind::Preset {
+                product,
+                scheme,
+                secrets,
+            } => Verifier::Preset(presets::PresetVerifier::new(*product, *scheme, secrets)),
         }
     }
 
@@ -161,6 +170,7 @@ impl Verifier {
             Verifier::Hmac(v) => v.verify(headers, body),
             Verifier::Token(v) => v.verify(headers, body),
             Verifier::None(v) => v.verify(headers, body),
+            Verifier::Preset(v) => v.verify(headers, body),
         }
     }
 
@@ -169,6 +179,7 @@ impl Verifier {
         match self {
             Verifier::Gitlab(_) => std::slice::from_ref(&gitlab::TOKEN_HEADER),
             Verifier::Token(v) => v.secret_headers(),
+            Verifier::Preset(v) => v.secret_headers(),
             Verifier::Github(_) | Verifier::Standard(_) | Verifier::Hmac(_) | Verifier::None(_) => {
                 &[]
             }

@@ -7,7 +7,9 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod presets;
 pub mod python;
+pub mod smtp;
 pub mod tls;
 
 use std::collections::VecDeque;

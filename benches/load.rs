@@ -1,0 +1,1103 @@
+//! Load bench: the real `hookrelay` binary over loopback beside a bare hyper server, measured
+//! in the same run by the same client, so their ratio means something on any machine.
+//!
+//! Two phases, each a warm-up (not counted) then a measured window:
+//!
+//! 1. **bare baseline**: a hyper 1 HTTP/1.1 server in this process, on its own tokio
+//!    runtime, that reads the whole body and answers `202` with a small JSON id. No
+//!    verification, no storage: the best any relay could do on this machine.
+//! 2. **hookrelay, signed + durable**: the release binary (`CARGO_BIN_EXE_hookrelay`) as a
+//!    child process with one `kind = "github"` source and no routes, so every request is
+//!    HMAC-verified and fsync'd to redb before its `202`, and nothing else runs.
+//!
+//! The load generator is a hyper 1 client (`hyper::client::conn::http1`), one task per
+//! keep-alive connection, on its own runtime. Every request carries the same ~1 KiB GitHub
+//! push body (GitHub signs only the body, so one signature serves all) and a unique
+//! `X-GitHub-Delivery`, so dedup never short-cuts a commit. Every reply must be `202`: any
+//! other status or a connection error fails the bench after the phase.
+//!
+//! The load generator and the server share the same cores: the figures are a ratio on one
+//! machine, not the server's capacity on a dedicated one. CPU time per side is printed so
+//! the split can be read off.
+//!
+//! Knobs (environment): `LOAD_SECONDS` (measured, default 10), `LOAD_WARMUP` (default 3),
+//! `LOAD_CONNECTIONS` (default 64). Run with `cargo bench --bench load`; the table is also
+//! written to `target/load-bench.md`. Without `--bench` (as `cargo test --benches` runs it)
+//! it is a one-second smoke run that writes nothing.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+/// The source's secret in the relay's config; the client signs with it.
+const SECRET: &str = "bench-secret-0123456789";
+
+/// Keeps the "listening" line (target `hookrelay`, the binary) and warnings, and drops the
+/// per-event `info` lines of `hookrelay::ingress` ("accepted event"), which would otherwise
+/// cost one formatted JSON line on stderr per request and measure logging, not the relay.
+/// `LOAD_RELAY_LOG` replaces it for a diagnostic run (e.g. add
+/// `hookrelay::store::writer=trace` for one line per commit with its size and duration); the
+/// relay's whole log is copied to `target/load-bench-relay.log` either way.
+const RELAY_LOG_FILTER: &str = "warn,hookrelay=info,hookrelay::ingress=warn";
+
+fn relay_log_filter() -> String {
+    std::env::var("LOAD_RELAY_LOG").unwrap_or_else(|_| RELAY_LOG_FILTER.to_string())
+}
+
+/// Slowest latency the histograms track; anything above is clamped (and would be a failure
+/// of the run anyway).
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// How much to run and how.
+#[derive(Clone, Copy)]
+struct Plan {
+    warmup: Duration,
+    measured: Duration,
+    connections: usize,
+    /// A smoke run (`cargo test --benches`): short, writes no report.
+    smoke: bool,
+}
+
+/// What one phase measured.
+struct PhaseResult {
+    name: &'static str,
+    requests: u64,
+    seconds: f64,
+    latency_us: Histogram<u64>,
+    /// CPU seconds over the measured window: the server's threads, the client's.
+    server_cpu: f64,
+    client_cpu: f64,
+    /// The relay's store writer thread over the window (zero for the baseline).
+    writer: Sched,
+    /// Every `202` of the phase, warm-up included: the events the relay stored.
+    accepted: u64,
+    /// Fraction of the whole machine busy during the window, everyone included.
+    machine_busy: f64,
+    /// Fraction of the whole machine in interrupt and softirq work.
+    machine_interrupts: f64,
+    /// The busiest other processes over the window, by name, in cores.
+    others: Vec<(String, f64)>,
+}
+
+impl PhaseResult {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    /// Cores used by everything but this server and this client: other processes, and
+    /// interrupt work not charged to a thread (loopback TCP of both sides, mostly). More
+    /// than the interrupts means other processes disturbed the figures.
+    fn other_cores(&self, cores: usize) -> f64 {
+        let ours = (self.server_cpu + self.client_cpu) / self.seconds;
+        (self.machine_busy * cores as f64 - ours).max(0.0)
+    }
+}
+
+/// The relay's memory and store, sampled around its phase.
+struct RelayFacts {
+    rss_idle_kib: u64,
+    rss_end_kib: u64,
+    rss_peak_kib: u64,
+    store_bytes: u64,
+    log_lines_during_load: usize,
+    /// Bytes the relay caused to be written to the disk during the load (warm-up included).
+    disk_written: u64,
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("load bench FAILED: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let plan = Plan {
+        warmup: Duration::from_secs(env_u64("LOAD_WARMUP", if smoke { 0 } else { 3 })?),
+        measured: Duration::from_secs(env_u64("LOAD_SECONDS", if smoke { 1 } else { 10 })?),
+        connections: env_u64("LOAD_CONNECTIONS", 64)? as usize,
+        smoke,
+    };
+    ensure!(
+        plan.measured > Duration::ZERO,
+        "LOAD_SECONDS must be at least 1"
+    );
+    ensure!(plan.connections > 0, "LOAD_CONNECTIONS must be at least 1");
+    let body = Bytes::from(push_payload());
+    let machine = Machine::read();
+    println!(
+        "load bench: {} keep-alive connections, {} B body, {} s warm-up + {} s measured per phase",
+        plan.connections,
+        body.len(),
+        plan.warmup.as_secs(),
+        plan.measured.as_secs()
+    );
+    println!(
+        "machine: {} cores ({}), kernel {}; the load generator and the server share these cores",
+        machine.cores, machine.cpu, machine.kernel
+    );
+
+    let client = client_runtime(&machine)?;
+
+    println!("\n[1/2] bare hyper baseline");
+    let baseline = {
+        let server = baseline_runtime(&machine)?;
+        let listener = server.block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        server.spawn(serve_baseline(listener));
+        let pid = std::process::id();
+        let result = drive(
+            &client,
+            addr,
+            &body,
+            plan,
+            "bare hyper, 202",
+            &[pid],
+            || {
+                Ok((
+                    thread_cpu(pid, |name| name.starts_with("baseline"))?,
+                    thread_cpu(pid, |name| name.starts_with("load-client"))?,
+                    Sched::default(),
+                ))
+            },
+        )?;
+        server.shutdown_timeout(Duration::from_secs(1));
+        result
+    };
+    report_phase(&baseline, &machine);
+
+    println!("\n[2/2] hookrelay: github HMAC verified, fsync'd to redb, no routes");
+    let dir = tempfile::tempdir().context("cannot create a temp dir for the relay")?;
+    let relay = RelayProcess::start(dir.path())?;
+    // The pid lets one attach a profiler (`perf record -p`) during the load.
+    println!(
+        "  hookrelay pid {} listening on {}",
+        relay.pid(),
+        relay.addr
+    );
+    // One request end to end before measuring "idle": the store is open and the config
+    // proven to accept a signed event.
+    client.block_on(probe(relay.addr, &body))?;
+    let rss_idle_kib = vm_kib(relay.pid(), "VmRSS")?;
+    let written_idle = disk_written(relay.pid())?;
+    let lines_before = relay.log_lines();
+    let relay_pid = relay.pid();
+    let self_pid = std::process::id();
+    let relay_result = drive(
+        &client,
+        relay.addr,
+        &body,
+        plan,
+        "hookrelay, signed + durable",
+        &[self_pid, relay_pid],
+        || {
+            Ok((
+                thread_cpu(relay_pid, |_| true)?,
+                thread_cpu(self_pid, |name| name.starts_with("load-client"))?,
+                thread_sched(relay_pid, "store-writer")?,
+            ))
+        },
+    )?;
+    let rss_end_kib = vm_kib(relay.pid(), "VmRSS")?;
+    let rss_peak_kib = vm_kib(relay.pid(), "VmHWM")?;
+    let written_end = disk_written(relay.pid())?;
+    let log_lines_during_load = relay.log_lines() - lines_before;
+    relay.stop()?;
+    let facts = RelayFacts {
+        rss_idle_kib,
+        rss_end_kib,
+        rss_peak_kib,
+        store_bytes: std::fs::metadata(dir.path().join("store/hookrelay.redb"))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        log_lines_during_load,
+        disk_written: written_end.saturating_sub(written_idle),
+    };
+    report_phase(&relay_result, &machine);
+
+    let markdown = table(&baseline, &relay_result, &facts, &machine, plan, body.len());
+    println!("\n{markdown}");
+    if !plan.smoke {
+        let path = target_dir().join("load-bench.md");
+        std::fs::write(&path, &markdown)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn env_u64(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}={v:?}: expected a whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// A realistic GitHub `push` payload, about 1 KiB, compact JSON as GitHub sends it.
+fn push_payload() -> Vec<u8> {
+    let commit = serde_json::json!({
+        "id": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        "message": "Handle redelivered webhooks without fanning out twice",
+        "timestamp": "2026-03-02T10:15:42+01:00",
+        "author": { "name": "Ada Example", "email": "ada@example.com" },
+        "modified": ["src/store/writer.rs"]
+    });
+    let payload = serde_json::json!({
+        "ref": "refs/heads/main",
+        "before": "9049f1265b7d61be4a8904a9a27120d2064dab3b",
+        "after": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        "repository": {
+            "id": 186853002,
+            "name": "relay",
+            "full_name": "acme/relay",
+            "private": false,
+            "owner": { "name": "acme", "login": "acme", "id": 21031067, "type": "Organization" },
+            "default_branch": "main"
+        },
+        "pusher": { "name": "ada", "email": "ada@example.com" },
+        "sender": { "login": "ada", "id": 583231, "type": "User" },
+        "created": false,
+        "deleted": false,
+        "forced": false,
+        "compare": "https://github.com/acme/relay/compare/9049f1265b7d...6113728f27ae",
+        "commits": [commit.clone()],
+        "head_commit": commit
+    });
+    serde_json::to_vec(&payload).expect("a json! value serializes")
+}
+
+/// `sha256=<hex HMAC-SHA256 of body>`, as GitHub's `X-Hub-Signature-256`.
+fn signature_256(body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// `sha1=<hex HMAC-SHA1 of body>`: GitHub still sends the legacy header beside the new one.
+fn signature_1(body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(SECRET.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The request GitHub would send for this delivery.
+fn github_request(
+    addr: SocketAddr,
+    body: &Bytes,
+    sig: &Signatures,
+    delivery: &str,
+) -> Request<Full<Bytes>> {
+    Request::post("/hooks/github")
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::USER_AGENT, "GitHub-Hookshot/bench")
+        .header(http::header::ACCEPT, "*/*")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", delivery)
+        .header("x-github-hook-id", "471147384")
+        .header("x-github-hook-installation-target-id", "186853002")
+        .header("x-github-hook-installation-target-type", "repository")
+        .header("x-hub-signature", sig.sha1.as_str())
+        .header("x-hub-signature-256", sig.sha256.as_str())
+        .body(Full::new(body.clone()))
+        .expect("static request parts are valid")
+}
+
+/// Both signature headers, computed once: the body never changes.
+struct Signatures {
+    sha1: String,
+    sha256: String,
+}
+
+/// Unique delivery ids across connections, requests and bench runs (the relay's store is new
+/// each run, but a unique run prefix keeps ids honest even if it were not).
+struct DeliveryIds {
+    run: u128,
+}
+
+impl DeliveryIds {
+    fn new() -> DeliveryIds {
+        DeliveryIds {
+            run: uuid::Uuid::now_v7().as_u128() & !((1u128 << 64) - 1),
+        }
+    }
+    fn id(&self, connection: usize, seq: u64) -> String {
+        let low = ((connection as u128) << 40) | seq as u128;
+        uuid::Uuid::from_u128(self.run | low)
+            .hyphenated()
+            .to_string()
+    }
+}
+
+fn client_runtime(machine: &Machine) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(machine.cores)
+        .thread_name("load-client")
+        .enable_all()
+        .build()
+        .context("cannot start the client runtime")
+}
+
+fn baseline_runtime(machine: &Machine) -> anyhow::Result<tokio::runtime::Runtime> {
+    // As many workers as the relay's runtime gets by default: one per core.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(machine.cores)
+        .thread_name("baseline-server")
+        .enable_all()
+        .build()
+        .context("cannot start the baseline server runtime")
+}
+
+/// The bare server: reads the whole body, answers `202 {"id":"<uuid>"}` like the relay.
+async fn serve_baseline(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                let body = request.into_body().collect().await;
+                let mut response = match body {
+                    Ok(_) => {
+                        let id = uuid::Uuid::now_v7();
+                        Response::new(Full::new(Bytes::from(format!("{{\"id\":\"{id}\"}}"))))
+                    }
+                    Err(_) => Response::new(Full::new(Bytes::from_static(b"{}"))),
+                };
+                *response.status_mut() = StatusCode::ACCEPTED;
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                Ok::<_, Infallible>(response)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// What one connection task saw.
+#[derive(Default)]
+struct ConnectionTally {
+    /// `202`s inside the measured window.
+    requests: u64,
+    /// All `202`s.
+    accepted: u64,
+    latency_us: Option<Histogram<u64>>,
+    failures: Vec<String>,
+}
+
+/// Runs warm-up then the measured window against `addr`; `cpu` reads the server's and the
+/// client's CPU seconds and the relay writer's scheduling and is called at the window's edges; processes in `ours` (this one, the
+/// relay) are left out of the "other processes" list.
+fn drive(
+    client: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    body: &Bytes,
+    plan: Plan,
+    name: &'static str,
+    ours: &[u32],
+    cpu: impl Fn() -> anyhow::Result<(f64, f64, Sched)>,
+) -> anyhow::Result<PhaseResult> {
+    let signatures = Arc::new(Signatures {
+        sha1: signature_1(body),
+        sha256: signature_256(body),
+    });
+    let ids = Arc::new(DeliveryIds::new());
+    let started = Instant::now();
+    let window_start = started + plan.warmup;
+    let window_end = window_start + plan.measured;
+    let mut tasks = Vec::with_capacity(plan.connections);
+    for connection in 0..plan.connections {
+        let body = body.clone();
+        let signatures = signatures.clone();
+        let ids = ids.clone();
+        tasks.push(client.spawn(async move {
+            let mut tally = ConnectionTally {
+                latency_us: Some(
+                    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid bounds"),
+                ),
+                ..ConnectionTally::default()
+            };
+            if let Err(err) = connection_loop(
+                addr,
+                &body,
+                &signatures,
+                &ids,
+                connection,
+                window_start,
+                window_end,
+                &mut tally,
+            )
+            .await
+            {
+                tally
+                    .failures
+                    .push(format!("connection {connection}: {err:#}"));
+            }
+            tally
+        }));
+    }
+    // Sample CPU at the window's edges from this (non-runtime) thread.
+    std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
+    let busy_start = MachineTicks::read()?;
+    let procs_start = process_cpu();
+    let (server_start, client_start, writer_start) = cpu()?;
+    std::thread::sleep(window_end.saturating_duration_since(Instant::now()));
+    let (server_end, client_end, writer_end) = cpu()?;
+    let procs_end = process_cpu();
+    let busy_end = MachineTicks::read()?;
+    let others = top_others(&procs_start, &procs_end, ours, plan.measured.as_secs_f64());
+
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
+    let mut requests = 0;
+    let mut accepted = 0;
+    let mut failures = Vec::new();
+    for task in tasks {
+        let tally = client
+            .block_on(task)
+            .context("a connection task panicked")?;
+        requests += tally.requests;
+        accepted += tally.accepted;
+        if let Some(h) = &tally.latency_us {
+            latency_us.add(h)?;
+        }
+        failures.extend(tally.failures);
+    }
+    if !failures.is_empty() {
+        let shown: Vec<_> = failures.iter().take(5).cloned().collect();
+        bail!(
+            "{name}: {} failed request(s) or connection(s); every reply must be 202. First ones:\n  {}",
+            failures.len(),
+            shown.join("\n  ")
+        );
+    }
+    ensure!(
+        requests > 0,
+        "{name}: no request completed in the measured window"
+    );
+    Ok(PhaseResult {
+        name,
+        requests,
+        seconds: plan.measured.as_secs_f64(),
+        latency_us,
+        server_cpu: server_end - server_start,
+        client_cpu: client_end - client_start,
+        writer: Sched {
+            on_cpu: writer_end.on_cpu - writer_start.on_cpu,
+            waiting_for_cpu: writer_end.waiting_for_cpu - writer_start.waiting_for_cpu,
+        },
+        accepted,
+        machine_busy: busy_end.busy_since(&busy_start),
+        machine_interrupts: busy_end.interrupts_since(&busy_start),
+        others,
+    })
+}
+
+/// One keep-alive connection sending requests back to back until `window_end`. Requests
+/// that start before `window_start` (warm-up) or end after `window_end` are not counted.
+#[allow(clippy::too_many_arguments)]
+async fn connection_loop(
+    addr: SocketAddr,
+    body: &Bytes,
+    signatures: &Signatures,
+    ids: &DeliveryIds,
+    connection: usize,
+    window_start: Instant,
+    window_end: Instant,
+    tally: &mut ConnectionTally,
+) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let driver = tokio::spawn(conn);
+    let histogram = tally.latency_us.as_mut().expect("set by the caller");
+    let mut seq = 0u64;
+    loop {
+        let sent = Instant::now();
+        if sent >= window_end {
+            break;
+        }
+        sender
+            .ready()
+            .await
+            .context("connection closed by the server")?;
+        let request = github_request(addr, body, signatures, &ids.id(connection, seq));
+        seq += 1;
+        let response = sender
+            .send_request(request)
+            .await
+            .context("request failed")?;
+        let status = response.status();
+        let reply = response
+            .into_body()
+            .collect()
+            .await
+            .context("reading the reply")?
+            .to_bytes();
+        let done = Instant::now();
+        if status != StatusCode::ACCEPTED {
+            let text = String::from_utf8_lossy(&reply[..reply.len().min(200)]).into_owned();
+            tally.failures.push(format!("status {status}: {text}"));
+            if tally.failures.len() >= 5 {
+                break;
+            }
+            continue;
+        }
+        tally.accepted += 1;
+        if sent >= window_start && done <= window_end {
+            tally.requests += 1;
+            let us = (done - sent).as_micros() as u64;
+            histogram.record(us.clamp(1, MAX_LATENCY_US))?;
+        }
+    }
+    drop(sender);
+    let _ = driver.await;
+    Ok(())
+}
+
+/// Sends one signed event and insists on a `202`: the relay is up and configured right.
+async fn probe(addr: SocketAddr, body: &Bytes) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect to {addr}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let signatures = Signatures {
+        sha1: signature_1(body),
+        sha256: signature_256(body),
+    };
+    let delivery = uuid::Uuid::now_v7().to_string();
+    let response = sender
+        .send_request(github_request(addr, body, &signatures, &delivery))
+        .await?;
+    let status = response.status();
+    let reply = response.into_body().collect().await?.to_bytes();
+    ensure!(
+        status == StatusCode::ACCEPTED,
+        "the relay answered the first signed event with {status}: {}",
+        String::from_utf8_lossy(&reply)
+    );
+    Ok(())
+}
+
+/// The release binary on a config in `dir`, its stderr drained by a thread (a full pipe
+/// would stall the relay) that picks out the listening address and counts lines.
+struct RelayProcess {
+    child: Child,
+    addr: SocketAddr,
+    lines: Arc<AtomicU64>,
+}
+
+impl RelayProcess {
+    fn start(dir: &Path) -> anyhow::Result<RelayProcess> {
+        let config = dir.join("hookrelay.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\npath = \"store/hookrelay.redb\"\n\n\
+                 [sources.github]\nkind = \"github\"\nsecret = \"{SECRET}\"\n"
+            ),
+        )?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", relay_log_filter())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start the hookrelay binary")?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        std::fs::create_dir_all(target_dir())
+            .with_context(|| format!("cannot create {}", target_dir().display()))?;
+        let log_path = target_dir().join("load-bench-relay.log");
+        let mut log_copy = std::fs::File::create(&log_path)
+            .map(std::io::BufWriter::new)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let lines = Arc::new(AtomicU64::new(0));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                let mut addr_tx = Some(addr_tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    lines.fetch_add(1, Ordering::Relaxed);
+                    let _ = writeln!(log_copy, "{line}");
+                    if let Some(tx) = &addr_tx {
+                        if let Some(addr) = listen_addr(&line) {
+                            let _ = tx.send(Ok(addr));
+                            addr_tx = None;
+                        } else {
+                            // Until it listens, every line may explain why it does not.
+                            let _ = tx.send(Err(line));
+                        }
+                    }
+                }
+                let _ = log_copy.flush();
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut early = Vec::new();
+        let addr = loop {
+            match addr_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Ok(addr)) => break addr,
+                Ok(Err(line)) => early.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!(
+                        "hookrelay did not start listening; its log:\n{}",
+                        early.join("\n")
+                    );
+                }
+            }
+        };
+        Ok(RelayProcess { child, addr, lines })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_lines(&self) -> usize {
+        self.lines.load(Ordering::Relaxed) as usize
+    }
+
+    /// SIGTERM and a clean exit, as an operator would stop it.
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("cannot run kill")?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(
+                    status.success(),
+                    "hookrelay exited with {status} after SIGTERM"
+                );
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "hookrelay did not exit within 15 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        // After `stop` this finds the child already reaped; on an early error it ends it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address of the relay's `"... listening"` JSON log line, as `tests/common` reads it.
+fn listen_addr(line: &str) -> Option<SocketAddr> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    if !value.get("message")?.as_str()?.contains("listening") {
+        return None;
+    }
+    value.get("listen")?.as_str()?.parse().ok()
+}
+
+/// Bytes `pid` has caused to be sent to the storage layer (`write_bytes` of
+/// `/proc/PID/io`).
+fn disk_written(pid: u32) -> anyhow::Result<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no write_bytes in /proc/{pid}/io"))
+}
+
+/// A `Vm*` line of `/proc/PID/status`, in KiB.
+fn vm_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))
+}
+
+/// CPU ticks (user + system, reaped children included) of every process, by pid, with its
+/// name.
+fn process_cpu() -> HashMap<u32, ProcessTicks> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue; // it ended meanwhile
+        };
+        if let Some(stat) = parse_stat(&stat) {
+            out.insert(
+                pid,
+                ProcessTicks {
+                    name: stat.name.to_string(),
+                    parent: stat.parent,
+                    // Short-lived processes (a compiler, a test binary) are gone by the
+                    // second snapshot; their time shows up in their parent's reaped-children
+                    // ticks.
+                    ticks: stat.own + stat.children,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Up to three process names, not in `ours`, that used the most CPU between two snapshots,
+/// each over 0.05 cores: who else was using the machine.
+fn top_others(
+    start: &HashMap<u32, ProcessTicks>,
+    end: &HashMap<u32, ProcessTicks>,
+    ours: &[u32],
+    seconds: f64,
+) -> Vec<(String, f64)> {
+    let hz = clock_ticks_per_second();
+    // A process that ended in the window shows up whole in its parent's children ticks;
+    // what it had used before the window must come off again.
+    let mut before_window: HashMap<u32, u64> = HashMap::new();
+    for (pid, p) in start {
+        if !end.contains_key(pid) {
+            *before_window.entry(p.parent).or_default() += p.ticks;
+        }
+    }
+    let mut by_name: HashMap<&str, u64> = HashMap::new();
+    for (pid, p) in end {
+        if ours.contains(pid) {
+            continue;
+        }
+        // A process born during the window counts from zero.
+        let before = start.get(pid).map(|s| s.ticks).unwrap_or(0)
+            + before_window.get(pid).copied().unwrap_or(0);
+        *by_name.entry(&p.name).or_default() += p.ticks.saturating_sub(before);
+    }
+    let mut list: Vec<(String, f64)> = by_name
+        .into_iter()
+        .map(|(name, ticks)| (name.to_string(), ticks as f64 / hz / seconds))
+        .filter(|(_, cores)| *cores >= 0.05)
+        .collect();
+    list.sort_by(|a, b| b.1.total_cmp(&a.1));
+    list.truncate(3);
+    list
+}
+
+/// One process in a CPU snapshot.
+struct ProcessTicks {
+    name: String,
+    parent: u32,
+    /// User + system ticks, its reaped children's included.
+    ticks: u64,
+}
+
+/// The fields of a `/proc/.../stat` line this bench reads.
+struct Stat<'a> {
+    name: &'a str,
+    parent: u32,
+    /// User + system ticks.
+    own: u64,
+    /// User + system ticks of its reaped children.
+    children: u64,
+}
+
+fn parse_stat(stat: &str) -> Option<Stat<'_>> {
+    // "pid (name) state ppid ...": the name may hold spaces, so split at the last ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
+    // After the name, state is field 3, ppid 4; utime, stime, cutime, cstime are fields 14
+    // to 17 (1-based, proc(5)).
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    Some(Stat {
+        name: &stat[open + 1..close],
+        parent: field(4)? as u32,
+        own: field(14)? + field(15)?,
+        children: field(16)? + field(17)?,
+    })
+}
+
+/// Scheduler time of one thread, in seconds.
+#[derive(Clone, Copy, Default)]
+struct Sched {
+    /// Running on a CPU.
+    on_cpu: f64,
+    /// Runnable but waiting for a CPU: time a busy machine adds to its latency.
+    waiting_for_cpu: f64,
+}
+
+/// `/proc/PID/task/TID/schedstat` of the thread of `pid` named `name` (zero if none).
+fn thread_sched(pid: u32, name: &str) -> anyhow::Result<Sched> {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = entry?.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        let text = std::fs::read_to_string(path.join("schedstat"))?;
+        let mut values = text
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0));
+        let on_cpu = values.next().unwrap_or(0) as f64 / 1e9;
+        let waiting_for_cpu = values.next().unwrap_or(0) as f64 / 1e9;
+        return Ok(Sched {
+            on_cpu,
+            waiting_for_cpu,
+        });
+    }
+    Ok(Sched::default())
+}
+
+/// CPU seconds (user + system) of the threads of `pid` whose name passes `keep`.
+fn thread_cpu(pid: u32, keep: impl Fn(&str) -> bool) -> anyhow::Result<f64> {
+    let hz = clock_ticks_per_second();
+    let mut ticks = 0u64;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        if let Some(stat) = parse_stat(&stat)
+            && keep(stat.name)
+        {
+            ticks += stat.own;
+        }
+    }
+    Ok(ticks as f64 / hz)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// The `cpu` line of `/proc/stat`: busy and total ticks of the whole machine.
+struct MachineTicks {
+    busy: u64,
+    /// Interrupt and softirq time, which no thread is charged for: on loopback, much of
+    /// the TCP work of both sides.
+    interrupts: u64,
+    total: u64,
+}
+
+impl MachineTicks {
+    fn read() -> anyhow::Result<MachineTicks> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let line = stat.lines().next().context("empty /proc/stat")?;
+        let values: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        ensure!(values.len() >= 5, "unexpected /proc/stat: {line}");
+        let total: u64 = values.iter().sum();
+        // idle and iowait are the not-busy columns.
+        let busy = total - values[3] - values[4];
+        let interrupts = values.get(5).unwrap_or(&0) + values.get(6).unwrap_or(&0);
+        Ok(MachineTicks {
+            busy,
+            interrupts,
+            total,
+        })
+    }
+
+    fn busy_since(&self, earlier: &MachineTicks) -> f64 {
+        let total = self.total.saturating_sub(earlier.total).max(1);
+        self.busy.saturating_sub(earlier.busy) as f64 / total as f64
+    }
+
+    fn interrupts_since(&self, earlier: &MachineTicks) -> f64 {
+        let total = self.total.saturating_sub(earlier.total).max(1);
+        self.interrupts.saturating_sub(earlier.interrupts) as f64 / total as f64
+    }
+}
+
+/// What the report says about the machine.
+struct Machine {
+    cores: usize,
+    cpu: String,
+    kernel: String,
+}
+
+impl Machine {
+    fn read() -> Machine {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("model name")?
+                        .split_once(':')
+                        .map(|(_, v)| v.trim().to_string())
+                })
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        Machine { cores, cpu, kernel }
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+fn report_phase(r: &PhaseResult, machine: &Machine) {
+    println!(
+        "  {}: {} requests in {:.0} s = {:.0} req/s; p50 {}, p99 {}, max {}",
+        r.name,
+        r.requests,
+        r.seconds,
+        r.rate(),
+        ms(r.latency_us.value_at_quantile(0.50)),
+        ms(r.latency_us.value_at_quantile(0.99)),
+        ms(r.latency_us.max()),
+    );
+    println!(
+        "  CPU over the window: server {:.2} cores, load generator {:.2} cores, everything else {:.2} cores \
+         (of which interrupts {:.2}); machine {:.0}% busy",
+        r.server_cpu / r.seconds,
+        r.client_cpu / r.seconds,
+        r.other_cores(machine.cores),
+        r.machine_interrupts * machine.cores as f64,
+        r.machine_busy * 100.0
+    );
+    if !r.others.is_empty() {
+        let list: Vec<String> = r
+            .others
+            .iter()
+            .map(|(name, cores)| format!("{name} {cores:.2}"))
+            .collect();
+        println!("  busiest other processes (cores): {}", list.join(", "));
+    }
+}
+
+/// The Markdown report: printed, and written to `target/load-bench.md`.
+fn table(
+    baseline: &PhaseResult,
+    relay: &PhaseResult,
+    facts: &RelayFacts,
+    machine: &Machine,
+    plan: Plan,
+    body_len: usize,
+) -> String {
+    let ratio = relay.rate() / baseline.rate();
+    let row = |r: &PhaseResult| {
+        format!(
+            "| {} | {:.0} | {} | {} | {} | {:.2}× | {:.2} / {:.2} / {:.2} |\n",
+            r.name,
+            r.rate(),
+            ms(r.latency_us.value_at_quantile(0.50)),
+            ms(r.latency_us.value_at_quantile(0.99)),
+            ms(r.latency_us.max()),
+            r.rate() / baseline.rate(),
+            r.server_cpu / r.seconds,
+            r.client_cpu / r.seconds,
+            r.other_cores(machine.cores),
+        )
+    };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{} keep-alive connections, {} B signed GitHub `push` body, unique delivery ids, \
+         {} s warm-up + {} s measured per server. Machine: {} cores ({}), kernel {}; \
+         **the load generator and the server share these {} cores**.\n\n",
+        plan.connections,
+        body_len,
+        plan.warmup.as_secs(),
+        plan.measured.as_secs(),
+        machine.cores,
+        machine.cpu,
+        machine.kernel,
+        machine.cores,
+    ));
+    out.push_str("| server | requests/s | p50 | p99 | max | vs baseline | CPU cores: server / load generator / other |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    out.push_str(&row(baseline));
+    out.push_str(&row(relay));
+    out.push_str(&format!(
+        "\nhookrelay / baseline = **{ratio:.2}** (goal ≥ 0.50: {}).\n",
+        if ratio >= 0.5 { "met" } else { "NOT met" }
+    ));
+    out.push_str(&format!(
+        "hookrelay RSS: {:.1} MiB idle (after one event), {:.1} MiB at the end of the load, \
+         {:.1} MiB peak; store-writer thread on a CPU {:.0}% of the time, waiting for one {:.0}%, \
+         blocked (fsync, idle) {:.0}%; {:.1} KiB written to disk per event; \
+         redb file {:.1} MiB holding {} events; \
+         {} log lines during the load (RUST_LOG=`{}`).\n",
+        facts.rss_idle_kib as f64 / 1024.0,
+        facts.rss_end_kib as f64 / 1024.0,
+        facts.rss_peak_kib as f64 / 1024.0,
+        relay.writer.on_cpu / relay.seconds * 100.0,
+        relay.writer.waiting_for_cpu / relay.seconds * 100.0,
+        (1.0 - (relay.writer.on_cpu + relay.writer.waiting_for_cpu) / relay.seconds) * 100.0,
+        facts.disk_written as f64 / 1024.0 / relay.accepted as f64,
+        facts.store_bytes as f64 / (1024.0 * 1024.0),
+        relay.accepted + 1,
+        facts.log_lines_during_load,
+        relay_log_filter(),
+    ));
+    out
+}
+
+/// Where cargo puts build output: `$CARGO_TARGET_DIR`, else `target/` in the package.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}

@@ -1,0 +1,292 @@
+//! What the chat sinks (`slack`, `discord`, `teams`) share: an HTTP client that POSTs JSON
+//! and reads a bounded answer, transport errors without the URL, and templates rendered with
+//! a failure that says which template to fix.
+//!
+//! Invariant: no URL, token or body in any message built here (chat webhook URLs are
+//! credentials); a template that cannot render an event fails that delivery permanently,
+//! since every retry would fail alike (fix it, then replay the dead letter).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::header::{AUTHORIZATION, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::webhook::{parse_retry_after, snippet};
+use super::{Delivery, Outcome, SinkBuildError, SinkError};
+use crate::config::{Outbound, Secret, TemplateSource};
+use crate::template::{DEFAULT_MESSAGE, EventContext, Target, Template, TemplateError};
+
+/// How much of an answer is read: enough for any chat API's JSON reply.
+const READ_LIMIT: usize = 64 * 1024;
+
+/// One sink's HTTP client.
+#[derive(Debug)]
+pub(super) struct Http {
+    name: Arc<str>,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+/// A service's answer: status, headers and the start of its body.
+#[derive(Debug)]
+pub(super) struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// Up to [`READ_LIMIT`] bytes of the body.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// `Retry-After`, in seconds or as an HTTP date.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.headers
+            .get(RETRY_AFTER)
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+    }
+
+    /// The body as JSON, when it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// `status` and a one-line quote of the body, for error messages.
+    pub fn describe(&self) -> String {
+        let code = self.status.as_u16();
+        let status = match self.status.canonical_reason() {
+            Some(reason) => format!("{code} {reason}"),
+            None => code.to_string(),
+        };
+        match snippet(&self.body) {
+            Some(s) => format!("{status}: \"{s}\""),
+            None => status,
+        }
+    }
+
+    /// A failure that carries this answer's status.
+    pub fn error(&self, message: String) -> SinkError {
+        SinkError {
+            status: Some(self.status.as_u16()),
+            message,
+        }
+    }
+}
+
+impl Http {
+    /// A client for sink `name` with its trust, client certificate and proxy settings;
+    /// `timeout` bounds one whole attempt.
+    pub fn new(name: &str, outbound: &Outbound, timeout: Duration) -> Result<Http, SinkBuildError> {
+        let client = super::http::client(name, outbound, timeout)?;
+        Ok(Http {
+            name: Arc::from(name),
+            client,
+            timeout,
+        })
+    }
+
+    /// POSTs `body` as JSON to `url`, with a bearer token when given. A transport failure
+    /// is already an outcome (retry, without the URL).
+    pub async fn post_json(
+        &self,
+        url: &reqwest::Url,
+        body: &serde_json::Value,
+        bearer: Option<&Secret>,
+    ) -> Result<Answer, Outcome> {
+        let mut request = self
+            .client
+            .post(url.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
+            .body(serde_json::to_vec(body).expect("a JSON value always serializes"));
+        if let Some(token) = bearer {
+            let mut value = b"Bearer ".to_vec();
+            value.extend_from_slice(token.expose());
+            let mut value = HeaderValue::from_bytes(&value).map_err(|_| {
+                Outcome::Failed(SinkError {
+                    status: None,
+                    message: format!(
+                        "the token is not a valid header value; fix [sinks.{}] token",
+                        self.name
+                    ),
+                })
+            })?;
+            value.set_sensitive(true);
+            request = request.header(AUTHORIZATION, value);
+        }
+        let mut response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        while body.len() < READ_LIMIT {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = READ_LIMIT - body.len();
+                    body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                }
+                // The status is what counts; a body cut short changes nothing.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn transport(&self, err: reqwest::Error) -> Outcome {
+        Outcome::Retry {
+            after: None,
+            error: super::http::transport_error(&self.name, err, self.timeout),
+        }
+    }
+}
+
+/// Parses a URL checked by config; the error never echoes it.
+pub(super) fn parse_url(name: &str, key: &str, text: &str) -> Result<reqwest::Url, SinkBuildError> {
+    reqwest::Url::parse(text).map_err(|e| SinkBuildError {
+        sink: name.to_string(),
+        message: format!("{key} is not a valid URL ({e}); fix [sinks.{name}] {key}"),
+    })
+}
+
+/// Compiles a configured template, or the built-in message, for `target`.
+pub(super) fn compile(
+    name: &str,
+    source: Option<&TemplateSource>,
+    default: &str,
+    target: Target,
+) -> Result<Template, SinkBuildError> {
+    let built_in = format!("built-in template of sink \"{name}\"");
+    let (text, at) = match source {
+        Some(s) => (s.text.as_str(), s.at.as_str()),
+        None => (default, built_in.as_str()),
+    };
+    Template::compile(text, target, at).map_err(|e| template_build_error(name, &e))
+}
+
+/// The build error for a template that does not compile.
+pub(super) fn template_build_error(name: &str, err: &TemplateError) -> SinkBuildError {
+    SinkBuildError {
+        sink: name.to_string(),
+        message: format!("template error at {err}"),
+    }
+}
+
+/// Compiles the message template of a chat sink.
+pub(super) fn message_template(
+    name: &str,
+    source: Option<&TemplateSource>,
+    target: Target,
+) -> Result<Template, SinkBuildError> {
+    compile(name, source, DEFAULT_MESSAGE, target)
+}
+
+/// Renders `template` for `delivery`; a failure is permanent for this event.
+pub(super) fn render(template: &Template, event: &EventContext) -> Result<String, Outcome> {
+    template.render(event).map_err(|e| {
+        Outcome::Failed(SinkError {
+            status: None,
+            message: format!(
+                "template at {} cannot render this event: {}; fix the template, then replay \
+                 the dead letter",
+                e.at, e.message
+            ),
+        })
+    })
+}
+
+/// The context of a delivery, parsed once per attempt.
+pub(super) fn context(delivery: &Delivery) -> EventContext {
+    EventContext::new(delivery)
+}
+
+/// Splits rendered text into its headline (first non-empty line) and the rest, both trimmed.
+pub(super) fn headline(text: &str) -> (String, String) {
+    let text = text.trim();
+    match text.split_once('\n') {
+        Some((first, rest)) => (first.trim().to_string(), rest.trim().to_string()),
+        None => (text.to_string(), String::new()),
+    }
+}
+
+/// At most `max` characters of markup, cut cleanly: at a line end when one is near,
+/// never inside a `<…>` (Slack link) or `[…](…)` (markdown link), an `&…;` entity or after
+/// a lone backslash; a cut text ends with `…`.
+pub(super) fn cut_markup(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let keep = max.saturating_sub(1);
+    let head: String = text.chars().take(keep).collect();
+    let mut end = head.len();
+    // Prefer the last line break in the final fifth.
+    if let Some(nl) = head.rfind('\n')
+        && head[..nl].chars().count() >= keep * 4 / 5
+    {
+        end = nl;
+    }
+    let mut head = head[..end].to_string();
+    loop {
+        let open_angle = head.rfind('<').is_some_and(|i| !head[i..].contains('>'));
+        let open_entity = head.rfind('&').is_some_and(|i| !head[i..].contains(';'));
+        let open_link = head
+            .rfind('[')
+            .is_some_and(|i| !head[i..].contains(')') && !head[..i].ends_with('\\'));
+        let cut_at = if open_angle {
+            head.rfind('<')
+        } else if open_entity {
+            head.rfind('&')
+        } else if open_link {
+            head.rfind('[')
+        } else {
+            None
+        };
+        match cut_at {
+            Some(i) => head.truncate(i),
+            None => break,
+        }
+    }
+    let mut head = head.trim_end().to_string();
+    while head.ends_with('\\') && !head.ends_with("\\\\") {
+        head.pop();
+    }
+    head.push('…');
+    head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutting_never_splits_a_link_an_entity_or_an_escape() {
+        assert_eq!(cut_markup("abc", 3), "abc");
+        assert_eq!(
+            cut_markup("see <https://x.example/a|label> now", 20),
+            "see…"
+        );
+        assert_eq!(cut_markup("a &amp; b", 5), "a…");
+        assert_eq!(cut_markup("x [label](https://x.example) y", 15), "x…");
+        assert_eq!(cut_markup("abcd\\*efgh", 6), "abcd…");
+        let long = format!("{}\n{}", "a".repeat(90), "b".repeat(50));
+        assert_eq!(cut_markup(&long, 100), format!("{}…", "a".repeat(90)));
+        for max in 1..40 {
+            let out = cut_markup("<https://x|y> &lt; [a](b) \\* tail text", max);
+            assert!(out.chars().count() <= max, "{max}: {out}");
+        }
+    }
+
+    #[test]
+    fn headline_splits_off_the_first_line() {
+        assert_eq!(
+            headline("\n Title \nbody\nmore\n"),
+            ("Title".to_string(), "body\nmore".to_string())
+        );
+        assert_eq!(headline("one"), ("one".to_string(), String::new()));
+    }
+}

@@ -1,0 +1,214 @@
+//! The Discord sink (`kind = "discord"`): one embed per event through a channel webhook,
+//! the headline as its title, the detail as its description, within Discord's documented
+//! limits (title 256, description 4096, footer 2048, 6000 characters in all), cut cleanly.
+//!
+//! Answers: 200/204 delivered (with `wait=true` Discord answers 200 and the message, whose
+//! id is recorded); 429 retried after the JSON `retry_after` (float seconds) or
+//! `Retry-After`; 5xx retried; 404 (webhook deleted), 401/403 and 400 permanent. When an
+//! answer says `X-RateLimit-Remaining: 0`, the next attempt waits `X-RateLimit-Reset-After`
+//! before sending (pacing, not a retry loop: dispatch still decides every retry).
+//!
+//! Invariants: every message carries `"allowed_mentions": {"parse": []}`, so no event can
+//! ping `@everyone`, a role or a user; the webhook URL (a credential) is never logged.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::chat::{self, Answer, Http};
+use super::{Delivery, Outcome, Sink, SinkBuildError, SinkError};
+use crate::config::{DiscordSinkConfig, Outbound};
+use crate::template::{Target, Template, escape};
+
+const TITLE: usize = 256;
+const DESCRIPTION: usize = 4096;
+const FOOTER: usize = 2048;
+const EMBED_TOTAL: usize = 6000;
+
+/// Posts messages to a Discord channel webhook.
+pub struct DiscordSink {
+    name: String,
+    http: Http,
+    url: reqwest::Url,
+    username: Option<String>,
+    avatar_url: Option<String>,
+    message: Template,
+    /// Set when Discord said the bucket is empty: no request before this instant.
+    paused_until: Mutex<Option<Instant>>,
+    timeout: Duration,
+}
+
+// By hand: the URL is a credential.
+impl fmt::Debug for DiscordSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiscordSink")
+            .field("name", &self.name)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiscordSink {
+    /// Builds the sink: its client and compiled template.
+    pub fn new(
+        name: &str,
+        config: &DiscordSinkConfig,
+        outbound: &Outbound,
+        timeout: Duration,
+    ) -> Result<DiscordSink, SinkBuildError> {
+        let mut url = chat::parse_url(name, "url", &config.url)?;
+        // Ask for the created message back, so its id can be recorded.
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "wait")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair("wait", "true");
+        Ok(DiscordSink {
+            name: name.to_string(),
+            http: Http::new(name, outbound, timeout)?,
+            url,
+            username: config.username.clone(),
+            avatar_url: config.avatar_url.clone(),
+            message: chat::message_template(name, config.template.as_ref(), Target::Discord)?,
+            paused_until: Mutex::new(None),
+            timeout,
+        })
+    }
+
+    fn payload(&self, delivery: &Delivery, text: &str) -> serde_json::Value {
+        let (title, description) = chat::headline(text);
+        let title = chat::cut_markup(&title, TITLE);
+        let footer_text = match &delivery.event_type {
+            Some(t) => format!("{} · {t}", delivery.source),
+            None => delivery.source.to_string(),
+        };
+        let footer = chat::cut_markup(&escape(Target::Discord, &footer_text), FOOTER);
+        let room = EMBED_TOTAL
+            .saturating_sub(title.chars().count() + footer.chars().count())
+            .min(DESCRIPTION);
+        let description = chat::cut_markup(&description, room);
+        let mut embed = json!({
+            "title": title,
+            "footer": {"text": footer},
+            "timestamp": chat::context(delivery).received_at,
+        });
+        if !description.is_empty() {
+            embed["description"] = json!(description);
+        }
+        let mut payload = json!({
+            "embeds": [embed],
+            "allowed_mentions": {"parse": []},
+        });
+        if let Some(u) = &self.username {
+            payload["username"] = json!(u);
+        }
+        if let Some(a) = &self.avatar_url {
+            payload["avatar_url"] = json!(a);
+        }
+        payload
+    }
+
+    /// Remembers an empty rate-limit bucket.
+    fn note_bucket(&self, answer: &Answer) {
+        let header = |name: &str| {
+            answer
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        if header("x-ratelimit-remaining") == Some("0")
+            && let Some(after) = header("x-ratelimit-reset-after").and_then(seconds)
+        {
+            *self.paused_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Instant::now() + after);
+        }
+    }
+}
+
+impl Sink for DiscordSink {
+    fn kind(&self) -> &'static str {
+        "discord"
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Outcome {
+        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = paused {
+            let wait = until.saturating_duration_since(Instant::now());
+            if wait >= self.timeout / 2 {
+                // Too long to hold this slot: let dispatch schedule it.
+                return Outcome::Retry {
+                    after: Some(wait),
+                    error: SinkError {
+                        status: None,
+                        message: "Discord's rate limit bucket is empty; waiting for its reset"
+                            .to_string(),
+                    },
+                };
+            }
+            tokio::time::sleep_until(until).await;
+        }
+        let event = chat::context(delivery);
+        let text = match chat::render(&self.message, &event) {
+            Ok(text) => text,
+            Err(outcome) => return outcome,
+        };
+        let payload = self.payload(delivery, &text);
+        let answer = match self.http.post_json(&self.url, &payload, None).await {
+            Ok(answer) => answer,
+            Err(outcome) => return outcome,
+        };
+        self.note_bucket(&answer);
+        classify(&self.name, &answer)
+    }
+}
+
+/// Float seconds, as Discord writes them.
+fn seconds(text: &str) -> Option<Duration> {
+    let s: f64 = text.parse().ok()?;
+    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s.min(86_400.0)))
+}
+
+fn classify(name: &str, answer: &Answer) -> Outcome {
+    let code = answer.status.as_u16();
+    if answer.status.is_success() {
+        return Outcome::Delivered {
+            status: Some(code),
+            message_id: answer
+                .json()
+                .and_then(|b| b["id"].as_str().map(str::to_string)),
+        };
+    }
+    let said = format!("Discord answered {}", answer.describe());
+    match code {
+        429 => {
+            let after = answer
+                .json()
+                .and_then(|b| b["retry_after"].as_f64())
+                .and_then(|s| seconds(&s.to_string()))
+                .or_else(|| answer.retry_after());
+            Outcome::Retry {
+                after,
+                error: answer.error(said),
+            }
+        }
+        500..=599 => Outcome::Retry {
+            after: answer.retry_after(),
+            error: answer.error(said),
+        },
+        401 | 403 | 404 => Outcome::Failed(answer.error(format!(
+            "{said}; not retrying. The webhook was deleted or its token is wrong: fix \
+             [sinks.{name}] url or disable the sink."
+        ))),
+        _ => Outcome::Failed(answer.error(format!(
+            "{said}; not retrying. Discord refused this message; see its answer."
+        ))),
+    }
+}

@@ -1,0 +1,191 @@
+//! The Microsoft Teams sink (`kind = "teams"`): an Adaptive Card 1.5 posted to a Teams
+//! Workflows webhook, in the envelope Workflows expects (the format that replaced the
+//! retired Office 365 connectors):
+//! `{"type":"message","attachments":[{"contentType":"application/vnd.microsoft.card.adaptive","contentUrl":null,"content":<card>}]}`.
+//!
+//! The card holds the headline (bold), the detail, and a fact set (source, event, received).
+//! Adaptive Card markdown needs a blank line for a line break, so single newlines are
+//! doubled. The whole request stays under Teams' ~28 KB message limit: the detail is cut
+//! cleanly until it fits.
+//!
+//! Answers: any 2xx delivered (Workflows answers 202); 408, 429 and 5xx retried (429 after
+//! its `Retry-After`); other 4xx permanent. The URL (a credential) is never logged.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::chat::{self, Answer, Http};
+use super::{Delivery, Outcome, Sink, SinkBuildError};
+use crate::config::{Outbound, TeamsSinkConfig};
+use crate::template::{EventContext, Target, Template, escape};
+
+/// The most a request body may weigh; Teams refuses messages above about 28 KB.
+const MAX_BYTES: usize = 27 * 1024;
+
+/// Posts Adaptive Cards to a Teams Workflows webhook.
+pub struct TeamsSink {
+    name: String,
+    http: Http,
+    url: reqwest::Url,
+    message: Template,
+}
+
+// By hand: the URL is a credential.
+impl fmt::Debug for TeamsSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TeamsSink")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TeamsSink {
+    /// Builds the sink: its client and compiled template.
+    pub fn new(
+        name: &str,
+        config: &TeamsSinkConfig,
+        outbound: &Outbound,
+        timeout: Duration,
+    ) -> Result<TeamsSink, SinkBuildError> {
+        Ok(TeamsSink {
+            name: name.to_string(),
+            http: Http::new(name, outbound, timeout)?,
+            url: chat::parse_url(name, "url", &config.url)?,
+            message: chat::message_template(name, config.template.as_ref(), Target::Teams)?,
+        })
+    }
+}
+
+impl Sink for TeamsSink {
+    fn kind(&self) -> &'static str {
+        "teams"
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Outcome {
+        let event = chat::context(delivery);
+        let text = match chat::render(&self.message, &event) {
+            Ok(text) => text,
+            Err(outcome) => return outcome,
+        };
+        let payload = payload(&event, &text);
+        match self.http.post_json(&self.url, &payload, None).await {
+            Ok(answer) => classify(&self.name, &answer),
+            Err(outcome) => outcome,
+        }
+    }
+}
+
+/// The Workflows envelope around a card, under [`MAX_BYTES`].
+pub(super) fn payload(event: &EventContext, text: &str) -> serde_json::Value {
+    let (title, detail) = chat::headline(text);
+    // Markdown in a TextBlock: one newline is no line break, a blank line is.
+    let detail = detail.lines().collect::<Vec<_>>().join("\n\n");
+    let mut keep = detail.chars().count();
+    loop {
+        let cut = chat::cut_markup(&detail, keep);
+        let envelope = envelope(event, &title, &cut);
+        let size = serde_json::to_vec(&envelope).map_or(usize::MAX, |v| v.len());
+        if size <= MAX_BYTES || keep == 0 {
+            return envelope;
+        }
+        // Shrink in proportion to the excess, at least by one character.
+        let excess = size - MAX_BYTES;
+        keep = keep.saturating_sub((excess / 2).max(1)).min(keep - 1);
+    }
+}
+
+fn envelope(event: &EventContext, title: &str, detail: &str) -> serde_json::Value {
+    let fact =
+        |name: &str, value: &str| json!({"title": name, "value": escape(Target::Teams, value)});
+    let mut facts = vec![fact("Source", &event.source)];
+    if let Some(t) = &event.event_type {
+        facts.push(fact("Event", t));
+    }
+    facts.push(fact("Received", &event.received_at));
+    let mut body = vec![json!({
+        "type": "TextBlock",
+        "text": chat::cut_markup(title, 1000),
+        "weight": "Bolder",
+        "size": "Medium",
+        "wrap": true,
+    })];
+    if !detail.is_empty() {
+        body.push(json!({"type": "TextBlock", "text": detail, "wrap": true}));
+    }
+    body.push(json!({"type": "FactSet", "facts": facts}));
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.5",
+                "body": body,
+            },
+        }],
+    })
+}
+
+fn classify(name: &str, answer: &Answer) -> Outcome {
+    let code = answer.status.as_u16();
+    if answer.status.is_success() {
+        return Outcome::Delivered {
+            status: Some(code),
+            message_id: None,
+        };
+    }
+    let said = format!("Teams answered {}", answer.describe());
+    match code {
+        408 | 429 | 500..=599 => Outcome::Retry {
+            after: answer.retry_after(),
+            error: answer.error(said),
+        },
+        401 | 403 | 404 | 410 => Outcome::Failed(answer.error(format!(
+            "{said}; not retrying. The workflow was deleted or its URL is wrong: fix \
+             [sinks.{name}] url or disable the sink."
+        ))),
+        _ => Outcome::Failed(answer.error(format!(
+            "{said}; not retrying. Teams refused this card; see its answer."
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn event() -> EventContext {
+        EventContext {
+            source: "nexus".into(),
+            event_type: Some("rm:repository:component".into()),
+            delivery_id: None,
+            event_id: "e".into(),
+            received_at: "2025-01-01T00:00:00Z".into(),
+            headers: BTreeMap::new(),
+            body: serde_json::Value::Null,
+            summary: serde_json::Value::Null,
+            test: false,
+        }
+    }
+
+    #[test]
+    fn a_huge_message_is_cut_under_the_limit() {
+        let text = format!("Title\n{}", "x \\* y\n".repeat(20_000));
+        let p = payload(&event(), &text);
+        let size = serde_json::to_vec(&p).unwrap().len();
+        assert!(size <= MAX_BYTES, "{size}");
+        let detail = p["attachments"][0]["content"]["body"][1]["text"]
+            .as_str()
+            .unwrap();
+        assert!(
+            detail.ends_with('…') && detail.len() > 10_000,
+            "{}",
+            detail.len()
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! Escaping of an event's text for each [`Target`], so it shows as the text it is.
+//!
+//! Slack: only `&`, `<` and `>` (Slack's documented rule; `<` is what starts links and
+//! mentions such as `<!channel>`). Discord markdown: every character that can start markup
+//! is backslash-escaped, and an `@` is followed by a zero-width space so `@everyone` cannot
+//! read as a mention even where mentions are parsed. Adaptive Card markdown knows only
+//! emphasis, lists and links, and its clients honour backslash escapes unevenly, so only the
+//! characters that make emphasis and links are escaped there. HTML: the five characters that
+//! matter in text and attribute values.
+
+use super::Target;
+
+/// Characters that start or end markup in Discord's markdown.
+const DISCORD: &[char] = &[
+    '\\', '*', '_', '~', '`', '|', '>', '<', '#', '-', '[', ']', '(', ')',
+];
+/// Characters that make emphasis or links in Adaptive Card markdown.
+const TEAMS: &[char] = &['\\', '*', '_', '[', ']', '~'];
+
+/// Zero-width space, placed after `@` so no mention can form.
+const ZWSP: char = '\u{200B}';
+
+/// `text` escaped for `target`.
+pub fn escape(target: Target, text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    match target {
+        Target::Slack => {
+            for c in text.chars() {
+                match c {
+                    '&' => out.push_str("&amp;"),
+                    '<' => out.push_str("&lt;"),
+                    '>' => out.push_str("&gt;"),
+                    c => out.push(c),
+                }
+            }
+        }
+        Target::Discord | Target::Teams => {
+            let special = if target == Target::Discord {
+                DISCORD
+            } else {
+                TEAMS
+            };
+            for c in text.chars() {
+                if special.contains(&c) {
+                    out.push('\\');
+                    out.push(c);
+                } else if c == '@' && target == Target::Discord {
+                    out.push(c);
+                    out.push(ZWSP);
+                } else {
+                    out.push(c);
+                }
+            }
+        }
+        Target::Html => {
+            for c in text.chars() {
+                match c {
+                    '&' => out.push_str("&amp;"),
+                    '<' => out.push_str("&lt;"),
+                    '>' => out.push_str("&gt;"),
+                    '"' => out.push_str("&quot;"),
+                    '\'' => out.push_str("&#39;"),
+                    c => out.push(c),
+                }
+            }
+        }
+        Target::Plain => out.push_str(text),
+    }
+    out
+}

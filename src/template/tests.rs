@@ -1,0 +1,317 @@
+//! Unit tests of templates: escaping per target, helpers, defaults, errors.
+
+use super::*;
+use bytes::Bytes;
+use uuid::Uuid;
+
+fn event(event_type: &str, body: serde_json::Value) -> EventContext {
+    let delivery = Delivery {
+        event_id: Uuid::now_v7(),
+        source: Arc::from("github"),
+        event_type: Some(event_type.to_string()),
+        delivery_id: Some("d-1".to_string()),
+        headers: vec![("X-GitHub-Event".to_string(), b"push".to_vec())],
+        content_type: Some("application/json".to_string()),
+        received_at_ms: 1_700_000_000_123,
+        body: Bytes::from(body.to_string()),
+        attempt: 1,
+    };
+    EventContext::new(&delivery)
+}
+
+fn render(source: &str, target: Target, ev: &EventContext) -> String {
+    Template::compile(source, target, "test.toml:1:1: sinks.s.template")
+        .unwrap()
+        .render(ev)
+        .unwrap()
+}
+
+const EVIL: &str = "<!channel> @everyone <script>alert(1)</script> [x](https://evil.example) *b* &amp;\r\nBcc: victim@example.com";
+
+#[test]
+fn the_context_has_every_documented_field() {
+    let ev = event("push", serde_json::json!({"a": {"b": 1}}));
+    let out = render(
+        "{{ source }}|{{ event_type }}|{{ delivery_id }}|{{ received_at }}|{{ headers['x-github-event'] }}|{{ body.a.b }}|{{ summary }}|{{ event_id|length }}",
+        Target::Plain,
+        &ev,
+    );
+    assert_eq!(out, "github|push|d-1|2023-11-14T22:13:20Z|push|1||36");
+}
+
+#[test]
+fn a_body_that_is_not_json_is_null_and_missing_fields_print_nothing() {
+    let mut ev = event("push", serde_json::json!({}));
+    ev.body = serde_json::Value::Null;
+    assert_eq!(render("[{{ body.x.y.z }}]", Target::Slack, &ev), "[]");
+}
+
+#[test]
+fn printed_values_are_escaped_for_each_target() {
+    let ev = event("push", serde_json::json!({ "t": EVIL }));
+    let slack = render("{{ body.t }}", Target::Slack, &ev);
+    assert!(!slack.contains('<') && !slack.contains('>'), "{slack}");
+    assert!(
+        slack.contains("&lt;!channel&gt;") && slack.contains("&amp;amp;"),
+        "{slack}"
+    );
+
+    let discord = render("{{ body.t }}", Target::Discord, &ev);
+    assert!(discord.contains("@\u{200B}everyone"), "{discord}");
+    assert!(discord.contains("\\[x\\]\\(https"), "{discord}");
+    assert!(discord.contains("\\<script\\>"), "{discord}");
+
+    let teams = render("{{ body.t }}", Target::Teams, &ev);
+    assert!(teams.contains("\\[x\\](https"), "{teams}");
+    assert!(teams.contains("\\*b\\*"), "{teams}");
+
+    let html = render("{{ body.t }}", Target::Html, &ev);
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script"), "{html}");
+}
+
+#[test]
+fn safe_whole_maps_and_concatenation_cannot_bypass_escaping() {
+    let ev = event("push", serde_json::json!({ "t": "<!channel>" }));
+    assert!(
+        Template::compile("{{ body.t|safe }}", Target::Slack, "at").is_err(),
+        "the safe filter is removed"
+    );
+    let out = render(
+        "{{ body }} {{ body|string }} {{ '' ~ body.t }} {{ link('x') ~ body.t }}",
+        Target::Slack,
+        &ev,
+    );
+    assert!(!out.contains("<!channel>"), "{out}");
+}
+
+#[test]
+fn links_are_written_per_target_and_only_for_http_urls() {
+    let ev = event(
+        "push",
+        serde_json::json!({"u": "https://h.example/a?x=1&y=<2>|(3)", "t": "a|b <c>", "bad": "javascript:alert(1)"}),
+    );
+    assert_eq!(
+        render("{{ link(body.u, body.t) }}", Target::Slack, &ev),
+        "<https://h.example/a?x=1&amp;y=&lt;2&gt;%7C(3)|a|b &lt;c&gt;>"
+    );
+    assert_eq!(
+        render("{{ link(body.u, 'go') }}", Target::Discord, &ev),
+        "[go](https://h.example/a?x=1&y=%3C2%3E|%283%29)"
+    );
+    assert_eq!(
+        render("{{ link(body.u, 'go') }}", Target::Html, &ev),
+        "<a href=\"https://h.example/a?x=1&amp;y=&lt;2&gt;|(3)\">go</a>"
+    );
+    assert_eq!(
+        render("{{ link(body.u, 'go') }}", Target::Plain, &ev),
+        "go (https://h.example/a?x=1&y=<2>|(3))"
+    );
+    assert_eq!(
+        render("{{ link(body.bad, 'click') }}", Target::Html, &ev),
+        "click"
+    );
+    assert_eq!(
+        render("{{ bold(body.t) }}", Target::Teams, &ev),
+        "**a|b <c>**"
+    );
+}
+
+#[test]
+fn syntax_errors_say_where() {
+    let err = Template::compile(
+        "line one\n{{ body.x ",
+        Target::Slack,
+        "f.toml:3:12: sinks.s.template",
+    )
+    .unwrap_err();
+    assert_eq!(err.at, "f.toml:3:12: sinks.s.template");
+    assert!(
+        err.message
+            .starts_with("line 2 of the template: syntax error"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn an_unknown_filter_is_caught_when_compiling() {
+    let err = Template::compile("{{ body.ref|nosuchfilter }}", Target::Plain, "at").unwrap_err();
+    assert!(err.message.contains("unknown filter"), "{}", err.message);
+}
+
+#[test]
+fn a_runaway_loop_runs_out_of_fuel() {
+    let ev = event("push", serde_json::json!({}));
+    let t = Template::compile(
+        "{% if body.go %}{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}{% endif %}",
+        Target::Plain,
+        "at",
+    )
+    .unwrap();
+    assert_eq!(t.render(&ev).unwrap(), "");
+    let ev = event("push", serde_json::json!({"go": true}));
+    let err = t.render(&ev).unwrap_err();
+    assert!(err.message.contains("too much work"), "{}", err.message);
+}
+
+fn github_push() -> serde_json::Value {
+    serde_json::json!({
+        "ref": "refs/heads/main",
+        "deleted": false,
+        "compare": "https://github.com/octo/app/compare/a...b",
+        "pusher": {"name": "mona"},
+        "repository": {"full_name": "octo/app", "html_url": "https://github.com/octo/app"},
+        "commits": [
+            {"id": "1111111aaaa", "message": "First\n\nbody", "url": "https://github.com/octo/app/commit/1111111aaaa", "author": {"name": "Mona"}},
+            {"id": "2222222bbbb", "message": "Second", "url": "https://github.com/octo/app/commit/2222222bbbb", "author": {"name": "Hu"}}
+        ]
+    })
+}
+
+#[test]
+fn the_default_message_tells_who_pushed_what_where() {
+    let ev = event("push", github_push());
+    let out = render(DEFAULT_MESSAGE, Target::Plain, &ev);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "mona pushed 2 commits to main of octo/app (https://github.com/octo/app)"
+    );
+    assert_eq!(
+        lines[1],
+        "• 1111111 (https://github.com/octo/app/commit/1111111aaaa) First (Mona)"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &"Compare changes (https://github.com/octo/app/compare/a...b)"
+    );
+    let slack = render(DEFAULT_MESSAGE, Target::Slack, &ev);
+    assert!(
+        slack.starts_with(
+            "*mona* pushed 2 commits to *main* of <https://github.com/octo/app|octo/app>"
+        ),
+        "{slack}"
+    );
+}
+
+#[test]
+fn the_default_message_covers_releases_gitlab_and_artifact_repositories() {
+    let cases = [
+        (
+            "release",
+            serde_json::json!({"action": "published", "release": {"tag_name": "v1.2.0", "html_url": "https://github.com/octo/app/releases/v1.2.0"}, "repository": {"full_name": "octo/app", "html_url": "https://github.com/octo/app"}, "sender": {"login": "mona"}}),
+            "octo/app: release v1.2.0 published",
+        ),
+        (
+            "Push Hook",
+            serde_json::json!({"object_kind": "push", "ref": "refs/heads/dev", "user_name": "Ann", "total_commits_count": 1, "project": {"path_with_namespace": "g/p", "web_url": "https://gitlab.example/g/p"}, "commits": [{"id": "abcdef012345", "message": "Fix", "url": "https://gitlab.example/c", "author": {"name": "Ann"}}]}),
+            "Ann pushed 1 commit to dev of g/p",
+        ),
+        (
+            "Tag Push Hook",
+            serde_json::json!({"object_kind": "tag_push", "ref": "refs/tags/v2", "user_name": "Ann", "project": {"path_with_namespace": "g/p", "web_url": "https://gitlab.example/g/p"}}),
+            "Ann pushed tag v2 to g/p",
+        ),
+        (
+            "Merge Request Hook",
+            serde_json::json!({"object_kind": "merge_request", "user": {"name": "Ann"}, "project": {"path_with_namespace": "g/p", "web_url": "https://gitlab.example/g/p"}, "object_attributes": {"iid": 7, "title": "Add x", "action": "open", "url": "https://gitlab.example/g/p/-/merge_requests/7", "source_branch": "x", "target_branch": "main"}}),
+            "g/p: merge request !7 open by Ann",
+        ),
+        (
+            "Pipeline Hook",
+            serde_json::json!({"object_kind": "pipeline", "project": {"path_with_namespace": "g/p", "web_url": "https://gitlab.example/g/p"}, "object_attributes": {"id": 31, "status": "failed", "ref": "main"}}),
+            "g/p: pipeline #31 failed on main",
+        ),
+        (
+            "rm:repository:component",
+            serde_json::json!({"action": "CREATED", "repositoryName": "maven-releases", "initiator": "ci", "component": {"format": "maven2", "group": "org.acme", "name": "app", "version": "1.0"}}),
+            "created: org.acme:app 1.0 in maven-releases",
+        ),
+        (
+            "deployed",
+            serde_json::json!({"domain": "artifact", "event_type": "deployed", "data": {"repo_key": "libs", "path": "org/acme/app-1.0.jar", "name": "app-1.0.jar"}}),
+            "deployed: app-1.0.jar in libs",
+        ),
+        (
+            "ping",
+            serde_json::json!({"zen": "Keep it simple.", "hook_id": 5, "hook": {"x": 1}}),
+            "ping from github",
+        ),
+    ];
+    for (event_type, body, headline) in cases {
+        let out = render(DEFAULT_MESSAGE, Target::Plain, &event(event_type, body));
+        let first = out.lines().next().unwrap_or("");
+        assert!(
+            strip_links(first).starts_with(headline),
+            "{event_type}: {first:?} does not start with {headline:?}"
+        );
+    }
+    let generic = render(
+        DEFAULT_MESSAGE,
+        Target::Plain,
+        &event(
+            "ping",
+            serde_json::json!({"zen": "Keep it simple.", "hook_id": 5, "hook": {"x": 1}}),
+        ),
+    );
+    // Fields in key order; nested objects are left out of the compact summary.
+    assert_eq!(
+        generic,
+        "ping from github\nhook_id: 5\nzen: Keep it simple.\n"
+    );
+}
+
+/// `label (url)` → `label`, for comparing plain headlines.
+fn strip_links(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find(" (http") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find(')') {
+            Some(j) => rest = &rest[i + j + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn the_default_message_renders_hostile_events_harmlessly() {
+    let mut body = github_push();
+    body["pusher"]["name"] = serde_json::json!(EVIL);
+    body["commits"][0]["message"] = serde_json::json!(EVIL);
+    body["repository"]["full_name"] = serde_json::json!(EVIL);
+    let ev = event("push", body);
+    let slack = render(DEFAULT_MESSAGE, Target::Slack, &ev);
+    assert!(
+        !slack.contains("<!channel>") && !slack.contains("<script"),
+        "{slack}"
+    );
+    let discord = render(DEFAULT_MESSAGE, Target::Discord, &ev);
+    assert!(
+        !discord.contains("@everyone") && !discord.contains("[x](https://evil"),
+        "{discord}"
+    );
+    let html = render(DEFAULT_MESSAGE, Target::Html, &ev);
+    assert!(!html.contains("<script"), "{html}");
+    let subject = one_line(&render(DEFAULT_SUBJECT, Target::Plain, &ev));
+    assert!(
+        !subject.contains('\n') && !subject.contains('\r'),
+        "{subject}"
+    );
+}
+
+#[test]
+fn cut_and_one_line() {
+    assert_eq!(cut("abcdef", 4), "abc…");
+    assert_eq!(cut("abc", 3), "abc");
+    assert_eq!(cut("ab\\cdef", 4), "ab…");
+    assert_eq!(one_line(" a\r\nBcc: x\t y "), "a Bcc: x y");
+}

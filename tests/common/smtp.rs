@@ -1,0 +1,114 @@
+//! A real SMTP server for the mail tests: `aiosmtpd` (from PyPI, installed by `.ci/run` or
+//! into the test virtualenv) on an ephemeral loopback port. Every accepted mail is parsed
+//! by Python's `email` package and handed to the test as JSON; recipients whose local part
+//! is `reject` get a permanent 550, and `busy` a transient 451 the first time.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+use super::WAIT;
+use super::python::python_with;
+
+const SERVER: &str = r#"
+import asyncio, json, sys
+from email import message_from_bytes
+from email.policy import default
+from aiosmtpd.smtp import SMTP
+
+busy_seen = set()
+
+class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0]
+        if local == "reject":
+            return "550 5.1.1 no such user here"
+        if local == "busy" and address not in busy_seen:
+            busy_seen.add(address)
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content
+        msg = message_from_bytes(raw, policy=default)
+        parts = {}
+        for part in msg.walk():
+            if part.get_content_maintype() == "text":
+                parts[part.get_content_type()] = part.get_content()
+        print(json.dumps({
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "headers": {k.lower(): str(v) for k, v in msg.items()},
+            "header_names": [k.lower() for k in msg.keys()],
+            "content_type": msg.get_content_type(),
+            "parts": parts,
+            "crlf_only": b"\n" not in raw.replace(b"\r\n", b""),
+        }), flush=True)
+        return "250 Message accepted"
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(Handler()), "127.0.0.1", 0)
+    print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"#;
+
+/// The running server; killed on drop.
+pub struct SmtpServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+    mails: mpsc::Receiver<serde_json::Value>,
+}
+
+impl SmtpServer {
+    /// Starts the server and waits until it listens.
+    pub fn start() -> SmtpServer {
+        let python = python_with(&["aiosmtpd"], &["aiosmtpd"]);
+        let mut child = Command::new(python)
+            .args(["-c", SERVER])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the aiosmtpd test server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
+                    && tx.send(value).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let first = rx
+            .recv_timeout(WAIT)
+            .expect("the aiosmtpd test server did not start");
+        let port = first["port"].as_u64().expect("the server prints its port") as u16;
+        SmtpServer {
+            port,
+            child,
+            mails: rx,
+        }
+    }
+
+    /// The next accepted mail, or a test failure after [`WAIT`].
+    pub fn next(&self) -> serde_json::Value {
+        self.mails
+            .recv_timeout(WAIT)
+            .expect("the SMTP server got no mail in time")
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,115 @@
+//! The `smtp` sink through the real binary against a real SMTP server (`aiosmtpd`): the
+//! mail's headers and both parts, CRLF line endings, a hostile event that tries to add a
+//! `Bcc:` header or markup, a permanent 550 that dead-letters, a transient 451 that retries.
+
+mod common;
+
+use common::smtp::SmtpServer;
+use common::*;
+use serde_json::json;
+
+const SECRET: &str = "smtp-test-secret";
+
+fn config(port: u16) -> String {
+    let sink = |name: &str, to: &str| {
+        format!(
+            "[sinks.{name}]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+             from = \"hookrelay <relay@example.com>\"\nto = [\"{to}\"]\n\
+             retry = {{ max_attempts = 3, initial = \"50ms\", max = \"100ms\" }}\n"
+        )
+    };
+    format!(
+        "[sources.github]\nkind = \"github\"\nsecret = \"{SECRET}\"\n\n{}\n{}\n{}\n\
+         [[routes]]\nfrom = \"github\"\nto = [\"mail\", \"mail-reject\", \"mail-busy\"]\n",
+        sink("mail", "Team <team@example.com>"),
+        sink("mail-reject", "reject@example.com"),
+        sink("mail-busy", "busy@example.com"),
+    )
+}
+
+#[tokio::test]
+async fn a_mail_has_both_parts_and_hostile_fields_cannot_add_headers_or_markup() {
+    let server = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &config(server.port));
+    let evil = "mona\r\nBcc: victim@example.com <script>alert(1)</script>";
+    let body = json!({
+        "ref": "refs/heads/main",
+        "compare": "https://github.com/octo/app/compare/a...b",
+        "pusher": {"name": evil},
+        "repository": {"full_name": format!("octo/app\r\nBcc: victim@example.com"), "html_url": "https://github.com/octo/app"},
+        "commits": [{"id": "0123456789abcdef", "message": "Fix <b>it</b>",
+                     "url": "https://github.com/octo/app/commit/0123456789abcdef",
+                     "author": {"name": "Mona"}}],
+    })
+    .to_string();
+    let reply = post(
+        &relay.hook_url("github"),
+        &github_headers(SECRET, "push", "m-1", body.as_bytes()),
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    let event_id = reply.id();
+
+    // The good sink's mail, and the busy one's after its 451.
+    let mut mails = [server.next(), server.next()];
+    mails.sort_by_key(|m| m["rcpt_tos"][0].as_str().unwrap_or("").to_string());
+    let (busy, mail) = (&mails[0], &mails[1]);
+    assert_eq!(busy["rcpt_tos"], json!(["busy@example.com"]));
+    assert_eq!(
+        mail["rcpt_tos"],
+        json!(["team@example.com"]),
+        "no Bcc recipient"
+    );
+    assert_eq!(mail["mail_from"], "relay@example.com");
+
+    let headers = &mail["headers"];
+    assert_eq!(headers["from"], "hookrelay <relay@example.com>");
+    assert_eq!(headers["to"], "Team <team@example.com>");
+    assert_eq!(
+        headers["message-id"],
+        format!("<{event_id}@example.com>"),
+        "the Message-ID is stable per event"
+    );
+    let names: Vec<&str> = mail["header_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"bcc"), "{names:?}");
+    let subject = headers["subject"].as_str().unwrap();
+    assert_eq!(
+        subject, "[github] push in octo/app Bcc: victim@example.com",
+        "the subject is one line"
+    );
+    assert_eq!(mail["content_type"], "multipart/alternative");
+    assert_eq!(mail["crlf_only"], true, "every line ends with CRLF");
+
+    let text = mail["parts"]["text/plain"].as_str().unwrap();
+    assert!(
+        text.contains("pushed 1 commit to main of octo/app"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Fix <b>it</b>"),
+        "plain text shows the text as is: {text}"
+    );
+    let html = mail["parts"]["text/html"].as_str().unwrap();
+    assert!(
+        html.contains("<a href=\"https://github.com/octo/app\">"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;") && !html.contains("<script"),
+        "{html}"
+    );
+    assert!(html.contains("Fix &lt;b&gt;it&lt;/b&gt;"), "{html}");
+
+    let line = relay.wait_for_log("dead-lettered").await;
+    assert!(
+        line.contains("mail-reject") && line.contains("550"),
+        "{line}"
+    );
+}
