@@ -201,6 +201,7 @@ fn route_config() -> Config {
         sources: Vec::new(),
         sinks: (0..20).map(sink).collect(),
         routes,
+        admin: None,
     }
 }
 

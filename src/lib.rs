@@ -10,10 +10,15 @@
 //! 5. [`store`]: redb; the event and its queue entries in one fsync'd group commit.
 //! 6. [`dispatch`]: one worker per sink: rate limit, deliver, retry or dead-letter.
 //! 7. [`sinks`]: one file per kind of destination; [`template`] renders their messages.
+//! 8. [`admin`]: the operators' listener: health, metrics, events, replays.
+//!
+//! [`metrics`] is cross-cutting: a leaf the parts count into.
 
+pub mod admin;
 pub mod config;
 pub mod dispatch;
 pub mod ingress;
+pub mod metrics;
 pub mod route;
 pub mod sinks;
 pub mod store;
@@ -39,6 +44,16 @@ pub enum RunError {
     /// A sink could not be built.
     #[error(transparent)]
     Sink(#[from] sinks::SinkBuildError),
+    /// The admin listener could not be bound.
+    #[error(
+        "cannot listen on {addr} for the admin API: {source}; set [admin] listen to a free address"
+    )]
+    AdminListen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The HTTPS certificate, key or client CA could not be used.
     #[error("[server] tls: {0}")]
     Tls(String),
@@ -66,13 +81,63 @@ pub async fn run(
         )),
         None => None,
     };
-    let store = Store::open(&config.storage)?;
-    let dispatcher = dispatch::Dispatcher::start(store.clone(), &config.sinks)?;
+    let mut metrics = metrics::Metrics::new(&config);
+    let store = Store::open_observed(&config.storage, metrics.store())?;
+    let sink_names = config.sinks.iter().map(|s| s.name.clone()).collect();
+    metrics.add_collector(admin::StoreGauges::new(store.clone(), sink_names));
+    let metrics = Arc::new(metrics);
+    let health = Arc::new(dispatch::health::Health::new(&config.sinks));
+    let admin_listener =
+        match &config.admin {
+            Some(admin) => Some(TcpListener::bind(admin.listen).await.map_err(|source| {
+                RunError::AdminListen {
+                    addr: admin.listen,
+                    source,
+                }
+            })?),
+            None => None,
+        };
+    let dispatcher = dispatch::Dispatcher::start_observed(
+        store.clone(),
+        &config.sinks,
+        Some(&metrics),
+        health.clone(),
+    )?;
     let retention = tokio::spawn(retention_loop(store.clone(), config.storage.retention));
-    let ingress = Arc::new(ingress::Ingress::new(&config, store.clone()));
+    let ingress = Arc::new(ingress::Ingress::new(&config, store.clone()).observed(&metrics));
     let grace = config.server.shutdown_timeout;
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = match (admin_listener, &config.admin) {
+        (Some(listener), Some(admin_config)) => {
+            if admin_config.token.is_none() {
+                tracing::warn!(
+                    "[admin] has no token: anyone with access to this host can use the admin API"
+                );
+            }
+            tracing::info!(
+                admin_listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                "admin API listening"
+            );
+            let state = Arc::new(admin::Admin::new(
+                admin_config,
+                &config,
+                store.clone(),
+                metrics.clone(),
+                health.clone(),
+            ));
+            let stop = async move {
+                let _ = admin_stopped.await;
+            };
+            Some(tokio::spawn(admin::serve(listener, state, stop, grace)))
+        }
+        _ => None,
+    };
     ingress::serve(listener, ingress, &config.server, tls, shutdown, grace).await;
     tracing::info!("ingress stopped; finishing deliveries in flight");
+    let _ = admin_stop.send(());
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     retention.abort();
     dispatcher.shutdown(grace).await;
     store.close().await;

@@ -300,6 +300,7 @@ mod tests {
             sources: Vec::new(),
             sinks,
             routes,
+            admin: None,
         }
     }
 

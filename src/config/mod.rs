@@ -34,6 +34,17 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     /// Routes, in file order.
     pub routes: Vec<RouteConfig>,
+    /// `[admin]`: the admin listener; `None` (no listener) unless the section is present.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`: health, metrics and the JSON API, on a listener apart from ingress.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Address to bind; loopback unless a token is set.
+    pub listen: SocketAddr,
+    /// Bearer token every route but `/healthz` requires; `None` (loopback only) means open.
+    pub token: Option<Secret>,
 }
 
 /// `[server]`: the ingress listener.

@@ -46,6 +46,8 @@ pub(super) struct RawConfig {
     pub server: Option<RawServer>,
     /// `[storage]`; `None` when absent or unreadable.
     pub storage: Option<RawStorage>,
+    /// `[admin]`; `None` when absent (no admin listener) or unreadable.
+    pub admin: Option<RawAdmin>,
     /// `[sources.NAME]`; `validate` sorts the typed ones by name.
     pub sources: Vec<Entry<RawSource>>,
     /// `[sinks.NAME]`; `validate` sorts the typed ones by name.
@@ -106,6 +108,14 @@ pub(super) struct RawTls {
 pub(super) struct RawStorage {
     pub path: Option<Spanned<String>>,
     pub retention: Option<Spanned<RawDuration>>,
+}
+
+/// `[admin]`: the admin listener; its presence turns it on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
 }
 
 /// `[sources.NAME]`: every key of every kind; `validate` rejects keys the kind does not take.
@@ -383,7 +393,9 @@ impl<'de> Deserialize<'de> for RawHeaders {
 }
 
 /// Top-level keys, in the order the file usually has them.
-const SECTIONS: &[&str] = &["server", "storage", "sources", "sinks", "routes", "tls"];
+const SECTIONS: &[&str] = &[
+    "server", "storage", "sources", "sinks", "routes", "tls", "admin",
+];
 
 /// Reads the file's shape. Syntax errors stop here (nothing after them can be trusted);
 /// otherwise every shape problem is returned beside whatever could be read.
@@ -402,6 +414,11 @@ pub(super) fn read(text: &str) -> (RawConfig, Vec<Issue>) {
         match key.get_ref().as_ref() {
             "server" => raw.server = section(value, "server", &mut issues),
             "storage" => raw.storage = section(value, "storage", &mut issues),
+            "admin" => {
+                // Present but unreadable still counts as configured: its problems are
+                // reported, and the relay does not start without the listener it asked for.
+                raw.admin = Some(section(value, "admin", &mut issues).unwrap_or_default())
+            }
             "sources" => raw.sources = named(value, "sources", "source", &mut issues),
             "sinks" => raw.sinks = named(value, "sinks", "sink", &mut issues),
             "routes" => raw.routes = routes(value, &mut issues),

@@ -22,8 +22,8 @@ use http::{HeaderName, HeaderValue};
 use toml::Spanned;
 
 use super::raw::{
-    self, Entry, Issue, RawCondition, RawConfig, RawDuration, RawField, RawHeaders, RawPairs,
-    RawRetry, RawRoute, RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
+    self, Entry, Issue, RawAdmin, RawCondition, RawConfig, RawDuration, RawField, RawHeaders,
+    RawPairs, RawRetry, RawRoute, RawServer, RawSink, RawSize, RawSource, RawStorage, Strings,
 };
 use super::secrets;
 use super::tls::Outbound;
@@ -31,12 +31,15 @@ use super::{Condition, PresetScheme, Product, Subject, SummaryField, Test};
 
 mod messages;
 use super::{
-    Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret, ServerConfig,
-    SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
+    AdminConfig, Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret,
+    ServerConfig, SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
     WebhookSinkConfig,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// An admin token guards replays and every event's body: shorter ones are guessable.
+const SHORTEST_ADMIN_TOKEN: usize = 16;
 const DEFAULT_MAX_BODY: u64 = 25 * 1024 * 1024;
 /// Bodies are held in memory and stored whole; no webhook comes near this.
 const LARGEST_MAX_BODY: u64 = 1024 * 1024 * 1024;
@@ -339,6 +342,7 @@ impl Validator<'_> {
             .unwrap_or_default();
         let server = self.server(raw.server.unwrap_or_default());
         let storage = self.storage(raw.storage.unwrap_or_default());
+        let admin = raw.admin.map(|a| self.admin(a));
         let sources: Vec<_> = raw.sources.iter().map(|e| self.source(e)).collect();
         let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e, &outbound)).collect();
         let source_names: Vec<&str> = raw
@@ -366,6 +370,76 @@ impl Validator<'_> {
             sources,
             sinks,
             routes: routes.into_iter().collect::<Option<Vec<_>>>()?,
+            // Outer `None`: no [admin] section; inner `None`: a section with problems.
+            admin: match admin {
+                None => None,
+                Some(checked) => Some(checked?),
+            },
+        })
+    }
+
+    fn admin(&mut self, raw: RawAdmin) -> Option<AdminConfig> {
+        let listen = match &raw.listen {
+            None => DEFAULT_ADMIN_LISTEN.parse().ok(),
+            Some(v) => match v.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.problem(
+                        v.span(),
+                        "admin.listen",
+                        "is not an address; write IP:PORT, e.g. \"127.0.0.1:9090\" (host names \
+                         are not resolved)",
+                    );
+                    None
+                }
+            },
+        };
+        let token = match &raw.token {
+            None => Some(None),
+            Some(value) => match secrets::resolve(value.get_ref(), self.dir) {
+                Ok(bytes) if bytes.len() < SHORTEST_ADMIN_TOKEN => {
+                    self.problem(
+                        value.span(),
+                        "admin.token",
+                        format!(
+                            "is shorter than {SHORTEST_ADMIN_TOKEN} characters; use a long random \
+                             value, e.g. the output of `openssl rand -hex 32`"
+                        ),
+                    );
+                    None
+                }
+                Ok(bytes) if !bytes.iter().all(|b| b.is_ascii_graphic()) => {
+                    self.problem(
+                        value.span(),
+                        "admin.token",
+                        "must be printable ASCII without spaces (it is sent in an \
+                         Authorization header)",
+                    );
+                    None
+                }
+                Ok(bytes) => Some(Some(Secret::new(bytes))),
+                Err(message) => {
+                    self.problem(value.span(), "admin.token", message);
+                    None
+                }
+            },
+        };
+        if let (Some(addr), Some(None)) = (listen, &token)
+            && !addr.ip().is_loopback()
+        {
+            let span = raw.listen.as_ref().map_or(0..0, |l| l.span());
+            self.problem(
+                span,
+                "admin.listen",
+                "is not a loopback address and [admin] has no token: anyone who can reach it \
+                 could read every event and replay them. Set admin.token (e.g. \
+                 \"${env:HOOKRELAY_ADMIN_TOKEN}\") or listen on 127.0.0.1",
+            );
+            return None;
+        }
+        Some(AdminConfig {
+            listen: listen?,
+            token: token?,
         })
     }
 
@@ -2673,6 +2747,55 @@ to = ["builds"]
             only("[server]\nmax_body = \"2MiB\"\nmax_buffered = \"1MiB\"\n");
         assert_eq!((line, column, key.as_str()), (3, 16, "server.max_buffered"));
         assert!(message.contains("at least server.max_body"), "{message}");
+    }
+
+    #[test]
+    fn admin_is_off_unless_its_section_is_present() {
+        assert!(Config::parse("", "t").unwrap().admin.is_none());
+        let admin = Config::parse("[admin]\n", "t").unwrap().admin.unwrap();
+        assert_eq!(
+            admin.listen,
+            "127.0.0.1:9090".parse::<SocketAddr>().unwrap()
+        );
+        assert!(admin.token.is_none());
+    }
+
+    #[test]
+    fn admin_token_resolves_from_the_environment() {
+        set_env("HR_TEST_ADMIN_TOKEN", "0123456789abcdef0123");
+        let text = "[admin]\nlisten = \"0.0.0.0:9999\"\ntoken = \"${env:HR_TEST_ADMIN_TOKEN}\"\n";
+        let admin = Config::parse(text, "t").unwrap().admin.unwrap();
+        assert_eq!(admin.listen.port(), 9999);
+        assert_eq!(
+            admin.token.unwrap().expose(),
+            b"0123456789abcdef0123".as_slice()
+        );
+    }
+
+    #[test]
+    fn a_public_admin_listener_without_a_token_is_refused() {
+        let (line, col, key, m) = only("[admin]\nlisten = \"0.0.0.0:9090\"\n");
+        assert_eq!((line, col, key.as_str()), (2, 10, "admin.listen"));
+        assert!(m.contains("admin.token") && m.contains("loopback"), "{m}");
+        // IPv6 loopback needs no token.
+        assert!(Config::parse("[admin]\nlisten = \"[::1]:9090\"\n", "t").is_ok());
+    }
+
+    #[test]
+    fn bad_admin_values_say_what_to_write() {
+        let (line, _, key, m) = only("[admin]\ntoken = \"short\"\n");
+        assert_eq!((line, key.as_str()), (2, "admin.token"));
+        assert!(m.contains("openssl rand"), "{m}");
+        assert!(!m.contains("short\""), "the token is not echoed: {m}");
+        let (_, _, key, m) = only("[admin]\ntoken = \"with a space in the token\"\n");
+        assert_eq!(key, "admin.token");
+        assert!(m.contains("printable"), "{m}");
+        let (_, _, key, m) = only("[admin]\nlisten = \"localhost:9090\"\n");
+        assert_eq!(key, "admin.listen");
+        assert!(m.contains("IP:PORT"), "{m}");
+        let (_, _, key, m) = only("[admin]\nlisen = \"127.0.0.1:1\"\n");
+        assert_eq!(key, "admin.lisen");
+        assert!(m.contains("listen"), "{m}");
     }
 
     proptest! {

@@ -10,6 +10,7 @@
 //! again after the next start.
 
 pub mod backoff;
+pub mod health;
 pub mod limiter;
 mod worker;
 
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::SinkConfig;
+use crate::metrics::{Metrics, SinkMetrics};
 use crate::sinks::{AnySink, SinkBuildError};
 use crate::store::Store;
 
@@ -39,6 +41,17 @@ impl Dispatcher {
     /// Builds every enabled sink, then starts one worker task for each. Call inside a tokio
     /// runtime. Disabled sinks get no worker: their queued entries wait.
     pub fn start(store: Store, sinks: &[SinkConfig]) -> Result<Dispatcher, SinkBuildError> {
+        Dispatcher::start_observed(store, sinks, None, Arc::new(health::Health::new(sinks)))
+    }
+
+    /// Like [`Dispatcher::start`], counting into `metrics` (when given) and noting each
+    /// sink's health in `health`.
+    pub fn start_observed(
+        store: Store,
+        sinks: &[SinkConfig],
+        metrics: Option<&Metrics>,
+        health: Arc<health::Health>,
+    ) -> Result<Dispatcher, SinkBuildError> {
         // Build all sinks before starting any worker, so a bad one starts nothing.
         let built = sinks
             .iter()
@@ -49,7 +62,12 @@ impl Dispatcher {
         let workers = built
             .into_iter()
             .map(|(config, sink)| {
-                let worker = worker::Worker::new(store.clone(), config, sink, stop.subscribe());
+                let observe = worker::Observe {
+                    metrics: metrics.map_or_else(SinkMetrics::detached, |m| m.sink(&config.name)),
+                    health: health.clone(),
+                };
+                let worker =
+                    worker::Worker::new(store.clone(), config, sink, observe, stop.subscribe());
                 (Arc::from(config.name.as_str()), tokio::spawn(worker.run()))
             })
             .collect();

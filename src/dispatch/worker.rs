@@ -22,8 +22,10 @@ use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
 use super::backoff;
+use super::health::Health;
 use super::limiter::Limiter;
 use crate::config::{RetryPolicy, SinkConfig};
+use crate::metrics::{DeliveryOutcome, SinkMetrics};
 use crate::sinks::{AnySink, Delivery, Outcome, Sink, SinkError};
 use crate::store::{AttemptOutcome, AttemptRecord, Due, EventId, NextStep, Store};
 
@@ -35,6 +37,14 @@ const PAUSE: Duration = Duration::from_secs(1);
 /// sink enforces its timeout; this only catches a sink that does not.
 const TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
 
+/// Where a worker reports its attempts besides the store.
+pub(super) struct Observe {
+    /// This sink's metric handles.
+    pub metrics: SinkMetrics,
+    /// Every sink's health board.
+    pub health: Arc<Health>,
+}
+
 /// What every attempt of one sink needs; shared by its attempt tasks.
 struct Shared {
     store: Store,
@@ -42,6 +52,7 @@ struct Shared {
     sink: AnySink,
     retry: RetryPolicy,
     timeout: Duration,
+    observe: Observe,
 }
 
 /// One sink's worker; [`Worker::run`] is its task.
@@ -107,6 +118,7 @@ impl Worker {
         store: Store,
         config: &SinkConfig,
         sink: AnySink,
+        observe: Observe,
         stop: watch::Receiver<Option<Instant>>,
     ) -> Worker {
         let concurrency = config.concurrency.max(1);
@@ -117,6 +129,7 @@ impl Worker {
                 sink,
                 retry: config.retry,
                 timeout: config.timeout,
+                observe,
             }),
             limiter: config.rate.as_ref().map(Limiter::new),
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -278,13 +291,17 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
     // The slot is free once the receiver is done; recording is the store's work.
     drop(permit);
 
+    // A replay starts a new round with a full retry budget.
+    let round_attempt = entry.attempt.saturating_sub(entry.first_attempt) + 1;
+    let finished_ms = now_ms();
     let decision = decide(
         &outcome,
-        entry.attempt,
+        round_attempt,
         &shared.retry,
-        now_ms(),
+        finished_ms,
         &mut rand::rng(),
     );
+    observe(&shared, &decision, duration, finished_ms);
     let duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
     log_outcome(
         &shared.name,
@@ -313,6 +330,24 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         tokio::time::sleep(PAUSE).await;
     }
     event_id
+}
+
+/// Counts the attempt and notes the sink's health.
+fn observe(shared: &Shared, decision: &Decision, duration: Duration, now_ms: u64) {
+    let outcome = match decision.outcome {
+        AttemptOutcome::Delivered => DeliveryOutcome::Delivered,
+        AttemptOutcome::Retrying => DeliveryOutcome::Retrying,
+        AttemptOutcome::DeadLettered => DeliveryOutcome::DeadLettered,
+    };
+    shared
+        .observe
+        .metrics
+        .attempt(outcome, duration.as_secs_f64());
+    let health = &shared.observe.health;
+    match &decision.error {
+        None => health.delivered(&shared.name, now_ms),
+        Some(error) => health.failed(&shared.name, error, now_ms),
+    }
 }
 
 /// What becomes of an entry after one attempt.

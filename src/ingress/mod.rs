@@ -3,7 +3,7 @@
 //! Per request: find the source, enforce the body limit and timeouts, verify, route, and
 //! hand the event to the store; answer `202` only once the store says the commit is durable.
 //!
-//! Invariant: this module (with `admin`, later) is the only one that knows hyper server types
+//! Invariant: this module (with `admin`) is the only one that knows hyper server types
 //! and HTTP status codes. Nothing unverified reaches the store: verification happens on the
 //! complete body before `Store::ingest` is called. A refusal leaves a log line and nothing
 //! else — never the body, a signature or a secret.
@@ -32,6 +32,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Config, ServerConfig};
+use crate::metrics::{EventOutcome, Metrics, SourceCounters};
 use crate::route::Router;
 use crate::store::{Ingested, NewEvent, Store, StoreError};
 use crate::verify::{Rejection, Verifier};
@@ -51,6 +52,7 @@ struct Source {
     name: Arc<str>,
     enabled: bool,
     verifier: Verifier,
+    counters: SourceCounters,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -63,6 +65,7 @@ pub struct Ingress {
     /// Body bytes held in memory over all requests: `[server] max_buffered` permits.
     buffered: Arc<Semaphore>,
     max_buffered: u64,
+    unknown_source: SourceCounters,
 }
 
 impl Ingress {
@@ -76,6 +79,7 @@ impl Ingress {
                     name: Arc::from(s.name.as_str()),
                     enabled: s.enabled,
                     verifier: Verifier::new(&s.kind),
+                    counters: SourceCounters::default(),
                 };
                 (Box::from(s.name.as_str()), source)
             })
@@ -92,7 +96,17 @@ impl Ingress {
                     .min(Semaphore::MAX_PERMITS),
             )),
             max_buffered: config.server.max_buffered,
+            unknown_source: SourceCounters::default(),
         }
+    }
+
+    /// Counts every request into `metrics` (the handles are taken once, here).
+    pub fn observed(mut self, metrics: &Metrics) -> Ingress {
+        for (name, source) in &mut self.sources {
+            source.counters = metrics.source(name);
+        }
+        self.unknown_source = metrics.unknown_source();
+        self
     }
 
     /// Answers one request.
@@ -112,10 +126,12 @@ impl Ingress {
             );
         };
         let Some(source) = self.sources.get(name).filter(|s| s.enabled) else {
+            self.unknown_source.inc(EventOutcome::UnknownSource);
             tracing::info!(source = %truncate(name, 64), %peer, outcome = "unknown_source", "refused event");
             return json_error(StatusCode::NOT_FOUND, "no enabled source with this name");
         };
         if request.method() != Method::POST {
+            source.counters.inc(EventOutcome::MethodNotAllowed);
             let mut response = json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "webhooks must be sent with POST",
@@ -134,6 +150,7 @@ impl Ingress {
             .await
         {
             Err(_) => {
+                source.counters.inc(EventOutcome::BodyTimeout);
                 tracing::info!(source = %source.name, %peer, outcome = "body_timeout", "refused event");
                 return json_error(
                     StatusCode::REQUEST_TIMEOUT,
@@ -142,12 +159,14 @@ impl Ingress {
             }
             Ok(Err(BodyError::TooLarge)) => return self.too_large(source, peer),
             Ok(Err(BodyError::Busy)) => {
+                source.counters.inc(EventOutcome::Busy);
                 tracing::warn!(source = %source.name, %peer, outcome = "busy", max_buffered = self.max_buffered, "refused event: too many request bodies in memory");
                 return unavailable(
                     "too many request bodies in progress ([server] max_buffered); send again later",
                 );
             }
             Ok(Err(BodyError::Read(err))) => {
+                source.counters.inc(EventOutcome::BodyError);
                 tracing::info!(source = %source.name, %peer, outcome = "body_error", error = %err, "refused event");
                 return json_error(
                     StatusCode::BAD_REQUEST,
@@ -180,14 +199,17 @@ impl Ingress {
         let event_type = event.event_type.clone();
         match self.store.ingest(event).await {
             Ok(Ingested::Accepted(id)) => {
+                source.counters.inc(EventOutcome::Accepted);
                 tracing::info!(source = %source.name, event_type = event_type.as_deref().unwrap_or(""), event_id = %id, sinks = fan_out, outcome = "accepted", "accepted event");
                 json_id(StatusCode::ACCEPTED, id, false)
             }
             Ok(Ingested::Duplicate(id)) => {
+                source.counters.inc(EventOutcome::Duplicate);
                 tracing::info!(source = %source.name, event_type = event_type.as_deref().unwrap_or(""), event_id = %id, outcome = "duplicate", "duplicate delivery; nothing new queued");
                 json_id(StatusCode::OK, id, true)
             }
             Err(err) => {
+                source.counters.inc(EventOutcome::StoreFailed);
                 let message = match &err {
                     StoreError::Closed => "shutting down; send again later",
                     _ => "the event could not be stored; send again later",
@@ -199,6 +221,7 @@ impl Ingress {
     }
 
     fn too_large(&self, source: &Source, peer: SocketAddr) -> Response<Full<Bytes>> {
+        source.counters.inc(EventOutcome::TooLarge);
         tracing::info!(source = %source.name, %peer, outcome = "too_large", max_body = self.max_body, "refused event");
         json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -217,8 +240,10 @@ impl Ingress {
     ) -> Response<Full<Bytes>> {
         tracing::warn!(source = %source.name, %peer, outcome = rejection.code(), "refused event");
         let status = if rejection.is_unauthorized() {
+            source.counters.inc(EventOutcome::Unauthorized);
             StatusCode::UNAUTHORIZED
         } else {
+            source.counters.inc(EventOutcome::MalformedJson);
             StatusCode::BAD_REQUEST
         };
         json_error(status, &rejection.to_string())

@@ -3,6 +3,10 @@
 //!
 //! An event is laid out as `[version][postcard(EventMeta)][body bytes]`: the body is appended
 //! raw, not postcard-encoded, so writing it is one copy and reading it back needs no parse.
+//!
+//! Versions are per record kind. Queue values and attempts are at version 2 (replays: a
+//! queue entry knows the first attempt of its round, an attempt whether it was a replay);
+//! their version 1 records, written before, are still read. Everything else is at version 1.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,11 +40,23 @@ pub struct EventMeta {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
+/// The version queue values and attempts are written with.
+pub const QUEUE_ATTEMPT_VERSION: u8 = 2;
+
 /// A queue entry's value (its key holds sink, due time and event id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueValue {
     /// Number of the next attempt, 1 for the first.
     pub attempt: u32,
+    /// Number of the first attempt of this round: 1, or the first attempt after a replay.
+    /// The retry budget counts from here.
+    pub first_attempt: u32,
+}
+
+/// A queue value as version 1 wrote it.
+#[derive(Deserialize)]
+struct QueueValueV1 {
+    attempt: u32,
 }
 
 /// Where a delivery stands, kept per (event, sink) so retention and the admin view can tell
@@ -62,6 +78,29 @@ pub struct AttemptValue {
     pub error: Option<String>,
     pub outcome: AttemptOutcome,
     pub message_id: Option<String>,
+    /// Made in a round started by a replay.
+    pub replay: bool,
+}
+
+/// An attempt as version 1 writes it since sinks report their own message id.
+#[derive(Deserialize)]
+struct AttemptValueV1 {
+    started_ms: u64,
+    duration_ms: u32,
+    status: Option<u16>,
+    error: Option<String>,
+    outcome: AttemptOutcome,
+    message_id: Option<String>,
+}
+
+/// An attempt as the first version 1 build wrote it, before message ids.
+#[derive(Deserialize)]
+struct AttemptValueV1NoMessageId {
+    started_ms: u64,
+    duration_ms: u32,
+    status: Option<u16>,
+    error: Option<String>,
+    outcome: AttemptOutcome,
 }
 
 /// A dead letter's value (its key holds sink and event id).
@@ -108,6 +147,65 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError>
     Ok(postcard::from_bytes(check_version(bytes)?)?)
 }
 
+/// Encodes a queue value or an attempt, at [`QUEUE_ATTEMPT_VERSION`].
+pub fn encode_v2<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![QUEUE_ATTEMPT_VERSION];
+    postcard::to_io(value, &mut out).expect("postcard encoding into a Vec cannot fail");
+    out
+}
+
+/// Decodes a queue value of either version.
+pub fn decode_queue(bytes: &[u8]) -> Result<QueueValue, DecodeError> {
+    match bytes.split_first() {
+        None => Err(DecodeError::Empty),
+        Some((&FORMAT_VERSION, rest)) => {
+            let old: QueueValueV1 = postcard::from_bytes(rest)?;
+            Ok(QueueValue {
+                attempt: old.attempt,
+                first_attempt: 1,
+            })
+        }
+        Some((&QUEUE_ATTEMPT_VERSION, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&other, _)) => Err(DecodeError::Version(other)),
+    }
+}
+
+/// Decodes an attempt of either version.
+pub fn decode_attempt(bytes: &[u8]) -> Result<AttemptValue, DecodeError> {
+    match bytes.split_first() {
+        None => Err(DecodeError::Empty),
+        Some((&FORMAT_VERSION, rest)) => {
+            // Version 1 gained the message id without a version bump: a record too short
+            // for it is the older layout.
+            let old = match postcard::from_bytes::<AttemptValueV1>(rest) {
+                Ok(old) => old,
+                Err(_) => {
+                    let older: AttemptValueV1NoMessageId = postcard::from_bytes(rest)?;
+                    AttemptValueV1 {
+                        started_ms: older.started_ms,
+                        duration_ms: older.duration_ms,
+                        status: older.status,
+                        error: older.error,
+                        outcome: older.outcome,
+                        message_id: None,
+                    }
+                }
+            };
+            Ok(AttemptValue {
+                started_ms: old.started_ms,
+                duration_ms: old.duration_ms,
+                status: old.status,
+                error: old.error,
+                outcome: old.outcome,
+                message_id: old.message_id,
+                replay: false,
+            })
+        }
+        Some((&QUEUE_ATTEMPT_VERSION, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&other, _)) => Err(DecodeError::Version(other)),
+    }
+}
+
 fn check_version(bytes: &[u8]) -> Result<&[u8], DecodeError> {
     match bytes.split_first() {
         None => Err(DecodeError::Empty),
@@ -147,13 +245,75 @@ mod tests {
 
     #[test]
     fn unknown_version_is_refused_not_misread() {
-        let mut bytes = encode(&QueueValue { attempt: 3 });
+        let mut bytes = encode_v2(&QueueValue {
+            attempt: 3,
+            first_attempt: 1,
+        });
         bytes[0] = 9;
-        assert!(matches!(
-            decode::<QueueValue>(&bytes),
-            Err(DecodeError::Version(9))
-        ));
-        assert!(matches!(decode::<QueueValue>(&[]), Err(DecodeError::Empty)));
+        assert!(matches!(decode_queue(&bytes), Err(DecodeError::Version(9))));
+        assert!(matches!(decode_queue(&[]), Err(DecodeError::Empty)));
+        assert!(matches!(decode::<DeadValue>(&[]), Err(DecodeError::Empty)));
+    }
+
+    #[test]
+    fn version_1_queue_values_and_attempts_are_still_read() {
+        // Bytes as the version 1 build wrote them.
+        #[derive(Serialize)]
+        struct V1Queue {
+            attempt: u32,
+        }
+        #[derive(Serialize)]
+        struct V1Attempt {
+            started_ms: u64,
+            duration_ms: u32,
+            status: Option<u16>,
+            error: Option<String>,
+            outcome: AttemptOutcome,
+        }
+        let queue = decode_queue(&encode(&V1Queue { attempt: 4 })).unwrap();
+        assert_eq!(
+            queue,
+            QueueValue {
+                attempt: 4,
+                first_attempt: 1
+            }
+        );
+        let attempt = decode_attempt(&encode(&V1Attempt {
+            started_ms: 5,
+            duration_ms: 6,
+            status: Some(503),
+            error: Some("busy".into()),
+            outcome: AttemptOutcome::Retrying,
+        }))
+        .unwrap();
+        assert_eq!(attempt.status, Some(503));
+        assert_eq!(attempt.message_id, None);
+        assert!(!attempt.replay);
+        #[derive(Serialize)]
+        struct V1AttemptWithId {
+            started_ms: u64,
+            duration_ms: u32,
+            status: Option<u16>,
+            error: Option<String>,
+            outcome: AttemptOutcome,
+            message_id: Option<String>,
+        }
+        let with_id = decode_attempt(&encode(&V1AttemptWithId {
+            started_ms: 5,
+            duration_ms: 6,
+            status: Some(200),
+            error: None,
+            outcome: AttemptOutcome::Delivered,
+            message_id: Some("ts-1".into()),
+        }))
+        .unwrap();
+        assert_eq!(with_id.message_id.as_deref(), Some("ts-1"));
+        assert!(!with_id.replay);
+        let current = AttemptValue {
+            replay: true,
+            ..attempt.clone()
+        };
+        assert_eq!(decode_attempt(&encode_v2(&current)).unwrap(), current);
     }
 
     proptest! {
@@ -177,7 +337,8 @@ mod tests {
         #[test]
         fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode_event(&bytes);
-            let _ = decode::<AttemptValue>(&bytes);
+            let _ = decode_attempt(&bytes);
+            let _ = decode_queue(&bytes);
             let _ = decode::<DeadValue>(&bytes);
             let _ = decode::<PendingState>(&bytes);
         }

@@ -7,9 +7,15 @@
 
 mod codec;
 mod dedup;
+mod inspect;
 mod slot;
 mod tables;
 mod writer;
+
+pub use inspect::{
+    AttemptView, DeadLetter, DeliveryState, EventPage, EventQuery, EventStatus, EventSummary,
+    Replayed, SinkStats,
+};
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +31,7 @@ use uuid::Uuid;
 use tables::{ATTEMPTS, DEAD, DEDUP_LOG, EVENTS, PENDING, QUEUE};
 
 use crate::config::StorageConfig;
+use crate::metrics::StoreMetrics;
 
 /// Entry points for the fuzz targets only: decoding records read from a possibly damaged file.
 #[doc(hidden)]
@@ -32,8 +39,8 @@ pub mod fuzzing {
     /// Decodes bytes as every kind of stored record; must never panic.
     pub fn decode_records(bytes: &[u8]) {
         let _ = super::codec::decode_event(bytes);
-        let _ = super::codec::decode::<super::codec::QueueValue>(bytes);
-        let _ = super::codec::decode::<super::codec::AttemptValue>(bytes);
+        let _ = super::codec::decode_queue(bytes);
+        let _ = super::codec::decode_attempt(bytes);
         let _ = super::codec::decode::<super::codec::DeadValue>(bytes);
         let _ = super::codec::decode::<super::codec::PendingState>(bytes);
     }
@@ -103,6 +110,9 @@ pub struct QueueEntry {
     pub due_ms: u64,
     /// The number of the attempt about to be made, 1 for the first.
     pub attempt: u32,
+    /// The first attempt of this round: 1, or the first attempt after a replay. The retry
+    /// budget counts from here.
+    pub first_attempt: u32,
 }
 
 /// A due queue entry with its event loaded.
@@ -228,6 +238,14 @@ const OPS_CHANNEL: usize = 8192;
 impl Store {
     /// Opens (or creates) the redb file and starts the writer thread.
     pub fn open(config: &StorageConfig) -> Result<Store, StoreError> {
+        Store::open_observed(config, StoreMetrics::default())
+    }
+
+    /// Like [`Store::open`]; the writer records each commit's latency and size in `metrics`.
+    pub fn open_observed(
+        config: &StorageConfig,
+        metrics: StoreMetrics,
+    ) -> Result<Store, StoreError> {
         let path = config.path.clone();
         let open_err = |message: String| StoreError::Open {
             path: path.display().to_string(),
@@ -248,7 +266,7 @@ impl Store {
             let watchers = watchers.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(db, rx, watchers, dedup))
+                .spawn(move || writer::run(db, rx, watchers, dedup, metrics))
                 .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Store {
@@ -331,9 +349,9 @@ impl Store {
                 batch.next_due_ms = Some(due_ms);
                 break;
             }
-            let attempt = codec::decode::<codec::QueueValue>(value.value())
-                .map(|v| v.attempt)
-                .unwrap_or(1);
+            let (attempt, first_attempt) = codec::decode_queue(value.value())
+                .map(|v| (v.attempt, v.first_attempt))
+                .unwrap_or((1, 1));
             let Some(stored) = events.get(id).map_err(|e| read(e.into()))? else {
                 tracing::error!(%event_id, sink, "queue entry without its event; skipping it");
                 continue;
@@ -346,6 +364,7 @@ impl Store {
                     sink: Arc::from(sink),
                     due_ms,
                     attempt,
+                    first_attempt,
                 },
                 event: Arc::new(StoredEvent::from_parts(event_id, meta, body)),
             });
@@ -416,7 +435,7 @@ impl Store {
         {
             let (k, v) = item.map_err(|e| read(e.into()))?;
             let (_, sink, number) = k.value();
-            let value: codec::AttemptValue = codec::decode(v.value())
+            let value = codec::decode_attempt(v.value())
                 .map_err(|e| StoreError::Read(format!("attempt of event {id}: {e}")))?;
             out.push((
                 sink.to_string(),

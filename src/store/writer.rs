@@ -22,7 +22,11 @@ use super::codec::{self, AttemptValue, DeadValue, EventMeta, PendingState, Queue
 use super::dedup::{DedupIndex, fingerprint};
 use super::slot::{self, Slot};
 use super::tables::{ATTEMPTS, DEAD, DEDUP_LOG, EVENTS, PENDING, QUEUE};
-use super::{AttemptRecord, Ingested, NewEvent, NextStep, QueueEntry, StoreError, Watchers};
+use super::{
+    AttemptRecord, EventId, Ingested, NewEvent, NextStep, QueueEntry, Replayed, StoreError,
+    Watchers,
+};
+use crate::metrics::StoreMetrics;
 
 /// Most operations in one transaction: bounds the time one commit holds its callers.
 const MAX_BATCH_OPS: usize = 4096;
@@ -47,13 +51,34 @@ pub(super) enum Op {
         limit: usize,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
+    Replay {
+        event_id: EventId,
+        sinks: Vec<Arc<str>>,
+        reply: oneshot::Sender<Result<Vec<Replayed>, StoreError>>,
+    },
+    ReplayDead {
+        sink: Arc<str>,
+        since_ms: u64,
+        limit: usize,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    /// Rides along with the next batch: answered once a commit succeeded.
+    Ping {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// A reply held back until the batch is committed.
 enum Reply {
     Ingest(oneshot::Sender<Result<Ingested, StoreError>>, Ingested),
-    Finish(oneshot::Sender<Result<(), StoreError>>),
-    Purge(oneshot::Sender<Result<usize, StoreError>>, usize),
+    /// An operation that returns nothing (finish, ping).
+    Done(oneshot::Sender<Result<(), StoreError>>),
+    /// An operation that returns how many records it moved (purge, replay of dead letters).
+    Count(oneshot::Sender<Result<usize, StoreError>>, usize),
+    Replay(
+        oneshot::Sender<Result<Vec<Replayed>, StoreError>>,
+        Vec<Replayed>,
+    ),
 }
 
 impl Reply {
@@ -62,8 +87,9 @@ impl Reply {
         // committed all the same, which is what the contract needs.
         match self {
             Reply::Ingest(tx, v) => drop(tx.send(Ok(v))),
-            Reply::Finish(tx) => drop(tx.send(Ok(()))),
-            Reply::Purge(tx, n) => drop(tx.send(Ok(n))),
+            Reply::Done(tx) => drop(tx.send(Ok(()))),
+            Reply::Count(tx, n) => drop(tx.send(Ok(n))),
+            Reply::Replay(tx, r) => drop(tx.send(Ok(r))),
         }
     }
 
@@ -71,8 +97,9 @@ impl Reply {
         let err = || StoreError::Commit(message.to_string());
         match self {
             Reply::Ingest(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Finish(tx) => drop(tx.send(Err(err()))),
-            Reply::Purge(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Done(tx) => drop(tx.send(Err(err()))),
+            Reply::Count(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Replay(tx, _) => drop(tx.send(Err(err()))),
         }
     }
 }
@@ -90,8 +117,9 @@ impl Op {
         let err = || StoreError::Commit(message.to_string());
         match self {
             Op::Ingest { reply, .. } => drop(reply.send(Err(err()))),
-            Op::Finish { reply, .. } => drop(reply.send(Err(err()))),
-            Op::Purge { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Finish { reply, .. } | Op::Ping { reply } => drop(reply.send(Err(err()))),
+            Op::Purge { reply, .. } | Op::ReplayDead { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Replay { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -123,6 +151,7 @@ pub(super) fn run(
     mut rx: mpsc::Receiver<Op>,
     watchers: Arc<Watchers>,
     mut dedup: DedupIndex,
+    metrics: StoreMetrics,
 ) {
     let mut ids = IdGenerator { last: 0 };
     let mut batch: Vec<Op> = Vec::with_capacity(256);
@@ -138,7 +167,7 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&db, &mut ids, &mut dedup, &mut batch, &watchers);
+        commit_batch(&db, &mut ids, &mut dedup, &mut batch, &watchers, &metrics);
     }
 }
 
@@ -148,6 +177,7 @@ fn commit_batch(
     dedup: &mut DedupIndex,
     batch: &mut Vec<Op>,
     watchers: &Watchers,
+    metrics: &StoreMetrics,
 ) {
     // No database after a failed reopen: try again now, since space may have been freed.
     let db = match slot.current().map_or_else(|| slot.reopen(), Ok) {
@@ -192,6 +222,7 @@ fn commit_batch(
     match result {
         Ok(()) => {
             index_changes.apply(dedup);
+            metrics.batch(ops, started.elapsed().as_secs_f64());
             for reply in replies {
                 reply.send_ok();
             }
@@ -304,7 +335,10 @@ fn apply_all(
     let mut pending = txn.open_table(PENDING)?;
     let mut attempts = txn.open_table(ATTEMPTS)?;
     let mut dead = txn.open_table(DEAD)?;
-    let queue_value = codec::encode(&QueueValue { attempt: 1 });
+    let queue_value = codec::encode_v2(&QueueValue {
+        attempt: 1,
+        first_attempt: 1,
+    });
     for op in ops {
         match op {
             Op::Ingest { event, reply } => {
@@ -367,13 +401,14 @@ fn apply_all(
                 let was_queued = queue.remove((sink, entry.due_ms, key))?.is_some();
                 attempts.insert(
                     (key, sink, entry.attempt),
-                    codec::encode(&AttemptValue {
+                    codec::encode_v2(&AttemptValue {
                         started_ms: attempt.started_ms,
                         duration_ms: attempt.duration_ms,
                         status: attempt.status,
                         error: attempt.error.clone(),
                         outcome: attempt.outcome,
                         message_id: attempt.message_id.clone(),
+                        replay: entry.first_attempt > 1,
                     })
                     .as_slice(),
                 )?;
@@ -383,8 +418,9 @@ fn apply_all(
                             pending.remove((key, sink))?;
                         }
                         NextStep::RetryAt(due_ms) => {
-                            let value = codec::encode(&QueueValue {
+                            let value = codec::encode_v2(&QueueValue {
                                 attempt: entry.attempt + 1,
+                                first_attempt: entry.first_attempt,
                             });
                             queue.insert((sink, due_ms, key), value.as_slice())?;
                             pending.insert(
@@ -410,7 +446,7 @@ fn apply_all(
                         }
                     }
                 }
-                replies.push(Reply::Finish(reply));
+                replies.push(Reply::Done(reply));
             }
             Op::Purge {
                 cutoff_ms,
@@ -426,11 +462,120 @@ fn apply_all(
                     cutoff_ms,
                     limit,
                 )?;
-                replies.push(Reply::Purge(reply, removed));
+                replies.push(Reply::Count(reply, removed));
             }
+            Op::Replay {
+                event_id,
+                sinks,
+                reply,
+            } => {
+                let key = event_id.as_u128();
+                let mut outcomes = Vec::with_capacity(sinks.len());
+                let exists = events.get(key)?.is_some();
+                for sink in &sinks {
+                    if !exists {
+                        outcomes.push(Replayed::NoSuchEvent);
+                        continue;
+                    }
+                    let outcome = requeue(
+                        &mut queue,
+                        &mut pending,
+                        &attempts,
+                        &mut dead,
+                        key,
+                        sink,
+                        now_ms(),
+                    )?;
+                    if outcome == Replayed::Queued {
+                        touched.insert(sink.clone());
+                    }
+                    outcomes.push(outcome);
+                }
+                replies.push(Reply::Replay(reply, outcomes));
+            }
+            Op::ReplayDead {
+                sink,
+                since_ms,
+                limit,
+                reply,
+            } => {
+                let mut chosen = Vec::new();
+                for item in dead.range((&*sink, 0u128)..=(&*sink, u128::MAX))? {
+                    if chosen.len() >= limit {
+                        break;
+                    }
+                    let (k, v) = item?;
+                    // A damaged record is replayed too: its delivery is what matters.
+                    let at_ms = codec::decode::<DeadValue>(v.value()).map_or(u64::MAX, |d| d.at_ms);
+                    if at_ms >= since_ms {
+                        chosen.push(k.value().1);
+                    }
+                }
+                let now = now_ms();
+                for key in &chosen {
+                    requeue(
+                        &mut queue,
+                        &mut pending,
+                        &attempts,
+                        &mut dead,
+                        *key,
+                        &sink,
+                        now,
+                    )?;
+                }
+                if !chosen.is_empty() {
+                    touched.insert(sink.clone());
+                }
+                replies.push(Reply::Count(reply, chosen.len()));
+            }
+            Op::Ping { reply } => replies.push(Reply::Done(reply)),
         }
     }
     Ok(())
+}
+
+/// Puts one delivery back in `sink`'s queue, due now, as a new round (the attempt numbers
+/// go on; the retry budget starts again). A dead letter leaves the dead letters; an entry
+/// already queued (or in flight) is left as it is.
+fn requeue(
+    queue: &mut redb::Table<(&str, u64, u128), &[u8]>,
+    pending: &mut redb::Table<(u128, &str), &[u8]>,
+    attempts: &redb::Table<(u128, &str, u32), &[u8]>,
+    dead: &mut redb::Table<(&str, u128), &[u8]>,
+    key: u128,
+    sink: &str,
+    now_ms: u64,
+) -> Result<Replayed, redb::Error> {
+    let queued = match pending.get((key, sink))? {
+        Some(state) => matches!(
+            codec::decode::<PendingState>(state.value()),
+            Ok(PendingState::Queued { .. })
+        ),
+        None => false,
+    };
+    if queued {
+        return Ok(Replayed::AlreadyQueued);
+    }
+    dead.remove((sink, key))?;
+    let last = attempts
+        .range((key, sink, 0u32)..=(key, sink, u32::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(k, _)| k.value().2);
+    let next = last.saturating_add(1);
+    queue.insert(
+        (sink, now_ms, key),
+        codec::encode_v2(&QueueValue {
+            attempt: next,
+            first_attempt: next,
+        })
+        .as_slice(),
+    )?;
+    pending.insert(
+        (key, sink),
+        codec::encode(&PendingState::Queued { due_ms: now_ms }).as_slice(),
+    )?;
+    Ok(Replayed::Queued)
 }
 
 /// Removes up to `limit` events received before `cutoff_ms` that have no pending or

@@ -1,0 +1,412 @@
+//! Admin: a second hyper listener, apart from ingress, for operators: `/healthz`,
+//! `/readyz`, `/metrics`, and a JSON API under `/api/` (events, sinks, dead letters,
+//! replays, sink tests) described by `/api/openapi.json`.
+//!
+//! Invariants:
+//! - Started only when the config has an `[admin]` section; loopback unless a token is set
+//!   (the config refuses otherwise).
+//! - Every route but `/healthz` needs `Authorization: Bearer <token>` when a token is set,
+//!   compared in constant time; anything else is `401` before any other work is done.
+//! - No answer carries a configured secret, a sink URL, or a secret or signature header of
+//!   an event (those are masked). Event bodies are shown: they are what operators came for.
+//! - [`ROUTES`] is the one list of what the router serves; a test holds it equal to the
+//!   OpenAPI document.
+
+mod api;
+mod gauges;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{AdminConfig, Config, SinkConfig, SourceKind};
+use crate::dispatch::health::Health;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub use gauges::StoreGauges;
+
+/// Admin connections served at once; operators and a scraper need few.
+const MAX_CONNECTIONS: usize = 64;
+/// Time to send a request's headers; also how long an idle connection stays open.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the router serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+    Events,
+    Event,
+    ReplayEvent,
+    Sinks,
+    DeadLetters,
+    ReplayDeadLetters,
+    TestSink,
+}
+
+/// Every route: method, path template (`{name}` matches one segment), handler.
+pub(crate) const ROUTES: &[(&str, &str, Route)] = &[
+    ("GET", "/healthz", Route::Healthz),
+    ("GET", "/readyz", Route::Readyz),
+    ("GET", "/metrics", Route::Metrics),
+    ("GET", "/api/openapi.json", Route::OpenApi),
+    ("GET", "/api/events", Route::Events),
+    ("GET", "/api/events/{id}", Route::Event),
+    ("POST", "/api/events/{id}/replay", Route::ReplayEvent),
+    ("GET", "/api/sinks", Route::Sinks),
+    ("GET", "/api/sinks/{sink}/dead-letters", Route::DeadLetters),
+    (
+        "POST",
+        "/api/sinks/{sink}/dead-letters/replay",
+        Route::ReplayDeadLetters,
+    ),
+    ("POST", "/api/sinks/{sink}/test", Route::TestSink),
+];
+
+/// The OpenAPI 3.1 document of the API, served at `/api/openapi.json`.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+/// Headers of an event that always carry a credential or a signature, whatever the source.
+const MASKED_ALWAYS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "x-gitlab-token",
+    "webhook-signature",
+];
+/// Header name parts that suggest a credential: masked too, whatever the source.
+const MASKED_PARTS: &[&str] = &["signature", "token", "secret", "auth", "key", "password"];
+
+/// Everything the admin routes need, shared by all connections.
+pub struct Admin {
+    /// SHA-256 of the token: compared in constant time whatever the presented length.
+    token_digest: Option<[u8; 32]>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    sinks: Vec<SinkConfig>,
+    /// Per source, the extra header names its scheme uses for signatures or tokens.
+    masked_by_source: HashMap<String, Vec<String>>,
+}
+
+impl Admin {
+    /// The admin state for `config`, reading `store` and reporting `metrics` and `health`.
+    pub fn new(
+        admin: &AdminConfig,
+        config: &Config,
+        store: Store,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Admin {
+        let masked_by_source = config
+            .sources
+            .iter()
+            .map(|s| {
+                let names = match &s.kind {
+                    SourceKind::Hmac { header, .. } | SourceKind::Token { header, .. } => {
+                        vec![header.as_str().to_string()]
+                    }
+                    _ => Vec::new(),
+                };
+                (s.name.clone(), names)
+            })
+            .collect();
+        Admin {
+            token_digest: admin
+                .token
+                .as_ref()
+                .map(|t| Sha256::digest(t.expose()).into()),
+            store,
+            metrics,
+            health,
+            sinks: config.sinks.clone(),
+            masked_by_source,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_string();
+        let (route, params) = match find_route(request.method(), &path) {
+            Found::Route(route, params) => (route, params),
+            Found::WrongMethod(allowed) => {
+                let mut response = json_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed on this path",
+                );
+                if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, value);
+                }
+                return response;
+            }
+            Found::Nothing => {
+                return json_error(
+                    StatusCode::NOT_FOUND,
+                    "no such admin route; GET /api/openapi.json lists them",
+                );
+            }
+        };
+        if route != Route::Healthz && !self.authorized(request.headers()) {
+            let mut response = json_error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token; send Authorization: Bearer <[admin] token>",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        let query: HashMap<String, String> = request
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        api::answer(self, route, &params, &query).await
+    }
+
+    fn authorized(&self, headers: &http::HeaderMap) -> bool {
+        let Some(expected) = &self.token_digest else {
+            return true;
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        // An empty presented token hashes to a value no configured token has (16+ bytes).
+        bool::from(digest.ct_eq(expected)) && !presented.is_empty()
+    }
+
+    /// Whether an event header must be shown masked.
+    fn masked(&self, source: &str, name: &str) -> bool {
+        must_mask(self.masked_by_source.get(source), name)
+    }
+}
+
+/// Whether header `name` of an event must be masked, given its source's own signature or
+/// token header names.
+fn must_mask(source_headers: Option<&Vec<String>>, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    MASKED_ALWAYS.contains(&name.as_str())
+        || MASKED_PARTS.iter().any(|part| name.contains(part))
+        || source_headers.is_some_and(|names| names.contains(&name))
+}
+
+enum Found {
+    Route(Route, HashMap<&'static str, String>),
+    WrongMethod(Vec<&'static str>),
+    Nothing,
+}
+
+/// Matches `path` against [`ROUTES`]; `{name}` segments are captured, percent-decoded.
+fn find_route(method: &Method, path: &str) -> Found {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut allowed = Vec::new();
+    for (route_method, template, route) in ROUTES {
+        let parts: Vec<&'static str> = template.split('/').collect();
+        if parts.len() != segments.len() {
+            continue;
+        }
+        let mut params = HashMap::new();
+        let matched = parts.iter().zip(&segments).all(|(part, segment)| {
+            match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) if !segment.is_empty() => {
+                    let decoded = percent_decode(segment);
+                    params.insert(name, decoded);
+                    true
+                }
+                Some(_) => false,
+                None => part == segment,
+            }
+        });
+        if !matched {
+            continue;
+        }
+        if method.as_str() == *route_method {
+            return Found::Route(*route, params);
+        }
+        allowed.push(*route_method);
+    }
+    if allowed.is_empty() {
+        Found::Nothing
+    } else {
+        Found::WrongMethod(allowed)
+    }
+}
+
+fn percent_decode(segment: &str) -> String {
+    form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// `{"error": "<message>"}` with `status`.
+fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    respond(
+        status,
+        "application/json",
+        serde_json::json!({ "error": message }).to_string(),
+    )
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Serves `listener` until `shutdown` resolves, then lets requests in progress finish for
+/// up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true);
+    let http = Arc::new(http);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off briefly instead of spinning.
+                    tracing::warn!(error = %err, "admin: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let admin = admin.clone();
+        let http = http.clone();
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let service = service_fn(move |request| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(request).await) }
+            });
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = async { drop(stop.wait_for(|s| *s).await) } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        connections.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_templates_capture_parameters_and_report_allowed_methods() {
+        let Found::Route(route, params) =
+            find_route(&Method::POST, "/api/sinks/audit%2D1/dead-letters/replay")
+        else {
+            panic!("no match");
+        };
+        assert_eq!(route, Route::ReplayDeadLetters);
+        assert_eq!(params["sink"], "audit-1");
+        let Found::WrongMethod(allowed) = find_route(&Method::DELETE, "/api/events/x") else {
+            panic!("expected 405");
+        };
+        assert_eq!(allowed, vec!["GET"]);
+        assert!(matches!(
+            find_route(&Method::GET, "/api/events//replay"),
+            Found::Nothing
+        ));
+        assert!(matches!(find_route(&Method::GET, "/nope"), Found::Nothing));
+    }
+
+    /// Every route the router serves is in the OpenAPI document, and the document names no
+    /// route the router does not serve. (tests/admin.rs calls each documented operation.)
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        assert_eq!(doc["openapi"].as_str().unwrap_or("").get(..3), Some("3.1"));
+        let mut documented = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                if method != "parameters" {
+                    documented.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let mut served: Vec<_> = ROUTES
+            .iter()
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect();
+        documented.sort();
+        served.sort();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn signature_and_secret_headers_are_masked() {
+        let nexus = vec!["x-nexus-webhook-sig".to_string()];
+        assert!(must_mask(None, "X-Hub-Signature-256"));
+        assert!(must_mask(None, "Authorization"));
+        assert!(must_mask(Some(&nexus), "X-Nexus-Webhook-Sig"));
+        assert!(must_mask(None, "X-Api-Key"));
+        assert!(!must_mask(None, "x-github-event"));
+        assert!(
+            !must_mask(None, "x-nexus-webhook-sig"),
+            "only for its own source"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Sink health: what dispatch has seen of each sink's recent attempts, for the admin API.
+//!
+//! In memory only: after a restart every sink starts healthy until an attempt says
+//! otherwise (its dead letters and attempt history stay in the store).
+//!
+//! Invariant: holds only what a sink's `SinkError` message says (never a URL, a secret or a
+//! body). Each sink's state is behind its own std `Mutex`, held for a field update once per
+//! attempt and never across an await.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::config::SinkConfig;
+
+/// One sink's recent delivery health.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkHealth {
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// Unix milliseconds of the first failure of the current run of failures.
+    pub failing_since_ms: Option<u64>,
+    /// The most recent failure's message.
+    pub last_error: Option<String>,
+    /// Unix milliseconds of the most recent failure.
+    pub last_error_ms: Option<u64>,
+    /// Unix milliseconds of the most recent success.
+    pub last_delivered_ms: Option<u64>,
+}
+
+/// Every configured sink's health.
+#[derive(Debug, Default)]
+pub struct Health {
+    by_sink: HashMap<String, Mutex<SinkHealth>>,
+}
+
+impl Health {
+    /// A healthy board for the configured sinks.
+    pub fn new(sinks: &[SinkConfig]) -> Health {
+        Health {
+            by_sink: sinks
+                .iter()
+                .map(|s| (s.name.clone(), Mutex::new(SinkHealth::default())))
+                .collect(),
+        }
+    }
+
+    /// Notes a successful attempt at `now_ms`.
+    pub fn delivered(&self, sink: &str, now_ms: u64) {
+        self.update(sink, |h| {
+            h.consecutive_failures = 0;
+            h.failing_since_ms = None;
+            h.last_delivered_ms = Some(now_ms);
+        });
+    }
+
+    /// Notes a failed attempt (retried or dead-lettered) at `now_ms`.
+    pub fn failed(&self, sink: &str, error: &str, now_ms: u64) {
+        self.update(sink, |h| {
+            h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+            h.failing_since_ms.get_or_insert(now_ms);
+            h.last_error = Some(error.to_string());
+            h.last_error_ms = Some(now_ms);
+        });
+    }
+
+    /// A sink's health; `None` for a name not in the config.
+    pub fn get(&self, sink: &str) -> Option<SinkHealth> {
+        let state = self.by_sink.get(sink)?;
+        Some(state.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    fn update(&self, sink: &str, change: impl FnOnce(&mut SinkHealth)) {
+        if let Some(state) = self.by_sink.get(sink) {
+            change(&mut state.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_run_until_a_success() {
+        let config = crate::config::Config::parse(
+            "[sinks.a]\nkind = \"webhook\"\nurl = \"https://h/\"\n",
+            "t",
+        )
+        .unwrap();
+        let health = Health::new(&config.sinks);
+        assert_eq!(health.get("a"), Some(SinkHealth::default()));
+        health.failed("a", "receiver answered 503", 10);
+        health.failed("a", "receiver answered 502", 20);
+        let failing = health.get("a").unwrap();
+        assert_eq!(failing.consecutive_failures, 2);
+        assert_eq!(
+            failing.failing_since_ms,
+            Some(10),
+            "the run's first failure"
+        );
+        assert_eq!(failing.last_error.as_deref(), Some("receiver answered 502"));
+        health.delivered("a", 30);
+        let healthy = health.get("a").unwrap();
+        assert_eq!(healthy.consecutive_failures, 0);
+        assert_eq!(healthy.failing_since_ms, None);
+        assert_eq!(healthy.last_delivered_ms, Some(30));
+        assert_eq!(
+            healthy.last_error_ms,
+            Some(20),
+            "the last error stays visible"
+        );
+        health.failed("nope", "x", 1);
+        assert_eq!(health.get("nope"), None);
+    }
+}

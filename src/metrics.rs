@@ -1,0 +1,430 @@
+//! Metrics: the Prometheus registry and the handles the parts count with.
+//!
+//! Every handle is created once at start, per source and per sink, so the hot path only
+//! bumps an atomic counter: ingress never looks a label set up or takes a lock. Histograms
+//! (delivery latency, commit latency, batch size) take one uncontended lock per observation,
+//! which happens once per delivery attempt or per store batch, never per ingested request.
+//!
+//! Invariant: a leaf. It imports no other part; the parts import it. Label values are names
+//! from the config and fixed outcome codes, never anything a sender or receiver chose, so
+//! every series is bounded by the config.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::config::Config;
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What became of one request to `/hooks/{source}`: the `outcome` label of
+/// `hookrelay_events_received_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// Stored and queued (`202`).
+    Accepted,
+    /// A re-sent delivery; nothing new queued (`200`).
+    Duplicate,
+    /// Missing, malformed or wrong signature or token, or a stale timestamp (`401`).
+    Unauthorized,
+    /// The source needs a JSON body and it is not JSON (`400`).
+    MalformedJson,
+    /// Larger than `max_body` (`413`).
+    TooLarge,
+    /// The body did not arrive within `body_timeout` (`408`).
+    BodyTimeout,
+    /// The body could not be read (`400`).
+    BodyError,
+    /// Not a POST (`405`).
+    MethodNotAllowed,
+    /// The store could not commit (`503`).
+    StoreFailed,
+    /// No enabled source of that name (`404`); counted with `source=""`.
+    UnknownSource,
+    /// Refused because request bodies in memory reached `[server] max_buffered` (`503`).
+    Busy,
+}
+
+impl EventOutcome {
+    /// Every outcome, in declaration order: `outcome as usize` indexes it.
+    pub const ALL: [EventOutcome; 11] = [
+        EventOutcome::Accepted,
+        EventOutcome::Duplicate,
+        EventOutcome::Unauthorized,
+        EventOutcome::MalformedJson,
+        EventOutcome::TooLarge,
+        EventOutcome::BodyTimeout,
+        EventOutcome::BodyError,
+        EventOutcome::MethodNotAllowed,
+        EventOutcome::StoreFailed,
+        EventOutcome::UnknownSource,
+        EventOutcome::Busy,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Accepted => "accepted",
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Unauthorized => "unauthorized",
+            EventOutcome::MalformedJson => "malformed_json",
+            EventOutcome::TooLarge => "too_large",
+            EventOutcome::BodyTimeout => "body_timeout",
+            EventOutcome::BodyError => "body_error",
+            EventOutcome::MethodNotAllowed => "method_not_allowed",
+            EventOutcome::StoreFailed => "store_failed",
+            EventOutcome::UnknownSource => "unknown_source",
+            EventOutcome::Busy => "busy",
+        }
+    }
+}
+
+/// How one delivery attempt ended: the `outcome` label of `hookrelay_deliveries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The sink took it.
+    Delivered,
+    /// Failed; another attempt is scheduled. Not a loss.
+    Retrying,
+    /// Failed for good; now a dead letter. A loss until replayed.
+    DeadLettered,
+}
+
+impl DeliveryOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Retrying => "retrying",
+            DeliveryOutcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    source: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    sink: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
+/// One source's request counters, one per [`EventOutcome`]; cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct SourceCounters {
+    counters: Arc<[Counter; EventOutcome::ALL.len()]>,
+}
+
+impl SourceCounters {
+    /// Counts one request: a single relaxed atomic add.
+    pub fn inc(&self, outcome: EventOutcome) {
+        self.counters[outcome as usize].inc();
+    }
+}
+
+/// One sink's delivery metrics; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SinkMetrics {
+    delivered: Counter,
+    retrying: Counter,
+    dead_lettered: Counter,
+    latency: Histogram,
+}
+
+impl SinkMetrics {
+    /// Handles not registered anywhere: for dispatch run without a registry.
+    pub fn detached() -> SinkMetrics {
+        SinkMetrics {
+            delivered: Counter::default(),
+            retrying: Counter::default(),
+            dead_lettered: Counter::default(),
+            latency: Histogram::new(latency_buckets()),
+        }
+    }
+
+    /// Counts one attempt and its duration in seconds.
+    pub fn attempt(&self, outcome: DeliveryOutcome, seconds: f64) {
+        match outcome {
+            DeliveryOutcome::Delivered => self.delivered.inc(),
+            DeliveryOutcome::Retrying => self.retrying.inc(),
+            DeliveryOutcome::DeadLettered => self.dead_lettered.inc(),
+        };
+        self.latency.observe(seconds);
+    }
+}
+
+/// The store writer's metrics; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct StoreMetrics {
+    commit_seconds: Histogram,
+    batch_ops: Histogram,
+}
+
+impl Default for StoreMetrics {
+    /// Handles not registered anywhere: for a store opened without a registry.
+    fn default() -> StoreMetrics {
+        StoreMetrics {
+            commit_seconds: Histogram::new(latency_buckets()),
+            batch_ops: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+        }
+    }
+}
+
+impl StoreMetrics {
+    /// Records one committed batch: its operations and how long the commit took.
+    pub fn batch(&self, ops: usize, seconds: f64) {
+        self.batch_ops.observe(ops as f64);
+        self.commit_seconds.observe(seconds);
+    }
+}
+
+/// 0.5 ms to about 65 s, doubling: covers an fsync and a slow receiver alike.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0005, 2.0, 18)
+}
+
+/// The registry and every handle, built from the config at start.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    sources: HashMap<String, SourceCounters>,
+    unknown_source: SourceCounters,
+    sinks: HashMap<String, SinkMetrics>,
+    store: StoreMetrics,
+}
+
+impl Metrics {
+    /// Registers every metric for the configured sources and sinks, all at zero, so a
+    /// dashboard sees each series from the first scrape.
+    pub fn new(config: &Config) -> Metrics {
+        let mut registry = Registry::with_prefix("hookrelay");
+        registry.register(
+            "build",
+            "hookrelay version; the value is always 1",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events_received",
+            "Requests to /hooks/{source}, by source and outcome",
+            events.clone(),
+        );
+        let counters_for = |source: &str| SourceCounters {
+            counters: Arc::new(EventOutcome::ALL.map(|outcome| {
+                events
+                    .get_or_create(&EventLabels {
+                        source: source.to_string(),
+                        outcome: outcome.as_str(),
+                    })
+                    .clone()
+            })),
+        };
+        let sources = config
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), counters_for(&s.name)))
+            .collect();
+        // Only the one outcome that can happen without a source is registered; the others
+        // stay detached, so no always-zero series.
+        let mut unknown: [Counter; EventOutcome::ALL.len()] = Default::default();
+        unknown[EventOutcome::UnknownSource as usize] = events
+            .get_or_create(&EventLabels {
+                source: String::new(),
+                outcome: EventOutcome::UnknownSource.as_str(),
+            })
+            .clone();
+        let unknown_source = SourceCounters {
+            counters: Arc::new(unknown),
+        };
+
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Delivery attempts, by sink and outcome (delivered, retrying, dead_lettered)",
+            deliveries.clone(),
+        );
+        let latency = Family::<SinkLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(latency_buckets())) as fn() -> Histogram,
+        );
+        registry.register_with_unit(
+            "delivery_duration",
+            "Time one delivery attempt took, by sink",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let sinks = config
+            .sinks
+            .iter()
+            .map(|s| {
+                let counter = |outcome: DeliveryOutcome| {
+                    deliveries
+                        .get_or_create(&DeliveryLabels {
+                            sink: s.name.clone(),
+                            outcome: outcome.as_str(),
+                        })
+                        .clone()
+                };
+                let handles = SinkMetrics {
+                    delivered: counter(DeliveryOutcome::Delivered),
+                    retrying: counter(DeliveryOutcome::Retrying),
+                    dead_lettered: counter(DeliveryOutcome::DeadLettered),
+                    latency: latency
+                        .get_or_create(&SinkLabel {
+                            sink: s.name.clone(),
+                        })
+                        .clone(),
+                };
+                (s.name.clone(), handles)
+            })
+            .collect();
+
+        let store = StoreMetrics::default();
+        registry.register_with_unit(
+            "store_commit_duration",
+            "Time one group commit took, fsync included",
+            Unit::Seconds,
+            store.commit_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_batch_size",
+            "Operations (ingests, attempt records, replays, purges) per group commit",
+            store.batch_ops.clone(),
+        );
+
+        Metrics {
+            registry,
+            sources,
+            unknown_source,
+            sinks,
+            store,
+        }
+    }
+
+    /// Adds metrics read at scrape time (queue depths, file size), under the same prefix.
+    pub fn add_collector(&mut self, collector: impl Collector) {
+        self.registry.register_collector(Box::new(collector));
+    }
+
+    /// The counters of a configured source.
+    pub fn source(&self, name: &str) -> SourceCounters {
+        self.sources.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The counter for requests to no enabled source.
+    pub fn unknown_source(&self) -> SourceCounters {
+        self.unknown_source.clone()
+    }
+
+    /// The metrics of a configured sink (detached handles for any other name).
+    pub fn sink(&self, name: &str) -> SinkMetrics {
+        self.sinks
+            .get(name)
+            .cloned()
+            .unwrap_or_else(SinkMetrics::detached)
+    }
+
+    /// The store writer's metrics.
+    pub fn store(&self) -> StoreMetrics {
+        self.store.clone()
+    }
+
+    /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]). May block: collectors
+    /// read the store.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::parse(
+            "[sources.github]\nkind = \"none\"\n[sinks.audit]\nkind = \"webhook\"\nurl = \"https://h/\"\n",
+            "t",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_series_is_present_from_the_start_with_bounded_labels() {
+        let metrics = Metrics::new(&config());
+        let text = metrics.render();
+        for line in [
+            "hookrelay_build_info{version=\"",
+            "hookrelay_events_received_total{source=\"github\",outcome=\"accepted\"} 0",
+            "hookrelay_events_received_total{source=\"github\",outcome=\"too_large\"} 0",
+            "hookrelay_events_received_total{source=\"\",outcome=\"unknown_source\"} 0",
+            "hookrelay_deliveries_total{sink=\"audit\",outcome=\"dead_lettered\"} 0",
+            "hookrelay_delivery_duration_seconds_count{sink=\"audit\"} 0",
+            "hookrelay_store_commit_duration_seconds_count 0",
+            "hookrelay_store_commit_batch_size_count 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert_eq!(
+            text.matches("source=\"\"").count(),
+            1,
+            "only unknown_source is counted without a source:\n{text}"
+        );
+    }
+
+    #[test]
+    fn outcomes_index_their_own_counter() {
+        for (i, outcome) in EventOutcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn handles_count_into_their_own_series() {
+        let metrics = Metrics::new(&config());
+        metrics.source("github").inc(EventOutcome::Accepted);
+        metrics.source("github").inc(EventOutcome::Accepted);
+        metrics.source("github").inc(EventOutcome::Unauthorized);
+        metrics.unknown_source().inc(EventOutcome::UnknownSource);
+        metrics
+            .sink("audit")
+            .attempt(DeliveryOutcome::Retrying, 0.002);
+        metrics.store().batch(3, 0.001);
+        // Names not in the config count nowhere and add no series.
+        metrics.source("other").inc(EventOutcome::Accepted);
+        metrics
+            .sink("other")
+            .attempt(DeliveryOutcome::Delivered, 0.1);
+        let text = metrics.render();
+        for line in [
+            "hookrelay_events_received_total{source=\"github\",outcome=\"accepted\"} 2",
+            "hookrelay_events_received_total{source=\"github\",outcome=\"unauthorized\"} 1",
+            "hookrelay_events_received_total{source=\"\",outcome=\"unknown_source\"} 1",
+            "hookrelay_deliveries_total{sink=\"audit\",outcome=\"retrying\"} 1",
+            "hookrelay_delivery_duration_seconds_count{sink=\"audit\"} 1",
+            "hookrelay_store_commit_batch_size_sum 3.0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(!text.contains("\"other\""), "{text}");
+    }
+}
