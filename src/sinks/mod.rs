@@ -46,6 +46,9 @@ pub struct Delivery {
     pub body: Bytes,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The event summary, for sinks that render messages ([`AnySink::renders_messages`]);
+    /// `None` for the others, which never pay for parsing the body.
+    pub summary: Option<Arc<crate::summary::Summary>>,
 }
 
 /// What went wrong in one attempt, as recorded and logged (never a URL or secret).
@@ -166,6 +169,20 @@ impl AnySink {
     }
 }
 
+impl AnySink {
+    /// Whether this sink renders templates, and so wants the event summary computed.
+    pub fn renders_messages(&self) -> bool {
+        matches!(
+            self,
+            AnySink::Slack(_)
+                | AnySink::Discord(_)
+                | AnySink::Teams(_)
+                | AnySink::Smtp(_)
+                | AnySink::DependencyTrack(_)
+        )
+    }
+}
+
 impl Sink for AnySink {
     fn kind(&self) -> &'static str {
         match self {
@@ -219,6 +236,7 @@ pub fn test_delivery() -> Delivery {
         event_type: Some("hookrelay.test".to_string()),
         delivery_id: None,
         headers: Vec::new(),
+        summary: None,
         content_type: Some("application/json".to_string()),
         received_at_ms: now_ms,
         body: Bytes::from_static(b"{\"hookrelay\":\"test message\"}"),
