@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod moto;
+pub mod nats;
 pub mod presets;
 pub mod python;
 pub mod smtp;

@@ -251,7 +251,7 @@ mod tests {
         assert_eq!(c.servers, ["nats://127.0.0.1:4222"]);
         assert_eq!(c.subject.text, "h.{{ source }}");
         assert!(
-            c.subject.at.starts_with("t.toml:7:11: sinks.s.subject"),
+            c.subject.at.starts_with("t.toml:9:11: sinks.s.subject"),
             "{}",
             c.subject.at
         );
