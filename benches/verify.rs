@@ -191,6 +191,7 @@ fn route_config() -> Config {
             body_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
             max_connections: 64,
+            max_buffered: 1 << 24,
             tls: None,
         },
         storage: StorageConfig {
