@@ -546,7 +546,7 @@ pub(super) mod tests {
         (
             "[sinks.s]\nkind = \"discord\"\nurl = \"https://h\"\ntoken = \"t\"\n",
             "sinks.s.token",
-            "kind \"discord\" takes no token; only kind \"slack\" takes it",
+            "kind \"discord\" takes no token; only kinds \"slack\" or \"nats\" take it",
         ),
         (
             "[sinks.s]\nkind = \"teams\"\nurl = \"https://h\"\ntemplate = \"x\"\ntemplate_file = \"t.j2\"\n",
