@@ -11,6 +11,7 @@ pub mod discord;
 pub mod guac;
 pub mod http;
 mod machine;
+pub mod nats;
 pub mod slack;
 pub mod smtp;
 pub mod teams;
@@ -112,6 +113,8 @@ pub enum AnySink {
     Teams(teams::TeamsSink),
     /// `kind = "smtp"` (boxed: its transport and three templates make it the largest).
     Smtp(Box<smtp::SmtpSink>),
+    /// `kind = "nats"`.
+    Nats(Box<nats::NatsSink>),
 }
 
 impl AnySink {
@@ -165,6 +168,12 @@ impl AnySink {
                 c,
                 config.timeout,
             )?))),
+            SinkKind::Nats(c) => Ok(AnySink::Nats(Box::new(nats::NatsSink::new(
+                &config.name,
+                c,
+                &config.outbound,
+                config.timeout,
+            )?))),
         }
     }
 }
@@ -194,6 +203,7 @@ impl Sink for AnySink {
             AnySink::Discord(s) => s.kind(),
             AnySink::Teams(s) => s.kind(),
             AnySink::Smtp(s) => s.kind(),
+            AnySink::Nats(s) => s.kind(),
         }
     }
 
@@ -207,6 +217,7 @@ impl Sink for AnySink {
             AnySink::Discord(s) => s.deliver(delivery).await,
             AnySink::Teams(s) => s.deliver(delivery).await,
             AnySink::Smtp(s) => s.deliver(delivery).await,
+            AnySink::Nats(s) => s.deliver(delivery).await,
         }
     }
 }
