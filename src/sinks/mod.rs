@@ -188,6 +188,7 @@ impl AnySink {
                 | AnySink::Teams(_)
                 | AnySink::Smtp(_)
                 | AnySink::DependencyTrack(_)
+                | AnySink::Nats(_)
         )
     }
 }
