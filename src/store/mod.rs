@@ -187,6 +187,11 @@ pub enum StoreError {
     /// The writer has stopped (shutdown in progress).
     #[error("store is shut down")]
     Closed,
+    /// Another process (a running relay) holds the file open.
+    #[error(
+        "cannot open store {path}: the file is in use by another hookrelay process; stop it or choose another [storage] path"
+    )]
+    InUse { path: String },
 }
 
 /// A handle to the store; cheap to clone.
@@ -261,9 +266,9 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => open_err(
-                    "the file is in use by another hookrelay process; stop it or choose another [storage] path".into(),
-                ),
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+                    path: path.display().to_string(),
+                },
                 other => open_err(other.to_string()),
             })?;
         let db = Arc::new(db);
