@@ -383,6 +383,8 @@ async fn sinks(admin: &Admin) -> Result<Answer, ApiError> {
             let health = admin.health.get(&sink.name).unwrap_or_default();
             let state = if !sink.enabled {
                 "disabled"
+            } else if sink.paused {
+                "paused"
             } else if health.consecutive_failures > 0 {
                 "failing"
             } else {

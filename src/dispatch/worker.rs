@@ -541,6 +541,7 @@ mod tests {
         SinkConfig {
             name: SINK.to_string(),
             enabled: true,
+            paused: false,
             rate,
             concurrency: 4,
             retry,
