@@ -149,6 +149,7 @@ fn route_config() -> Config {
     let sink = |i: usize| SinkConfig {
         name: format!("sink-{i:02}"),
         enabled: !i.is_multiple_of(7),
+        paused: false,
         rate: None,
         concurrency: 1,
         retry: RetryPolicy {
@@ -191,6 +192,7 @@ fn route_config() -> Config {
             body_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
             max_connections: 64,
+            max_buffered: 1 << 24,
             tls: None,
         },
         storage: StorageConfig {

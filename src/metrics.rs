@@ -49,11 +49,13 @@ pub enum EventOutcome {
     StoreFailed,
     /// No enabled source of that name (`404`); counted with `source=""`.
     UnknownSource,
+    /// Refused because request bodies in memory reached `[server] max_buffered` (`503`).
+    Busy,
 }
 
 impl EventOutcome {
     /// Every outcome, in declaration order: `outcome as usize` indexes it.
-    pub const ALL: [EventOutcome; 10] = [
+    pub const ALL: [EventOutcome; 11] = [
         EventOutcome::Accepted,
         EventOutcome::Duplicate,
         EventOutcome::Unauthorized,
@@ -64,6 +66,7 @@ impl EventOutcome {
         EventOutcome::MethodNotAllowed,
         EventOutcome::StoreFailed,
         EventOutcome::UnknownSource,
+        EventOutcome::Busy,
     ];
 
     /// The label value.
@@ -79,6 +82,7 @@ impl EventOutcome {
             EventOutcome::MethodNotAllowed => "method_not_allowed",
             EventOutcome::StoreFailed => "store_failed",
             EventOutcome::UnknownSource => "unknown_source",
+            EventOutcome::Busy => "busy",
         }
     }
 }

@@ -291,6 +291,7 @@ mod tests {
                 body_timeout: Duration::from_secs(5),
                 shutdown_timeout: Duration::from_secs(5),
                 max_connections: 16,
+                max_buffered: 1 << 24,
                 tls: None,
             },
             storage: StorageConfig {

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Most simultaneous ingress connections; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// Most request-body bytes held in memory at once, over all connections, from the first
+    /// byte received until the store has answered; beyond it a request gets `503`.
+    pub max_buffered: u64,
     /// Serve HTTPS with these files instead of plain HTTP.
     pub tls: Option<ServerTls>,
 }

@@ -80,6 +80,7 @@ pub(super) struct RawServer {
     pub body_timeout: Option<Spanned<RawDuration>>,
     pub shutdown_timeout: Option<Spanned<RawDuration>>,
     pub max_connections: Option<Spanned<i64>>,
+    pub max_buffered: Option<Spanned<RawSize>>,
     pub proxy: Option<Spanned<String>>,
     pub tls: Option<Spanned<RawServerTls>>,
 }

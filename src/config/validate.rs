@@ -47,6 +47,8 @@ const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_CONNECTIONS: i64 = 1024;
+/// Bounds ingress memory whatever `max_connections` × `max_body` come to.
+const DEFAULT_MAX_BUFFERED: u64 = 256 * 1024 * 1024;
 /// Far above what one process can serve, and low enough for any semaphore.
 const LARGEST_MAX_CONNECTIONS: i64 = 1_000_000;
 const DEFAULT_STORAGE_PATH: &str = "data/hookrelay.redb";
@@ -494,6 +496,24 @@ impl Validator<'_> {
             DEFAULT_MAX_CONNECTIONS,
             1..=LARGEST_MAX_CONNECTIONS,
         );
+        let max_buffered = match (&raw.max_buffered, max_body) {
+            (None, Some(max_body)) => Some(DEFAULT_MAX_BUFFERED.max(max_body)),
+            (Some(value), Some(max_body)) => self
+                .size(Some(value), "server.max_buffered", DEFAULT_MAX_BUFFERED)
+                .filter(|&n| {
+                    n >= max_body || {
+                        self.problem(
+                            value.span(),
+                            "server.max_buffered",
+                            format!(
+                                "must be at least server.max_body ({max_body} bytes), or no body of that size could ever be taken"
+                            ),
+                        );
+                        false
+                    }
+                }),
+            (_, None) => None,
+        };
         let tls = match &raw.tls {
             None => Some(None),
             Some(t) => self.server_tls(t).map(Some),
@@ -505,6 +525,7 @@ impl Validator<'_> {
             body_timeout: body_timeout?,
             shutdown_timeout: shutdown_timeout?,
             max_connections: usize::try_from(max_connections?).ok()?,
+            max_buffered: max_buffered?,
             tls: tls?,
         })
     }
@@ -2735,6 +2756,24 @@ to = ["builds"]
             shown.contains("2 | \tkind = \"nope\"\n  | \t       ^^^^^^\n"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn max_buffered_defaults_to_256mib_and_must_hold_one_largest_body() {
+        let c = Config::parse("", "t.toml").unwrap();
+        assert_eq!(c.server.max_buffered, 256 * 1024 * 1024);
+        let c = Config::parse("[server]\nmax_body = \"512MiB\"\n", "t.toml").unwrap();
+        assert_eq!(
+            c.server.max_buffered,
+            512 * 1024 * 1024,
+            "never below max_body"
+        );
+        let c = Config::parse("[server]\nmax_buffered = \"64MiB\"\n", "t.toml").unwrap();
+        assert_eq!(c.server.max_buffered, 64 * 1024 * 1024);
+        let (line, column, key, message) =
+            only("[server]\nmax_body = \"2MiB\"\nmax_buffered = \"1MiB\"\n");
+        assert_eq!((line, column, key.as_str()), (3, 16, "server.max_buffered"));
+        assert!(message.contains("at least server.max_body"), "{message}");
     }
 
     #[test]

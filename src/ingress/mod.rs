@@ -8,6 +8,7 @@
 //! complete body before `Store::ingest` is called. A refusal leaves a log line and nothing
 //! else — never the body, a signature or a secret.
 
+mod body;
 mod response;
 pub mod tls;
 
@@ -20,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -36,6 +37,7 @@ use crate::route::Router;
 use crate::store::{Ingested, NewEvent, Store, StoreError};
 use crate::verify::{Rejection, Verifier};
 
+use body::BodyError;
 use response::{json_error, json_id};
 
 /// Headers never kept with an event: they carry credentials of the sender or of hookrelay.
@@ -60,6 +62,9 @@ pub struct Ingress {
     store: Store,
     max_body: u64,
     body_timeout: Duration,
+    /// Body bytes held in memory over all requests: `[server] max_buffered` permits.
+    buffered: Arc<Semaphore>,
+    max_buffered: u64,
     unknown_source: SourceCounters,
 }
 
@@ -85,6 +90,12 @@ impl Ingress {
             store,
             max_body: config.server.max_body,
             body_timeout: config.server.body_timeout,
+            buffered: Arc::new(Semaphore::new(
+                usize::try_from(config.server.max_buffered)
+                    .unwrap_or(usize::MAX)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            max_buffered: config.server.max_buffered,
             unknown_source: SourceCounters::default(),
         }
     }
@@ -134,8 +145,10 @@ impl Ingress {
             return self.too_large(source, peer);
         }
         let (parts, body) = request.into_parts();
-        let limited = Limited::new(body, self.max_body as usize);
-        let body = match tokio::time::timeout(self.body_timeout, limited.collect()).await {
+        let read = body::read(body, self.max_body, &self.buffered);
+        let body::Body { bytes: body, _held } = match tokio::time::timeout(self.body_timeout, read)
+            .await
+        {
             Err(_) => {
                 source.counters.inc(EventOutcome::BodyTimeout);
                 tracing::info!(source = %source.name, %peer, outcome = "body_timeout", "refused event");
@@ -144,13 +157,15 @@ impl Ingress {
                     "the request body did not arrive in time",
                 );
             }
-            Ok(Err(err)) => {
-                if err
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    return self.too_large(source, peer);
-                }
+            Ok(Err(BodyError::TooLarge)) => return self.too_large(source, peer),
+            Ok(Err(BodyError::Busy)) => {
+                source.counters.inc(EventOutcome::Busy);
+                tracing::warn!(source = %source.name, %peer, outcome = "busy", max_buffered = self.max_buffered, "refused event: too many request bodies in memory");
+                return unavailable(
+                    "too many request bodies in progress ([server] max_buffered); send again later",
+                );
+            }
+            Ok(Err(BodyError::Read(err))) => {
                 source.counters.inc(EventOutcome::BodyError);
                 tracing::info!(source = %source.name, %peer, outcome = "body_error", error = %err, "refused event");
                 return json_error(
@@ -158,7 +173,7 @@ impl Ingress {
                     "the request body could not be read",
                 );
             }
-            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Ok(body)) => body,
         };
         let verified = match source.verifier.verify(&parts.headers, &body, unix_now()) {
             Ok(v) => v,
@@ -200,11 +215,7 @@ impl Ingress {
                     _ => "the event could not be stored; send again later",
                 };
                 tracing::error!(source = %source.name, outcome = "store_failed", error = %err, "event not stored");
-                let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, message);
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
-                response
+                unavailable(message)
             }
         }
     }
@@ -331,6 +342,15 @@ pub async fn serve(
         );
         connections.shutdown().await;
     }
+}
+
+/// `503` with `Retry-After`: nothing was stored; the sender should try again later.
+fn unavailable(message: &str) -> Response<Full<Bytes>> {
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    response
 }
 
 /// What every HTTPS connection shares.

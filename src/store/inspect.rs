@@ -182,7 +182,9 @@ fn key_ms(key: u128) -> u64 {
 impl Store {
     /// A page of events, newest first, matching `query`. Blocking.
     pub fn recent_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        // Held for the whole read, so a reopen after an I/O error waits for it.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(read_err)?;
         let events = txn.open_table(EVENTS).map_err(read_err)?;
         let pending = txn.open_table(PENDING).map_err(read_err)?;
         let attempts = txn.open_table(ATTEMPTS).map_err(read_err)?;
@@ -234,7 +236,9 @@ impl Store {
         id: EventId,
     ) -> Result<Option<(StoredEvent, Vec<(String, DeliveryState)>, Vec<AttemptView>)>, StoreError>
     {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        // Held for the whole read, so a reopen after an I/O error waits for it.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(read_err)?;
         let events = txn.open_table(EVENTS).map_err(read_err)?;
         let pending = txn.open_table(PENDING).map_err(read_err)?;
         let attempts = txn.open_table(ATTEMPTS).map_err(read_err)?;
@@ -301,7 +305,9 @@ impl Store {
         before: Option<EventId>,
         limit: usize,
     ) -> Result<(Vec<DeadLetter>, Option<EventId>), StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        // Held for the whole read, so a reopen after an I/O error waits for it.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(read_err)?;
         let dead = txn.open_table(DEAD).map_err(read_err)?;
         let upper = before.map_or(u128::MAX, |id| id.as_u128());
         let mut out = Vec::new();
@@ -332,7 +338,9 @@ impl Store {
     /// Queue and dead-letter figures of each sink, in one consistent read. Blocking; counts
     /// every entry, so it costs O(queued + dead).
     pub fn sink_stats(&self, sinks: &[&str]) -> Result<Vec<SinkStats>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        // Held for the whole read, so a reopen after an I/O error waits for it.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(read_err)?;
         let queue = txn.open_table(QUEUE).map_err(read_err)?;
         let dead = txn.open_table(DEAD).map_err(read_err)?;
         let mut out = Vec::with_capacity(sinks.len());
@@ -368,7 +376,9 @@ impl Store {
         after: Option<EventId>,
         limit: usize,
     ) -> Result<Vec<EventId>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        // Held for the whole read, so a reopen after an I/O error waits for it.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(read_err)?;
         let events = txn.open_table(EVENTS).map_err(read_err)?;
         // Ids are UUIDv7: their top 48 bits are the acceptance time, so a time range is a
         // key range.
@@ -393,7 +403,9 @@ impl Store {
 
     /// Events stored, all told. Blocking.
     pub fn event_count(&self) -> Result<u64, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        // Held for the whole read, so a reopen after an I/O error waits for it.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(read_err)?;
         let events = txn.open_table(EVENTS).map_err(read_err)?;
         events.len().map_err(read_err)
     }

@@ -8,6 +8,7 @@
 mod codec;
 mod dedup;
 mod inspect;
+mod slot;
 mod tables;
 mod writer;
 
@@ -22,6 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use slot::Slot;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -201,7 +204,8 @@ pub struct Store {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    /// The open database; the writer replaces it after an I/O error.
+    db: Arc<Slot>,
     path: PathBuf,
     /// `None` once closed; a std Mutex because it is only held to clone the sender.
     ops: Mutex<Option<mpsc::Sender<writer::Op>>>,
@@ -238,9 +242,6 @@ impl Watchers {
 
 /// Bounded so that a stalled disk pushes back on ingress instead of growing memory.
 const OPS_CHANNEL: usize = 8192;
-/// redb's page cache. Small, because the queue is read in due order and the events once
-/// each: a large cache would only hold RSS.
-const CACHE_BYTES: usize = 32 << 20;
 
 impl Store {
     /// Opens (or creates) the redb file and starts the writer thread.
@@ -262,18 +263,15 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .map_err(|e| open_err(format!("cannot create folder {}: {e}", parent.display())))?;
         }
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
-                    path: path.display().to_string(),
-                },
-                other => open_err(other.to_string()),
-            })?;
-        let db = Arc::new(db);
+        let db = slot::open_database(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+                path: path.display().to_string(),
+            },
+            other => open_err(slot::describe_open(&other)),
+        })?;
         create_tables(&db).map_err(|e| open_err(e.to_string()))?;
         let dedup = load_dedup_index(&db).map_err(|e| open_err(e.to_string()))?;
+        let db = Arc::new(Slot::new(path.clone(), db));
         let watchers = Arc::new(Watchers::default());
         let (tx, rx) = mpsc::channel(OPS_CHANNEL);
         let writer = {
@@ -339,7 +337,9 @@ impl Store {
         skip: &HashSet<EventId>,
     ) -> Result<DueBatch, StoreError> {
         let read = |e: redb::Error| StoreError::Read(e.to_string());
-        let txn = self.inner.db.begin_read().map_err(|e| read(e.into()))?;
+        // Held for the whole read, so a reopen waits for it rather than cutting it short.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(|e| read(e.into()))?;
         let queue = txn.open_table(QUEUE).map_err(|e| read(e.into()))?;
         let events = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
         let mut batch = DueBatch::default();
@@ -421,7 +421,9 @@ impl Store {
     /// Reads one event. Blocking.
     pub fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
         let read = |e: redb::Error| StoreError::Read(e.to_string());
-        let txn = self.inner.db.begin_read().map_err(|e| read(e.into()))?;
+        // Held for the whole read, so a reopen waits for it rather than cutting it short.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(|e| read(e.into()))?;
         let events = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
         let Some(stored) = events.get(id.as_u128()).map_err(|e| read(e.into()))? else {
             return Ok(None);
@@ -434,7 +436,9 @@ impl Store {
     /// The recorded attempts of one event, per sink, in order. Blocking.
     pub fn attempts(&self, id: EventId) -> Result<Vec<(String, u32, AttemptRecord)>, StoreError> {
         let read = |e: redb::Error| StoreError::Read(e.to_string());
-        let txn = self.inner.db.begin_read().map_err(|e| read(e.into()))?;
+        // Held for the whole read, so a reopen waits for it rather than cutting it short.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(|e| read(e.into()))?;
         let table = txn.open_table(ATTEMPTS).map_err(|e| read(e.into()))?;
         let key = id.as_u128();
         let mut out = Vec::new();
@@ -465,7 +469,9 @@ impl Store {
     /// Dead letters of one sink: event id, attempts made and the reason. Blocking.
     pub fn dead_letters(&self, sink: &str) -> Result<Vec<(EventId, u32, String)>, StoreError> {
         let read = |e: redb::Error| StoreError::Read(e.to_string());
-        let txn = self.inner.db.begin_read().map_err(|e| read(e.into()))?;
+        // Held for the whole read, so a reopen waits for it rather than cutting it short.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(|e| read(e.into()))?;
         let table = txn.open_table(DEAD).map_err(|e| read(e.into()))?;
         let mut out = Vec::new();
         for item in table
@@ -483,7 +489,9 @@ impl Store {
     /// Number of entries in `sink`'s queue, due or not. Blocking; O(n).
     pub fn queue_len(&self, sink: &str) -> Result<u64, StoreError> {
         let read = |e: redb::Error| StoreError::Read(e.to_string());
-        let txn = self.inner.db.begin_read().map_err(|e| read(e.into()))?;
+        // Held for the whole read, so a reopen waits for it rather than cutting it short.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(|e| read(e.into()))?;
         let queue = txn.open_table(QUEUE).map_err(|e| read(e.into()))?;
         let range = queue
             .range((sink, 0u64, 0u128)..=(sink, u64::MAX, u128::MAX))

@@ -7,17 +7,20 @@
 //!
 //! Invariant: a caller's reply is sent only after its batch's commit returned; if the commit
 //! fails, every operation of the batch gets the error and nothing of the batch is on disk.
+//! After an I/O error (a full disk) the writer reopens the database (see `slot`), so the
+//! store works again as soon as the cause is gone, without a restart.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::codec::{self, AttemptValue, DeadValue, EventMeta, PendingState, QueueValue};
 use super::dedup::{DedupIndex, fingerprint};
+use super::slot::{self, Slot};
 use super::tables::{ATTEMPTS, DEAD, DEDUP_LOG, EVENTS, PENDING, QUEUE};
 use super::{
     AttemptRecord, EventId, Ingested, NewEvent, NextStep, QueueEntry, Replayed, StoreError,
@@ -108,6 +111,17 @@ impl Op {
             _ => 0,
         }
     }
+
+    /// Answers the caller with a failed commit.
+    fn fail(self, message: &str) {
+        let err = || StoreError::Commit(message.to_string());
+        match self {
+            Op::Ingest { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Finish { reply, .. } | Op::Ping { reply } => drop(reply.send(Err(err()))),
+            Op::Purge { reply, .. } | Op::ReplayDead { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Replay { reply, .. } => drop(reply.send(Err(err()))),
+        }
+    }
 }
 
 /// Ids sort by arrival: a UUIDv7, bumped past the previous one when the clock has not moved
@@ -133,7 +147,7 @@ pub(super) fn now_ms() -> u64 {
 
 /// Runs the writer until every sender is dropped; then returns.
 pub(super) fn run(
-    db: Arc<Database>,
+    db: Arc<Slot>,
     mut rx: mpsc::Receiver<Op>,
     watchers: Arc<Watchers>,
     mut dedup: DedupIndex,
@@ -158,37 +172,53 @@ pub(super) fn run(
 }
 
 fn commit_batch(
-    db: &Database,
+    slot: &Slot,
     ids: &mut IdGenerator,
     dedup: &mut DedupIndex,
     batch: &mut Vec<Op>,
     watchers: &Watchers,
     metrics: &StoreMetrics,
 ) {
+    // No database after a failed reopen: try again now, since space may have been freed.
+    let db = match slot.current().map_or_else(|| slot.reopen(), Ok) {
+        Ok(db) => db,
+        Err(reason) => {
+            let message = format!("the store cannot be reopened: {reason}");
+            tracing::error!(ops = batch.len(), error = %message, "store unavailable; the batch was refused and its callers were told");
+            for op in batch.drain(..) {
+                op.fail(&message);
+            }
+            return;
+        }
+    };
     let started = Instant::now();
     let ops = batch.len();
     let mut touched: HashSet<Arc<str>> = HashSet::new();
     let mut replies = Vec::with_capacity(ops);
-    // Index changes wait for the commit: a failed batch must leave the index as the file is.
+    let mut pending = batch.drain(..);
+    // Index changes wait for the commit: a failed batch must leave the index as the file is
+    // (also across a reopen, which rolls the file back to the last commit).
     let mut index_changes = IndexChanges::default();
     let result = (|| -> Result<(), redb::Error> {
         // No quick repair: it saves the allocator state with every commit and needs a
         // second fsync, which halved the commit rate (6.3 ms vs 13.0 ms for a 1-event
         // commit, 8.0 vs 16.0 ms for 64 events; see BENCHMARKS.md). The price is a full
-        // check of the file on the first open after a crash.
+        // check of the file on the first open after a crash (or a reopen after an I/O error).
         let txn = db.begin_write()?;
         apply_all(
             &txn,
             ids,
             dedup,
             &mut index_changes,
-            batch.drain(..),
+            &mut pending,
             &mut replies,
             &mut touched,
         )?;
         txn.commit()?;
         Ok(())
     })();
+    // Ops an error struck before were never applied; they are answered below.
+    let unapplied: Vec<Op> = pending.collect();
     match result {
         Ok(()) => {
             index_changes.apply(dedup);
@@ -211,8 +241,21 @@ fn commit_batch(
             for reply in replies {
                 reply.send_err(&message);
             }
-            // Ops the error struck before were dropped with the drain; their callers see the
-            // reply channel close, which they report as a failed commit.
+            for op in unapplied {
+                op.fail(&message);
+            }
+            if matches!(err, redb::Error::Io(_) | redb::Error::PreviousIo) {
+                // redb now refuses every transaction, reads included, until reopened.
+                drop(db);
+                match slot.reopen() {
+                    Ok(_) => tracing::info!(
+                        "store reopened after the failed commit; it takes writes again"
+                    ),
+                    Err(reason) => {
+                        tracing::error!(error = %reason, "cannot reopen the store after the failed commit; will try again with the next write")
+                    }
+                }
+            }
         }
     }
 }
@@ -221,7 +264,7 @@ fn commit_batch(
 /// a full disk.
 fn describe(err: &redb::Error) -> String {
     match err {
-        redb::Error::Io(io) if io.raw_os_error() == Some(28) => {
+        redb::Error::Io(io) if slot::is_disk_full(io) => {
             "disk full (ENOSPC): free space on the volume holding [storage] path".to_string()
         }
         other => other.to_string(),
@@ -282,7 +325,7 @@ fn apply_all(
     ids: &mut IdGenerator,
     dedup: &DedupIndex,
     changes: &mut IndexChanges,
-    ops: std::vec::Drain<'_, Op>,
+    ops: &mut std::vec::Drain<'_, Op>,
     replies: &mut Vec<Reply>,
     touched: &mut HashSet<Arc<str>>,
 ) -> Result<(), redb::Error> {

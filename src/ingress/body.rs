@@ -1,0 +1,77 @@
+//! Reading a request body within two limits: `max_body` for one request, and `max_buffered`
+//! for all of them together.
+//!
+//! Without the shared limit, memory under hostile load was `max_connections × max_body`
+//! (1024 × 25 MiB by default): enough clients each sending a large body, slowly, could
+//! exhaust the machine. Every byte read takes a permit from one semaphore, held until the
+//! store has answered; a request that would go past the limit is refused at once.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Why a body was not read.
+pub(super) enum BodyError {
+    /// Larger than `max_body`.
+    TooLarge,
+    /// Taking it would go past `max_buffered`.
+    Busy,
+    /// The connection failed or the framing was broken.
+    Read(hyper::Error),
+}
+
+/// The body and the share of the memory budget it holds; drop both together.
+pub(super) struct Body {
+    pub bytes: Bytes,
+    pub _held: Option<OwnedSemaphorePermit>,
+}
+
+/// Reads the whole body, frame by frame, counting every byte against `max` and `budget`.
+pub(super) async fn read(
+    mut body: Incoming,
+    max: u64,
+    budget: &Arc<Semaphore>,
+) -> Result<Body, BodyError> {
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
+            // Trailers carry nothing hookrelay keeps.
+            continue;
+        };
+        total += data.len() as u64;
+        if total > max {
+            return Err(BodyError::TooLarge);
+        }
+        if data.is_empty() {
+            continue;
+        }
+        // A frame is never larger than max_body, which is at most 1 GiB.
+        let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
+        let permit = budget
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| BodyError::Busy)?;
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        chunks.push(data);
+    }
+    let bytes = match chunks.len() {
+        // The common case, one frame: no copy.
+        0 | 1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut all = BytesMut::with_capacity(total as usize);
+            for chunk in &chunks {
+                all.extend_from_slice(chunk);
+            }
+            all.freeze()
+        }
+    };
+    Ok(Body { bytes, _held: held })
+}
