@@ -100,6 +100,7 @@ pub async fn run(
     let dispatcher = dispatch::Dispatcher::start_observed(
         store.clone(),
         &config.sinks,
+        &config.sources,
         Some(&metrics),
         health.clone(),
     )?;

@@ -362,3 +362,32 @@ async fn test_sink_sends_a_labelled_message_and_reports_the_sinks_answer() {
     );
     assert!(!stderr.contains(&slack.url()), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_artifact_upload_message_names_repository_component_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut teams = Receiver::start().await;
+    let relay = Relay::start(
+        dir.path(),
+        &format!(
+            "[sources.nexus]\nkind = \"nexus\"\nsecret = \"nexus-secret\"\n\n\
+             [sinks.chat]\nkind = \"teams\"\nurl = \"{}\"\n\n\
+             [[routes]]\nfrom = \"nexus\"\nto = [\"chat\"]\n",
+            teams.url()
+        ),
+    );
+    let body = common::presets::sample("nexus-component.json");
+    let headers =
+        common::presets::nexus("nexus-secret", "rm:repository:component", "nx-up-1", &body);
+    let reply = post(&relay.hook_url("nexus"), &headers, body).await;
+    assert_eq!(reply.status, 202, "{:?}", reply.json);
+    let card = json_of(&teams.next().await);
+    let text = all_text(&card["attachments"][0]["content"]);
+    // The built-in message reads the event summary that the Nexus preset derives.
+    for needle in ["releases", "demo-app", "1.4.2"] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from the message:\n{text}"
+        );
+    }
+}

@@ -420,6 +420,7 @@ fn sink_kind(sink: &SinkConfig) -> &'static str {
         SinkKind::DependencyTrack(_) => "dependency-track",
         SinkKind::Guac(_) => "guac",
         SinkKind::Archive(_) => "archive",
+        SinkKind::Nats(_) => "nats",
     }
 }
 

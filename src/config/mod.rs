@@ -364,6 +364,8 @@ pub enum SinkKind {
     Guac(GuacSinkConfig),
     /// Append every event to size-rotated JSON-lines files.
     Archive(ArchiveSinkConfig),
+    /// Publish every event to a NATS JetStream stream.
+    Nats(NatsSinkConfig),
 }
 
 /// Where a document sits in an event, and how it is written there.
@@ -462,6 +464,38 @@ pub struct ArchiveSinkConfig {
     pub path: PathBuf,
     /// A file is closed and the next begun before it would grow past this many bytes.
     pub max_file_size: u64,
+}
+
+/// `kind = "nats"`.
+#[derive(Debug, Clone)]
+pub struct NatsSinkConfig {
+    /// Server URLs (`nats://`, `tls://`), tried in turn; the client learns the others of a
+    /// cluster from the first it reaches. May carry credentials: never log them.
+    pub servers: Vec<String>,
+    /// Template of the subject, rendered from the event as plain text.
+    pub subject: TemplateSource,
+    /// How the client authenticates.
+    pub auth: NatsAuth,
+}
+
+/// How the NATS sink authenticates.
+#[derive(Debug, Clone)]
+pub enum NatsAuth {
+    /// No credentials (or those in the URL).
+    None,
+    /// `username` and `password`.
+    UserPassword {
+        /// User name.
+        user: String,
+        /// Password.
+        password: Secret,
+    },
+    /// `token`.
+    Token(Secret),
+    /// `nkey`: an NKey user seed (`SU...`).
+    NKey(Secret),
+    /// `creds_file`: a JWT and NKey seed, as `nsc` writes them; the file's content.
+    Creds(Secret),
 }
 
 /// `kind = "webhook"`.

@@ -197,6 +197,9 @@ pub(super) struct RawSink {
     pub access_key_id: Option<Spanned<String>>,
     pub secret_access_key: Option<Spanned<String>>,
     pub max_file_size: Option<Spanned<RawSize>>,
+    // nats (validated in `validate/nats.rs`).
+    pub nkey: Option<Spanned<String>>,
+    pub creds_file: Option<Spanned<String>>,
 }
 
 /// `retry = { max_attempts, initial, max }`.

@@ -30,6 +30,7 @@ use super::tls::Outbound;
 use super::{Condition, PresetScheme, Product, Subject, SummaryField, Test};
 
 mod messages;
+mod nats;
 use super::{
     AdminConfig, Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret,
     ServerConfig, SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
@@ -88,6 +89,7 @@ const SINK_KINDS: &[&str] = &[
     "dependency-track",
     "guac",
     "archive",
+    "nats",
 ];
 
 /// For each source key that only some kinds take, those kinds. `kind` and `enabled` are
@@ -953,6 +955,7 @@ impl Validator<'_> {
             "dependency-track" => self.dependency_track_sink(entry, raw, &path),
             "guac" => self.guac_sink(entry, raw, &path),
             "archive" => self.archive_sink(entry, raw, &path),
+            "nats" => self.nats_sink(entry, raw, &path),
             _ => self.message_sink(kind_name, entry, raw, &path),
         };
         let timeout = self.duration(

@@ -21,7 +21,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::SinkConfig;
+use crate::config::{SinkConfig, SourceConfig};
+use crate::summary::Summarizer;
+
+/// Each source's summarizer, by source name: shared by the workers of sinks that render
+/// messages, so a template sees the same summary the routes matched on.
+pub(crate) type Summaries = std::collections::HashMap<Arc<str>, Summarizer>;
 use crate::metrics::{Metrics, SinkMetrics};
 use crate::sinks::{AnySink, SinkBuildError};
 use crate::store::Store;
@@ -41,7 +46,13 @@ impl Dispatcher {
     /// Builds every enabled sink, then starts one worker task for each. Call inside a tokio
     /// runtime. Disabled and paused sinks get no worker: their queued entries wait.
     pub fn start(store: Store, sinks: &[SinkConfig]) -> Result<Dispatcher, SinkBuildError> {
-        Dispatcher::start_observed(store, sinks, None, Arc::new(health::Health::new(sinks)))
+        Dispatcher::start_observed(
+            store,
+            sinks,
+            &[],
+            None,
+            Arc::new(health::Health::new(sinks)),
+        )
     }
 
     /// Like [`Dispatcher::start`], counting into `metrics` (when given) and noting each
@@ -49,6 +60,7 @@ impl Dispatcher {
     pub fn start_observed(
         store: Store,
         sinks: &[SinkConfig],
+        sources: &[SourceConfig],
         metrics: Option<&Metrics>,
         health: Arc<health::Health>,
     ) -> Result<Dispatcher, SinkBuildError> {
@@ -58,6 +70,12 @@ impl Dispatcher {
             .filter(|config| config.enabled)
             .map(|config| Ok((config, AnySink::new(config)?)))
             .collect::<Result<Vec<_>, SinkBuildError>>()?;
+        let summaries: Arc<Summaries> = Arc::new(
+            sources
+                .iter()
+                .map(|source| (Arc::from(source.name.as_str()), Summarizer::new(source)))
+                .collect(),
+        );
         let (stop, _) = watch::channel(None);
         // A paused sink is built (so a bad one still fails the start) but gets no worker:
         // ingress keeps queueing for it, and its queue waits for the pause to end.
@@ -74,8 +92,14 @@ impl Dispatcher {
                     metrics: metrics.map_or_else(SinkMetrics::detached, |m| m.sink(&config.name)),
                     health: health.clone(),
                 };
-                let worker =
-                    worker::Worker::new(store.clone(), config, sink, observe, stop.subscribe());
+                let worker = worker::Worker::new(
+                    store.clone(),
+                    config,
+                    &summaries,
+                    sink,
+                    observe,
+                    stop.subscribe(),
+                );
                 (Arc::from(config.name.as_str()), tokio::spawn(worker.run()))
             })
             .collect();

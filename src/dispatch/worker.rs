@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
+use super::Summaries;
 use super::backoff;
 use super::health::Health;
 use super::limiter::Limiter;
@@ -48,6 +49,8 @@ pub(super) struct Observe {
 /// What every attempt of one sink needs; shared by its attempt tasks.
 struct Shared {
     store: Store,
+    /// Summarizers by source name, for sinks that render messages; `None` for the others.
+    summaries: Option<Arc<Summaries>>,
     name: Arc<str>,
     sink: AnySink,
     retry: RetryPolicy,
@@ -117,6 +120,7 @@ impl Worker {
     pub(super) fn new(
         store: Store,
         config: &SinkConfig,
+        summaries: &Arc<Summaries>,
         sink: AnySink,
         observe: Observe,
         stop: watch::Receiver<Option<Instant>>,
@@ -125,6 +129,7 @@ impl Worker {
         Worker {
             shared: Arc::new(Shared {
                 store,
+                summaries: sink.renders_messages().then(|| summaries.clone()),
                 name: Arc::from(config.name.as_str()),
                 sink,
                 retry: config.retry,
@@ -270,6 +275,12 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         attempt: entry.attempt,
         delivery_id: event.delivery_id.clone(),
         headers: event.headers.clone(),
+        summary: shared.summaries.as_ref().and_then(|summaries| {
+            let summarizer = summaries.get(&event.source)?;
+            Some(Arc::new(
+                summarizer.summarize(event.event_type.as_deref(), &event.body),
+            ))
+        }),
     };
     let started_ms = now_ms();
     let started = Instant::now();

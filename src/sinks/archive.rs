@@ -268,6 +268,7 @@ mod tests {
 
     fn delivery(body: &'static [u8]) -> Delivery {
         Delivery {
+            summary: None,
             event_id: Uuid::now_v7(),
             source: Arc::from("nexus"),
             event_type: Some("component.created".to_string()),

@@ -483,6 +483,7 @@ mod tests {
     fn names_are_stable_per_event_and_document_with_a_guessed_extension() {
         let id = Uuid::now_v7();
         let d = Delivery {
+            summary: None,
             event_id: id,
             source: Arc::from("s"),
             event_type: None,

@@ -11,6 +11,7 @@ pub mod discord;
 pub mod guac;
 pub mod http;
 mod machine;
+pub mod nats;
 pub mod slack;
 pub mod smtp;
 pub mod teams;
@@ -46,6 +47,9 @@ pub struct Delivery {
     pub body: Bytes,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The event summary, for sinks that render messages ([`AnySink::renders_messages`]);
+    /// `None` for the others, which never pay for parsing the body.
+    pub summary: Option<Arc<crate::summary::Summary>>,
 }
 
 /// What went wrong in one attempt, as recorded and logged (never a URL or secret).
@@ -109,6 +113,8 @@ pub enum AnySink {
     Teams(teams::TeamsSink),
     /// `kind = "smtp"` (boxed: its transport and three templates make it the largest).
     Smtp(Box<smtp::SmtpSink>),
+    /// `kind = "nats"`.
+    Nats(Box<nats::NatsSink>),
 }
 
 impl AnySink {
@@ -162,7 +168,27 @@ impl AnySink {
                 c,
                 config.timeout,
             )?))),
+            SinkKind::Nats(c) => Ok(AnySink::Nats(Box::new(nats::NatsSink::new(
+                &config.name,
+                c,
+                &config.outbound,
+                config.timeout,
+            )?))),
         }
+    }
+}
+
+impl AnySink {
+    /// Whether this sink renders templates, and so wants the event summary computed.
+    pub fn renders_messages(&self) -> bool {
+        matches!(
+            self,
+            AnySink::Slack(_)
+                | AnySink::Discord(_)
+                | AnySink::Teams(_)
+                | AnySink::Smtp(_)
+                | AnySink::DependencyTrack(_)
+        )
     }
 }
 
@@ -177,6 +203,7 @@ impl Sink for AnySink {
             AnySink::Discord(s) => s.kind(),
             AnySink::Teams(s) => s.kind(),
             AnySink::Smtp(s) => s.kind(),
+            AnySink::Nats(s) => s.kind(),
         }
     }
 
@@ -190,6 +217,7 @@ impl Sink for AnySink {
             AnySink::Discord(s) => s.deliver(delivery).await,
             AnySink::Teams(s) => s.deliver(delivery).await,
             AnySink::Smtp(s) => s.deliver(delivery).await,
+            AnySink::Nats(s) => s.deliver(delivery).await,
         }
     }
 }
@@ -219,6 +247,7 @@ pub fn test_delivery() -> Delivery {
         event_type: Some("hookrelay.test".to_string()),
         delivery_id: None,
         headers: Vec::new(),
+        summary: None,
         content_type: Some("application/json".to_string()),
         received_at_ms: now_ms,
         body: Bytes::from_static(b"{\"hookrelay\":\"test message\"}"),

@@ -446,6 +446,7 @@ mod tests {
 
     fn delivery(body: &'static [u8]) -> Delivery {
         Delivery {
+            summary: None,
             event_id: Uuid::now_v7(),
             source: Arc::from("github"),
             event_type: Some("push".to_string()),

@@ -211,7 +211,11 @@ impl EventContext {
                 })
                 .collect(),
             body: serde_json::from_slice(&delivery.body).unwrap_or(serde_json::Value::Null),
-            summary: serde_json::Value::Null,
+            summary: delivery
+                .summary
+                .as_deref()
+                .and_then(|summary| serde_json::to_value(summary).ok())
+                .unwrap_or(serde_json::Value::Null),
             test: delivery.source.as_ref() == crate::sinks::TEST_SOURCE,
         }
     }

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 fn event(event_type: &str, body: serde_json::Value) -> EventContext {
     let delivery = Delivery {
+        summary: None,
         event_id: Uuid::now_v7(),
         source: Arc::from("github"),
         event_type: Some(event_type.to_string()),
@@ -314,4 +315,32 @@ fn cut_and_one_line() {
     assert_eq!(cut("abc", 3), "abc");
     assert_eq!(cut("ab\\cdef", 4), "ab…");
     assert_eq!(one_line(" a\r\nBcc: x\t y "), "a Bcc: x y");
+}
+
+#[test]
+fn the_event_summary_reaches_templates_escaped() {
+    let delivery = Delivery {
+        summary: Some(Arc::new(crate::summary::Summary {
+            action: Some("uploaded".to_string()),
+            repository: Some("releases <b>".to_string()),
+            version: Some("1.4.2".to_string()),
+            ..Default::default()
+        })),
+        event_id: Uuid::now_v7(),
+        source: Arc::from("nexus"),
+        event_type: Some("rm:repository:component".to_string()),
+        delivery_id: None,
+        headers: Vec::new(),
+        content_type: None,
+        received_at_ms: 0,
+        body: Bytes::from_static(b"{}"),
+        attempt: 1,
+    };
+    let ev = EventContext::new(&delivery);
+    let out = render(
+        "{{ summary.action }} {{ summary.repository }} {{ summary.version }}|{{ summary.actor is defined }}",
+        Target::Html,
+        &ev,
+    );
+    assert_eq!(out, "uploaded releases &lt;b&gt; 1.4.2|False");
 }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod faults;
 pub mod moto;
+pub mod nats;
 pub mod presets;
 pub mod python;
 pub mod smtp;

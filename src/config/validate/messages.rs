@@ -23,24 +23,31 @@ use super::{Validator, locate, secrets};
 const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
     (
         "url",
-        &["webhook", "slack", "discord", "teams", "dependency-track"],
+        &[
+            "webhook",
+            "slack",
+            "discord",
+            "teams",
+            "dependency-track",
+            "nats",
+        ],
     ),
     ("signing_secret", &["webhook"]),
     ("headers", &["webhook"]),
     ("template", &["slack", "discord", "teams", "smtp"]),
     ("template_file", &["slack", "discord", "teams", "smtp"]),
-    ("token", &["slack"]),
+    ("token", &["slack", "nats"]),
     ("channel", &["slack"]),
     ("api_url", &["slack"]),
-    ("username", &["discord", "smtp"]),
+    ("username", &["discord", "smtp", "nats"]),
     ("avatar_url", &["discord"]),
     ("host", &["smtp"]),
     ("port", &["smtp"]),
     ("tls", &["smtp"]),
-    ("password", &["smtp"]),
+    ("password", &["smtp", "nats"]),
     ("from", &["smtp"]),
     ("to", &["smtp"]),
-    ("subject", &["smtp"]),
+    ("subject", &["smtp", "nats"]),
     // Machine-readable sinks (validated in `machines.rs`).
     ("api_key", &["dependency-track"]),
     ("project", &["dependency-track"]),
@@ -58,6 +65,8 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
     ("access_key_id", &["guac"]),
     ("secret_access_key", &["guac"]),
     ("max_file_size", &["archive"]),
+    ("nkey", &["nats"]),
+    ("creds_file", &["nats"]),
     // The HTTP client's settings; the smtp sink trusts the system's roots only, for now.
     (
         "ca_file",
@@ -68,6 +77,7 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
             "teams",
             "dependency-track",
             "guac",
+            "nats",
         ],
     ),
     (
@@ -79,6 +89,7 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
             "teams",
             "dependency-track",
             "guac",
+            "nats",
         ],
     ),
     (
@@ -90,6 +101,7 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
             "teams",
             "dependency-track",
             "guac",
+            "nats",
         ],
     ),
     (
@@ -534,7 +546,7 @@ pub(super) mod tests {
         (
             "[sinks.s]\nkind = \"discord\"\nurl = \"https://h\"\ntoken = \"t\"\n",
             "sinks.s.token",
-            "kind \"discord\" takes no token; only kind \"slack\" takes it",
+            "kind \"discord\" takes no token; only kinds \"slack\" or \"nats\" take it",
         ),
         (
             "[sinks.s]\nkind = \"teams\"\nurl = \"https://h\"\ntemplate = \"x\"\ntemplate_file = \"t.j2\"\n",
