@@ -341,6 +341,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 tracing::warn!(source = %source.name, "source has kind = \"none\": its requests are NOT verified; anyone who can reach the port can inject events");
             }
         }
+        let shutdown = shutdown_signal();
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             store = %config.storage.path.display(),
@@ -350,23 +351,27 @@ fn serve(config: Config) -> anyhow::Result<()> {
             "hookrelay {} listening",
             env!("CARGO_PKG_VERSION")
         );
-        hookrelay::run(listener, config, shutdown_signal())
+        hookrelay::run(listener, config, shutdown)
             .await
             .context("hookrelay stopped")
     })
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed by the call itself,
+/// not when the future is first polled: a SIGTERM that arrives while the relay is still
+/// starting (after it logged that it listens) then stops it cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    let which = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(
-        signal = which,
-        "shutting down: no new requests; finishing what is in flight"
-    );
+    async move {
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = which,
+            "shutting down: no new requests; finishing what is in flight"
+        );
+    }
 }
