@@ -149,6 +149,7 @@ fn route_config() -> Config {
     let sink = |i: usize| SinkConfig {
         name: format!("sink-{i:02}"),
         enabled: !i.is_multiple_of(7),
+        paused: false,
         rate: None,
         concurrency: 1,
         retry: RetryPolicy {

@@ -1,5 +1,7 @@
 //! The `hookrelay` binary: command line, logging, exit codes; wires the parts.
 
+mod offline;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -64,7 +66,76 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Offline: list or show stored events (the relay must be stopped).
+    #[command(subcommand_required = true, after_help = OFFLINE)]
+    Events {
+        #[command(subcommand)]
+        command: offline::EventsCommand,
+        /// The configuration file: it names the store and which headers to mask.
+        #[arg(
+            long,
+            short,
+            global = true,
+            default_value = "config/hookrelay.toml",
+            env = "HOOKRELAY_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// Offline: list dead letters (the relay must be stopped).
+    #[command(subcommand_required = true, after_help = OFFLINE)]
+    Dlq {
+        #[command(subcommand)]
+        command: offline::DlqCommand,
+        /// The configuration file: it names the store and the sinks.
+        #[arg(
+            long,
+            short,
+            global = true,
+            default_value = "config/hookrelay.toml",
+            env = "HOOKRELAY_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// Offline: queue deliveries again, by event, sink or time range; the relay sends them at
+    /// its next start.
+    #[command(after_help = OFFLINE)]
+    Replay {
+        #[command(flatten)]
+        what: offline::ReplayArgs,
+        /// The configuration file: it names the store and the sinks.
+        #[arg(
+            long,
+            short,
+            default_value = "config/hookrelay.toml",
+            env = "HOOKRELAY_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// Offline: write stored events as JSON lines, oldest first, for audit.
+    #[command(after_help = OFFLINE)]
+    Export {
+        #[command(flatten)]
+        what: offline::ExportArgs,
+        /// The configuration file: it names the store and which headers to mask.
+        #[arg(
+            long,
+            short,
+            default_value = "config/hookrelay.toml",
+            env = "HOOKRELAY_CONFIG"
+        )]
+        config: PathBuf,
+    },
 }
+
+const OFFLINE: &str = "\
+Offline commands open the store file directly, for a stopped relay or a copy of its store.
+They refuse a store that a running relay holds: use the admin API (/api/) while it runs.
+Signature and credential headers are masked as in the admin API.
+
+Exit codes:
+  0  success
+  1  the store cannot be opened (missing, or held by a running relay), no such event or sink
+  2  invalid configuration or command line";
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -126,6 +197,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Events { command, config } => {
+            offline_command(&config, |c| offline::events(c, command))
+        }
+        Command::Dlq { command, config } => offline_command(&config, |c| offline::dlq(c, command)),
+        Command::Replay { what, config } => offline_command(&config, |c| offline::replay(c, what)),
+        Command::Export { what, config } => offline_command(&config, |c| offline::export(c, what)),
         Command::Serve { config, log_format } => {
             init_logging(log_format);
             let loaded = match Config::load(&config) {
@@ -142,6 +219,34 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// Loads the config and runs one offline command on it, mapping its outcome to an exit code.
+fn offline_command(
+    config: &std::path::Path,
+    run: impl FnOnce(&Config) -> anyhow::Result<()>,
+) -> ExitCode {
+    let loaded = match Config::load(config) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&loaded) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // A closed pipe (`| head`) is the reader's choice, not a failure.
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("hookrelay: {err:#}");
+            ExitCode::from(1)
         }
     }
 }
@@ -238,6 +343,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 tracing::warn!(source = %source.name, "source has kind = \"none\": its requests are NOT verified; anyone who can reach the port can inject events");
             }
         }
+        let shutdown = shutdown_signal();
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             store = %config.storage.path.display(),
@@ -247,23 +353,27 @@ fn serve(config: Config) -> anyhow::Result<()> {
             "hookrelay {} listening",
             env!("CARGO_PKG_VERSION")
         );
-        hookrelay::run(listener, config, shutdown_signal())
+        hookrelay::run(listener, config, shutdown)
             .await
             .context("hookrelay stopped")
     })
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed by the call itself,
+/// not when the future is first polled: a SIGTERM that arrives while the relay is still
+/// starting (after it logged that it listens) then stops it cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    let which = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(
-        signal = which,
-        "shutting down: no new requests; finishing what is in flight"
-    );
+    async move {
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = which,
+            "shutting down: no new requests; finishing what is in flight"
+        );
+    }
 }

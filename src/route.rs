@@ -253,6 +253,7 @@ mod tests {
         SinkConfig {
             name: name.to_owned(),
             enabled,
+            paused: false,
             rate: None,
             concurrency: 1,
             retry: RetryPolicy {

@@ -18,11 +18,11 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Admin, OPENAPI, Route, json_error, respond};
+use super::{Admin, HeaderMask, OPENAPI, Route, json_error, respond};
 use crate::config::SinkConfig;
 use crate::sinks::{AnySink, Outcome, Sink};
 use crate::store::{
-    DeliveryState, EventQuery, EventStatus, Replayed, Store, StoreError, StoredEvent,
+    AttemptView, DeliveryState, EventQuery, EventStatus, Replayed, Store, StoreError, StoredEvent,
 };
 
 type Answer = Response<Full<Bytes>>;
@@ -231,6 +231,22 @@ async fn event(admin: &Admin, id: &str) -> Result<Answer, ApiError> {
             "no such event (it may have passed retention)",
         ));
     };
+    Ok(ok(event_document(
+        &admin.mask,
+        &event,
+        &deliveries,
+        &attempts,
+    )))
+}
+
+/// One event as the API and `hookrelay events show` print it: fields, headers (masked),
+/// body, where each delivery stands and every attempt.
+pub fn event_document(
+    mask: &HeaderMask,
+    event: &StoredEvent,
+    deliveries: &[(String, DeliveryState)],
+    attempts: &[AttemptView],
+) -> Value {
     let deliveries: Vec<Value> = deliveries
         .iter()
         .map(|(sink, state)| match state {
@@ -267,19 +283,19 @@ async fn event(admin: &Admin, id: &str) -> Result<Answer, ApiError> {
             })
         })
         .collect();
-    let mut body = event_json(admin, &event);
+    let mut body = event_json(mask, event);
     body["deliveries"] = Value::Array(deliveries);
     body["attempts"] = Value::Array(attempts);
-    Ok(ok(body))
+    body
 }
 
 /// An event's fields, headers (masked) and body.
-fn event_json(admin: &Admin, event: &StoredEvent) -> Value {
+fn event_json(mask: &HeaderMask, event: &StoredEvent) -> Value {
     let headers: Vec<Value> = event
         .headers
         .iter()
         .map(|(name, value)| {
-            let shown = if admin.masked(&event.source, name) {
+            let shown = if mask.masked(&event.source, name) {
                 "***".to_string()
             } else {
                 String::from_utf8_lossy(value).into_owned()
@@ -367,6 +383,8 @@ async fn sinks(admin: &Admin) -> Result<Answer, ApiError> {
             let health = admin.health.get(&sink.name).unwrap_or_default();
             let state = if !sink.enabled {
                 "disabled"
+            } else if sink.paused {
+                "paused"
             } else if health.consecutive_failures > 0 {
                 "failing"
             } else {

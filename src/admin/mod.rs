@@ -39,6 +39,7 @@ use crate::dispatch::health::Health;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+pub use api::event_document;
 pub use gauges::StoreGauges;
 
 /// Admin connections served at once; operators and a scraper need few.
@@ -105,20 +106,22 @@ pub struct Admin {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     sinks: Vec<SinkConfig>,
-    /// Per source, the extra header names its scheme uses for signatures or tokens.
-    masked_by_source: HashMap<String, Vec<String>>,
+    mask: HeaderMask,
 }
 
-impl Admin {
-    /// The admin state for `config`, reading `store` and reporting `metrics` and `health`.
-    pub fn new(
-        admin: &AdminConfig,
-        config: &Config,
-        store: Store,
-        metrics: Arc<Metrics>,
-        health: Arc<Health>,
-    ) -> Admin {
-        let masked_by_source = config
+/// Which headers of a stored event are shown as `***`: credentials and signatures, by
+/// name, plus each source's own signature or token header. Shared by the API and the
+/// offline commands, so both mask alike.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderMask {
+    /// Per source, the extra header names its scheme uses for signatures or tokens.
+    by_source: HashMap<String, Vec<String>>,
+}
+
+impl HeaderMask {
+    /// The mask for `config`'s sources.
+    pub fn new(config: &Config) -> HeaderMask {
+        let by_source = config
             .sources
             .iter()
             .map(|s| {
@@ -131,6 +134,24 @@ impl Admin {
                 (s.name.clone(), names)
             })
             .collect();
+        HeaderMask { by_source }
+    }
+
+    /// Whether header `name` of an event of `source` must be shown masked.
+    pub fn masked(&self, source: &str, name: &str) -> bool {
+        must_mask(self.by_source.get(source), name)
+    }
+}
+
+impl Admin {
+    /// The admin state for `config`, reading `store` and reporting `metrics` and `health`.
+    pub fn new(
+        admin: &AdminConfig,
+        config: &Config,
+        store: Store,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Admin {
         Admin {
             token_digest: admin
                 .token
@@ -140,7 +161,7 @@ impl Admin {
             metrics,
             health,
             sinks: config.sinks.clone(),
-            masked_by_source,
+            mask: HeaderMask::new(config),
         }
     }
 
@@ -195,11 +216,6 @@ impl Admin {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         // An empty presented token hashes to a value no configured token has (16+ bytes).
         bool::from(digest.ct_eq(expected)) && !presented.is_empty()
-    }
-
-    /// Whether an event header must be shown masked.
-    fn masked(&self, source: &str, name: &str) -> bool {
-        must_mask(self.masked_by_source.get(source), name)
     }
 }
 

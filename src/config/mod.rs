@@ -329,6 +329,8 @@ pub struct SinkConfig {
     pub name: String,
     /// A disabled sink gets nothing new queued.
     pub enabled: bool,
+    /// A paused sink keeps queueing but delivers nothing (a maintenance window).
+    pub paused: bool,
     /// `None` means unlimited.
     pub rate: Option<Rate>,
     /// Deliveries in flight at once.

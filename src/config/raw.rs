@@ -152,6 +152,7 @@ pub(super) struct RawField {
 pub(super) struct RawSink {
     pub kind: Option<Spanned<String>>,
     pub enabled: Option<bool>,
+    pub paused: Option<bool>,
     pub url: Option<Spanned<String>>,
     pub signing_secret: Option<Spanned<String>>,
     pub headers: Option<Spanned<RawHeaders>>,

@@ -981,6 +981,7 @@ impl Validator<'_> {
         Some(SinkConfig {
             name: entry.name.get_ref().clone(),
             enabled: raw.enabled.unwrap_or(true),
+            paused: raw.paused.unwrap_or(false),
             rate: rate?,
             concurrency: usize::try_from(concurrency?).ok()?,
             retry: retry?,

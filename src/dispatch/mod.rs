@@ -35,7 +35,7 @@ use crate::store::Store;
 /// worker enforces the grace period itself, this only guards against a stuck worker.
 const JOIN_MARGIN: Duration = Duration::from_secs(1);
 
-/// The running workers, one per enabled sink.
+/// The running workers, one per enabled sink that is not paused.
 pub struct Dispatcher {
     /// Carries the shutdown deadline: `None` while running.
     stop: watch::Sender<Option<Instant>>,
@@ -44,7 +44,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Builds every enabled sink, then starts one worker task for each. Call inside a tokio
-    /// runtime. Disabled sinks get no worker: their queued entries wait.
+    /// runtime. Disabled and paused sinks get no worker: their queued entries wait.
     pub fn start(store: Store, sinks: &[SinkConfig]) -> Result<Dispatcher, SinkBuildError> {
         Dispatcher::start_observed(
             store,
@@ -77,8 +77,16 @@ impl Dispatcher {
                 .collect(),
         );
         let (stop, _) = watch::channel(None);
+        // A paused sink is built (so a bad one still fails the start) but gets no worker:
+        // ingress keeps queueing for it, and its queue waits for the pause to end.
         let workers = built
             .into_iter()
+            .filter(|(config, _)| {
+                if config.paused {
+                    tracing::info!(sink = %config.name, "sink paused: queueing, not delivering");
+                }
+                !config.paused
+            })
             .map(|(config, sink)| {
                 let observe = worker::Observe {
                     metrics: metrics.map_or_else(SinkMetrics::detached, |m| m.sink(&config.name)),

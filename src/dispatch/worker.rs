@@ -552,6 +552,7 @@ mod tests {
         SinkConfig {
             name: SINK.to_string(),
             enabled: true,
+            paused: false,
             rate,
             concurrency: 4,
             retry,

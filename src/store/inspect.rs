@@ -367,6 +367,40 @@ impl Store {
         Ok(out)
     }
 
+    /// Ids of up to `limit` events received in `[from_ms, to_ms)`, oldest first, after
+    /// `after` (the last id of the previous page). Blocking.
+    pub fn event_ids_between(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<EventId>, StoreError> {
+        // Held for the whole read, so a reopen after an I/O error waits for it.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(read_err)?;
+        let events = txn.open_table(EVENTS).map_err(read_err)?;
+        // Ids are UUIDv7: their top 48 bits are the acceptance time, so a time range is a
+        // key range.
+        let lower = match after {
+            Some(id) => id.as_u128().saturating_add(1),
+            None => u128::from(from_ms) << 80,
+        };
+        let upper = u128::from(to_ms.min((1 << 48) - 1)) << 80;
+        let mut out = Vec::new();
+        if lower >= upper {
+            return Ok(out);
+        }
+        for item in events.range(lower..upper).map_err(read_err)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = item.map_err(read_err)?;
+            out.push(Uuid::from_u128(key.value()));
+        }
+        Ok(out)
+    }
+
     /// Events stored, all told. Blocking.
     pub fn event_count(&self) -> Result<u64, StoreError> {
         // Held for the whole read, so a reopen after an I/O error waits for it.

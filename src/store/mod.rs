@@ -190,6 +190,11 @@ pub enum StoreError {
     /// The writer has stopped (shutdown in progress).
     #[error("store is shut down")]
     Closed,
+    /// Another process (a running relay) holds the file open.
+    #[error(
+        "cannot open store {path}: the file is in use by another hookrelay process; stop it or choose another [storage] path"
+    )]
+    InUse { path: String },
 }
 
 /// A handle to the store; cheap to clone.
@@ -258,7 +263,12 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .map_err(|e| open_err(format!("cannot create folder {}: {e}", parent.display())))?;
         }
-        let db = slot::open_database(&path).map_err(|e| open_err(slot::describe_open(&e)))?;
+        let db = slot::open_database(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+                path: path.display().to_string(),
+            },
+            other => open_err(slot::describe_open(&other)),
+        })?;
         create_tables(&db).map_err(|e| open_err(e.to_string()))?;
         let dedup = load_dedup_index(&db).map_err(|e| open_err(e.to_string()))?;
         let db = Arc::new(Slot::new(path.clone(), db));

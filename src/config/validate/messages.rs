@@ -18,7 +18,7 @@ use super::super::{
 };
 use super::{Validator, locate, secrets};
 
-/// For each sink key that only some kinds take, those kinds. `kind`, `enabled`, `timeout`,
+/// For each sink key that only some kinds take, those kinds. `kind`, `enabled`, `paused`, `timeout`,
 /// `concurrency`, `rate`, `burst` and `retry` are taken by all.
 const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
     (

@@ -1,0 +1,462 @@
+//! Offline commands: `events`, `dlq`, `replay`, `export`, working on the store file
+//! directly, for a stopped relay or an air-gapped site where only the file travels.
+//!
+//! Invariants:
+//! - They open the store only when no relay holds it (redb's file lock); a running relay's
+//!   store is refused with a message pointing to the admin API, never read behind its back.
+//! - A read command never creates a store: a missing file is an error naming the path.
+//! - A replay only queues (one new round, like the API's replay); nothing is sent here. The
+//!   relay sends it at its next start.
+//! - Output masks signature and credential headers exactly as the admin API does
+//!   (`admin::HeaderMask`); sink URLs and configured secrets never appear.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use hookrelay::admin::{HeaderMask, event_document};
+use hookrelay::config::Config;
+use hookrelay::store::{
+    DeliveryState, EventId, EventQuery, EventStatus, Replayed, Store, StoreError,
+};
+
+/// Events read or moved per store transaction: small, so memory stays flat on big stores.
+const PAGE: usize = 500;
+
+/// `hookrelay events …`.
+#[derive(Subcommand)]
+pub enum EventsCommand {
+    /// List stored events, newest first.
+    List(ListArgs),
+    /// Print one event as JSON: headers (masked), body, deliveries and attempts.
+    Show {
+        /// The event's id, as `events list` or the relay's 202 answer gives it.
+        id: String,
+    },
+}
+
+/// Filters and paging of `events list`.
+#[derive(Args)]
+pub struct ListArgs {
+    /// Only this source's events.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only events of this type.
+    #[arg(long = "type")]
+    event_type: Option<String>,
+    /// Only events in this state: dead, pending, delivered or unrouted.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only events older than this id (the "next page" id printed by the previous list).
+    #[arg(long)]
+    before: Option<String>,
+    /// Most events to print.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+/// `hookrelay dlq …`.
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, newest first: of one sink, or of every configured sink.
+    List {
+        /// Only this sink's dead letters.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Most dead letters to print per sink.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// What `hookrelay replay` re-queues.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["event", "sink", "from"])))]
+pub struct ReplayArgs {
+    /// Re-queue this event, to every sink it was routed to (or only to --sink).
+    #[arg(long)]
+    event: Option<String>,
+    /// Alone: re-queue this sink's dead letters. With --event or --from: only this sink.
+    #[arg(long)]
+    sink: Option<String>,
+    /// With --sink alone: only dead letters dead-lettered at or after this RFC 3339 time.
+    #[arg(long, requires = "sink", conflicts_with_all = ["event", "from"])]
+    since: Option<String>,
+    /// Re-queue every event received at or after this RFC 3339 time, to its sinks.
+    #[arg(long, conflicts_with = "event")]
+    from: Option<String>,
+    /// With --from: only events received before this RFC 3339 time.
+    #[arg(long, requires = "from")]
+    to: Option<String>,
+}
+
+/// What `hookrelay export` writes.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Only events received at or after this RFC 3339 time.
+    #[arg(long)]
+    from: Option<String>,
+    /// Only events received before this RFC 3339 time.
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this source's events.
+    #[arg(long)]
+    source: Option<String>,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<std::path::PathBuf>,
+}
+
+/// Opens `config`'s store for an offline command, refusing one a running relay holds.
+fn open(config: &Config) -> anyhow::Result<Store> {
+    let path = &config.storage.path;
+    if !path.exists() {
+        bail!(
+            "no store at {}: nothing was stored yet, or [storage] path points elsewhere",
+            path.display()
+        );
+    }
+    match Store::open(&config.storage) {
+        Ok(store) => Ok(store),
+        Err(StoreError::InUse { path }) => {
+            let admin = match &config.admin {
+                Some(admin) => format!("the admin API at http://{}/api/", admin.listen),
+                None => "the admin API (add an [admin] section to enable it)".to_string(),
+            };
+            bail!(
+                "the store {path} is held by a running hookrelay; offline commands need it stopped. \
+                 While it runs, use {admin} instead"
+            )
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Runs `f` on the opened store in a small runtime, then closes the store cleanly.
+fn with_store<T>(
+    config: &Config,
+    f: impl AsyncFnOnce(&Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = open(config)?;
+        let result = f(&store).await;
+        store.close().await;
+        result
+    })
+}
+
+fn time(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Parses an RFC 3339 time given to `flag` into Unix milliseconds.
+fn parse_time(flag: &str, text: &str) -> anyhow::Result<u64> {
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .with_context(|| {
+            format!("--{flag} {text:?}: expected an RFC 3339 time such as 2024-05-01T12:00:00Z")
+        })
+}
+
+fn parse_id(text: &str) -> anyhow::Result<EventId> {
+    EventId::parse_str(text)
+        .with_context(|| format!("{text:?} is not an event id (a UUID such as 0191e3c0-…)"))
+}
+
+/// The configured sink called `name`, or an error listing the sinks.
+fn known_sink(config: &Config, name: &str) -> anyhow::Result<Arc<str>> {
+    if config.sinks.iter().any(|s| s.name == name) {
+        return Ok(Arc::from(name));
+    }
+    let names: Vec<&str> = config.sinks.iter().map(|s| s.name.as_str()).collect();
+    bail!(
+        "no sink \"{name}\" in the configuration; the sinks are: {}",
+        names.join(", ")
+    )
+}
+
+/// `hookrelay events list|show`.
+pub fn events(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
+    match command {
+        EventsCommand::List(args) => {
+            let status = match &args.status {
+                None => None,
+                Some(text) => Some(EventStatus::parse(text).with_context(|| {
+                    format!("--status {text:?}: expected dead, pending, delivered or unrouted")
+                })?),
+            };
+            let query = EventQuery {
+                before: args.before.as_deref().map(parse_id).transpose()?,
+                source: args.source,
+                event_type: args.event_type,
+                status,
+                limit: args.limit.max(1),
+            };
+            // Pages of the store's own size: its scan bound may end a page early.
+            let mut shown = Vec::new();
+            let mut next = query.before;
+            let mut more = true;
+            with_store(config, async |store| {
+                while shown.len() < query.limit && more {
+                    let page = store.recent_events(&EventQuery {
+                        before: next,
+                        limit: query.limit - shown.len(),
+                        ..query.clone()
+                    })?;
+                    shown.extend(page.events);
+                    more = page.next.is_some();
+                    next = page.next;
+                }
+                Ok(())
+            })?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<36}  {:<24}  {:<16}  {:<24}  {:<9}  BYTES",
+                "ID", "RECEIVED", "SOURCE", "TYPE", "STATUS"
+            )?;
+            for e in &shown {
+                writeln!(
+                    out,
+                    "{:<36}  {:<24}  {:<16}  {:<24}  {:<9}  {}",
+                    e.id,
+                    time(e.received_at_ms),
+                    e.source,
+                    e.event_type.as_deref().unwrap_or("-"),
+                    e.status.as_str(),
+                    e.size
+                )?;
+            }
+            if more && let Some(next) = next {
+                writeln!(out, "more: hookrelay events list --before {next}")?;
+            }
+            Ok(())
+        }
+        EventsCommand::Show { id } => {
+            let id = parse_id(&id)?;
+            let mask = HeaderMask::new(config);
+            let detail = with_store(config, async |store| Ok(store.event_detail(id)?))?;
+            let Some((event, deliveries, attempts)) = detail else {
+                bail!("no event {id} in the store (it may have passed retention)");
+            };
+            let document = event_document(&mask, &event, &deliveries, &attempts);
+            println!("{}", serde_json::to_string_pretty(&document)?);
+            Ok(())
+        }
+    }
+}
+
+/// `hookrelay dlq list`.
+pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+    let DlqCommand::List { sink, limit } = command;
+    let sinks: Vec<String> = match sink {
+        Some(name) => vec![known_sink(config, &name)?.to_string()],
+        None => config.sinks.iter().map(|s| s.name.clone()).collect(),
+    };
+    let letters = with_store(config, async |store| {
+        let mut all = Vec::new();
+        for sink in &sinks {
+            let (page, more) = store.dead_letter_page(sink, None, limit.max(1))?;
+            all.push((sink.clone(), page, more.is_some()));
+        }
+        Ok(all)
+    })?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<16}  {:<36}  {:<24}  {:>8}  REASON",
+        "SINK", "EVENT", "DEAD SINCE", "ATTEMPTS"
+    )?;
+    for (sink, page, more) in &letters {
+        for d in page {
+            writeln!(
+                out,
+                "{:<16}  {:<36}  {:<24}  {:>8}  {}",
+                sink,
+                d.event_id,
+                time(d.at_ms),
+                d.attempts,
+                d.reason
+            )?;
+        }
+        if *more {
+            writeln!(
+                out,
+                "more dead letters of {sink}: raise --limit, or replay them with `hookrelay replay --sink {sink}`"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `hookrelay replay`: queues again, durably; the relay sends at its next start.
+pub fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
+    let only: Option<Arc<str>> = args
+        .sink
+        .as_deref()
+        .map(|s| known_sink(config, s))
+        .transpose()?;
+    let configured = |sink: &str| config.sinks.iter().any(|s| s.name == sink);
+    if let Some(id) = &args.event {
+        let id = parse_id(id)?;
+        let lines = with_store(config, async |store| {
+            let Some((_, deliveries, _)) = store.event_detail(id)? else {
+                bail!("no event {id} in the store (it may have passed retention)");
+            };
+            let targets = targets_of(&deliveries, only.as_ref(), &configured);
+            let results = store.replay(id, targets.clone()).await?;
+            Ok(targets
+                .iter()
+                .zip(results)
+                .map(|(sink, result)| format!("event {id} -> {sink}: {}", words(result)))
+                .collect::<Vec<_>>())
+        })?;
+        if lines.is_empty() {
+            println!("event {id}: no configured sink to replay it to");
+        }
+        for line in lines {
+            println!("{line}");
+        }
+        println!("queued deliveries are sent when the relay starts");
+        return Ok(());
+    }
+    if let Some(from) = &args.from {
+        let from_ms = parse_time("from", from)?;
+        let to_ms = match &args.to {
+            Some(to) => parse_time("to", to)?,
+            None => u64::MAX,
+        };
+        let (events, queued) = with_store(config, async |store| {
+            let (mut events, mut queued, mut after) = (0usize, 0usize, None);
+            loop {
+                let ids = store.event_ids_between(from_ms, to_ms, after, PAGE)?;
+                for id in &ids {
+                    let Some((_, deliveries, _)) = store.event_detail(*id)? else {
+                        continue;
+                    };
+                    let targets = targets_of(&deliveries, only.as_ref(), &configured);
+                    if targets.is_empty() {
+                        continue;
+                    }
+                    events += 1;
+                    let results = store.replay(*id, targets).await?;
+                    queued += results.iter().filter(|r| **r == Replayed::Queued).count();
+                }
+                after = ids.last().copied();
+                if ids.len() < PAGE {
+                    return Ok((events, queued));
+                }
+            }
+        })?;
+        println!(
+            "{events} event(s) replayed, {queued} delivery(ies) queued; they are sent when the relay starts"
+        );
+        return Ok(());
+    }
+    // clap requires --event, --from or --sink, so only --sink is left.
+    let Some(sink) = only else {
+        bail!("say what to replay: --event ID, --sink NAME or --from TIME");
+    };
+    let since_ms = match &args.since {
+        Some(since) => parse_time("since", since)?,
+        None => 0,
+    };
+    let replayed = with_store(config, async |store| {
+        let mut total = 0;
+        loop {
+            let n = store.replay_dead(sink.clone(), since_ms, PAGE).await?;
+            total += n;
+            if n < PAGE {
+                return Ok(total);
+            }
+        }
+    })?;
+    println!(
+        "sink {sink}: {replayed} dead letter(s) queued again; they are sent when the relay starts"
+    );
+    Ok(())
+}
+
+/// The sinks to replay an event to: those it was routed to that are still configured, or
+/// only `only`.
+fn targets_of(
+    deliveries: &[(String, DeliveryState)],
+    only: Option<&Arc<str>>,
+    configured: &impl Fn(&str) -> bool,
+) -> Vec<Arc<str>> {
+    match only {
+        Some(sink) => vec![sink.clone()],
+        None => deliveries
+            .iter()
+            .filter(|(sink, _)| configured(sink))
+            .map(|(sink, _)| Arc::from(sink.as_str()))
+            .collect(),
+    }
+}
+
+fn words(result: Replayed) -> &'static str {
+    match result {
+        Replayed::Queued => "queued",
+        Replayed::AlreadyQueued => "already queued, left as it was",
+        Replayed::NoSuchEvent => "no such event",
+    }
+}
+
+/// `hookrelay export`: one JSON document per line, oldest first, as `events show` prints.
+pub fn export(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
+    let from_ms = args
+        .from
+        .as_deref()
+        .map(|t| parse_time("from", t))
+        .transpose()?
+        .unwrap_or(0);
+    let to_ms = args
+        .to
+        .as_deref()
+        .map(|t| parse_time("to", t))
+        .transpose()?
+        .unwrap_or(u64::MAX);
+    let mask = HeaderMask::new(config);
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let count = with_store(config, async |store| {
+        let (mut count, mut after) = (0usize, None);
+        loop {
+            let ids = store.event_ids_between(from_ms, to_ms, after, PAGE)?;
+            for id in &ids {
+                let Some((event, deliveries, attempts)) = store.event_detail(*id)? else {
+                    continue;
+                };
+                if args.source.as_deref().is_some_and(|s| *s != *event.source) {
+                    continue;
+                }
+                let document = event_document(&mask, &event, &deliveries, &attempts);
+                serde_json::to_writer(&mut out, &document)?;
+                out.write_all(b"\n")?;
+                count += 1;
+            }
+            after = ids.last().copied();
+            if ids.len() < PAGE {
+                return Ok(count);
+            }
+        }
+    })?;
+    out.flush().context("cannot write the export")?;
+    if args.output.is_some() {
+        eprintln!("{count} event(s) exported");
+    }
+    Ok(())
+}
