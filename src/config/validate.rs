@@ -267,7 +267,9 @@ fn locate(text: &str, span: Range<usize>) -> (usize, usize, Excerpt) {
     let line_text = text[line_start..line_end].trim_end_matches('\r');
     let line = text[..start].matches('\n').count() + 1;
     let before = text[line_start..start].chars().count();
-    let end = span.end.clamp(start, line_start + line_text.len());
+    // A span may start on the `\n` of a CRLF line end, past the trimmed line's end.
+    let line_limit = (line_start + line_text.len()).max(start);
+    let end = span.end.clamp(start, line_limit);
     let len = text.get(start..end).map_or(0, |s| s.chars().count()).max(1);
     let excerpt = Excerpt {
         text: line_text.to_string(),
@@ -1710,6 +1712,21 @@ fn name_list(names: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing `config_load`: a problem located on the `\n` of a CRLF line end
+    /// made `locate` clamp with a minimum above its maximum, and panic.
+    #[test]
+    fn regression_locate_a_span_starting_on_a_crlf_line_end() {
+        let (line, column, excerpt) = locate("key = 1\r\nnext = 2\r\n", 8..12);
+        assert_eq!((line, column), (1, 9));
+        assert_eq!(excerpt.text, "key = 1");
+        let crash = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/corpus/config_load/regression-crlf-span"
+        ))
+        .unwrap();
+        let _ = Config::parse(&String::from_utf8_lossy(&crash), "fuzz.toml");
+    }
     use proptest::prelude::*;
 
     /// Sets an environment variable for one test. Names must be unique per test, since
