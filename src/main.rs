@@ -9,6 +9,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use hookrelay::config::{Config, SourceKind};
 
+/// glibc's allocator spent about a fifth of both the HTTP threads' and the store writer's
+/// time under load (bodies are allocated on one thread and freed on another); see
+/// BENCHMARKS.md for the before/after figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (serve: stopped cleanly after SIGTERM or SIGINT)
