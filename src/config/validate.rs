@@ -347,6 +347,18 @@ impl Validator<'_> {
         self.issues.push(Issue::new(span, key, message));
     }
 
+    /// Reports a required key that is absent, at the entry's name; always `None`, so it can
+    /// stand as the `None` arm of the key's check.
+    pub(super) fn missing<T>(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Option<T> {
+        self.problem(span, key, message);
+        None
+    }
+
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         // Problems in [tls] are recorded here; sinks are still checked against the defaults.
         let outbound = self
@@ -1003,14 +1015,11 @@ impl Validator<'_> {
         let key = |k: &str| format!("{path}.{k}");
         let url = match &raw.url {
             Some(u) => self.url(u, &key("url")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    path,
-                    "missing url; add url = \"https://...\", the receiver's address",
-                );
-                None
-            }
+            None => self.missing(
+                entry.name.span(),
+                path,
+                "missing url; add url = \"https://...\", the receiver's address",
+            ),
         };
         let signing_key = match &raw.signing_secret {
             None => Some(None),

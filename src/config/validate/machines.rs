@@ -33,27 +33,21 @@ impl Validator<'_> {
         let key = |k: &str| format!("{path}.{k}");
         let url = match &raw.url {
             Some(u) => self.url(u, &key("url")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    path,
-                    "missing url; add url = \"https://dtrack.example.com\", the Dependency-Track \
+            None => self.missing(
+                entry.name.span(),
+                path,
+                "missing url; add url = \"https://dtrack.example.com\", the Dependency-Track \
                      server's base URL (without /api)",
-                );
-                None
-            }
+            ),
         };
         let api_key = match &raw.api_key {
             Some(k) => self.secret(k, &key("api_key")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    path,
-                    "missing api_key; add api_key = \"${env:DTRACK_API_KEY}\", a key with the \
+            None => self.missing(
+                entry.name.span(),
+                path,
+                "missing api_key; add api_key = \"${env:DTRACK_API_KEY}\", a key with the \
                      BOM_UPLOAD permission",
-                );
-                None
-            }
+            ),
         };
         let project = self.dependency_track_project(entry, raw, path);
         let bom = self.document_location(raw, path, true);
@@ -326,14 +320,11 @@ impl Validator<'_> {
         let mut credential =
             |value: &Option<Spanned<String>>, name: &str, example: &str| match value {
                 Some(v) => self.secret(v, &key(name)),
-                None => {
-                    self.problem(
-                        entry.name.span(),
-                        path,
-                        format!("missing {name}; add {name} = \"${{env:{example}}}\""),
-                    );
-                    None
-                }
+                None => self.missing(
+                    entry.name.span(),
+                    path,
+                    format!("missing {name}; add {name} = \"${{env:{example}}}\""),
+                ),
             };
         let access_key_id = credential(&raw.access_key_id, "access_key_id", "AWS_ACCESS_KEY_ID");
         let secret_access_key = credential(
@@ -363,14 +354,11 @@ impl Validator<'_> {
         let key = |k: &str| format!("{path}.{k}");
         let folder = match &raw.path {
             Some(p) => self.folder(p, &key("path")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    path,
-                    "missing path; add path = \"archive\", the folder of the JSON-lines files",
-                );
-                None
-            }
+            None => self.missing(
+                entry.name.span(),
+                path,
+                "missing path; add path = \"archive\", the folder of the JSON-lines files",
+            ),
         };
         let max_file_size = self.size(
             raw.max_file_size.as_ref(),

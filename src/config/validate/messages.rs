@@ -278,14 +278,11 @@ impl Validator<'_> {
                 );
                 None
             }
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    path,
-                    "missing host; add host = \"smtp.example.com\", the SMTP server",
-                );
-                None
-            }
+            None => self.missing(
+                entry.name.span(),
+                path,
+                "missing host; add host = \"smtp.example.com\", the SMTP server",
+            ),
         };
         let tls = self.choice(
             raw.tls.as_ref(),
@@ -329,14 +326,11 @@ impl Validator<'_> {
         };
         let from = match &raw.from {
             Some(f) => self.mailbox(f, &key("from")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    path,
-                    "missing from; add from = \"hookrelay <relay@example.com>\"",
-                );
-                None
-            }
+            None => self.missing(
+                entry.name.span(),
+                path,
+                "missing from; add from = \"hookrelay <relay@example.com>\"",
+            ),
         };
         let to = match &raw.to {
             Some(list) if list.get_ref().0.is_empty() => {
@@ -356,14 +350,11 @@ impl Validator<'_> {
                     .collect();
                 all.into_iter().collect::<Option<Vec<_>>>()
             }
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    path,
-                    "missing to; add to = [\"team@example.com\"], the recipients",
-                );
-                None
-            }
+            None => self.missing(
+                entry.name.span(),
+                path,
+                "missing to; add to = [\"team@example.com\"], the recipients",
+            ),
         };
         let subject = raw
             .subject
@@ -444,14 +435,11 @@ impl Validator<'_> {
     ) -> Option<String> {
         match &raw.url {
             Some(u) => self.url(u, &format!("{path}.url")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    path,
-                    format!("missing url; add url = \"https://...\", {what}"),
-                );
-                None
-            }
+            None => self.missing(
+                entry.name.span(),
+                path,
+                format!("missing url; add url = \"https://...\", {what}"),
+            ),
         }
     }
 

@@ -24,15 +24,12 @@ impl Validator<'_> {
         let key = |k: &str| format!("{path}.{k}");
         let servers = match &raw.url {
             Some(u) => self.nats_servers(u, &key("url")),
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    path,
-                    "missing url; add url = \"nats://host:4222\" (several servers: \
+            None => self.missing(
+                entry.name.span(),
+                path,
+                "missing url; add url = \"nats://host:4222\" (several servers: \
                      \"nats://a:4222,nats://b:4222\")",
-                );
-                None
-            }
+            ),
         };
         let subject = match &raw.subject {
             Some(s) if s.get_ref().trim().is_empty() => {
@@ -50,15 +47,12 @@ impl Validator<'_> {
                     at: format!("{}:{line}:{column}: {}", self.origin, key("subject")),
                 })
             }
-            None => {
-                self.problem(
-                    entry.name.span(),
-                    path,
-                    "missing subject; add subject = \"hooks.{{ source }}.{{ event_type }}\" \
+            None => self.missing(
+                entry.name.span(),
+                path,
+                "missing subject; add subject = \"hooks.{{ source }}.{{ event_type }}\" \
                      (a stream must listen on the subjects it renders)",
-                );
-                None
-            }
+            ),
         };
         let auth = self.nats_auth(raw, path);
         Some(SinkKind::Nats(NatsSinkConfig {
