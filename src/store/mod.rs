@@ -323,8 +323,16 @@ impl Store {
 
     /// Stores the event and one queue entry per sink in one durable commit.
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
-        self.submit(|reply| writer::Op::Ingest { event, reply })
-            .await
+        let fingerprint = event
+            .delivery_id
+            .as_deref()
+            .map(|delivery_id| dedup::fingerprint(&event.source, delivery_id));
+        self.submit(|reply| writer::Op::Ingest {
+            event,
+            fingerprint,
+            reply,
+        })
+        .await
     }
 
     /// Reads up to `limit` entries of `sink` due at `now_ms`, skipping events in `skip`

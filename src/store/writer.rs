@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::codec::{self, AttemptValue, DeadValue, EventMeta, PendingState, QueueValue};
-use super::dedup::{DedupIndex, fingerprint};
+use super::dedup::DedupIndex;
 use super::slot::{self, Slot};
 use super::tables::{ATTEMPTS, DEAD, DEDUP_LOG, EVENTS, PENDING, QUEUE};
 use super::{
@@ -38,6 +38,9 @@ const MAX_BATCH_BYTES: usize = 64 << 20;
 pub(super) enum Op {
     Ingest {
         event: NewEvent,
+        /// `dedup::fingerprint` of (source, delivery id), computed by the caller so the
+        /// hash runs on the request's thread, not on this serial one.
+        fingerprint: Option<u64>,
         reply: oneshot::Sender<Result<Ingested, StoreError>>,
     },
     Finish {
@@ -341,11 +344,11 @@ fn apply_all(
     });
     for op in ops {
         match op {
-            Op::Ingest { event, reply } => {
-                let print = event
-                    .delivery_id
-                    .as_deref()
-                    .map(|delivery_id| fingerprint(&event.source, delivery_id));
+            Op::Ingest {
+                event,
+                fingerprint: print,
+                reply,
+            } => {
                 if let (Some(print), Some(delivery_id)) = (print, &event.delivery_id)
                     && let Some(existing) =
                         find_duplicate(&events, dedup, changes, print, &event.source, delivery_id)?
