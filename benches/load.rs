@@ -252,37 +252,10 @@ fn env_u64(name: &str, default: u64) -> anyhow::Result<u64> {
     }
 }
 
-/// A realistic GitHub `push` payload, about 1 KiB, compact JSON as GitHub sends it.
+/// A realistic GitHub `push` payload, about 1 KiB, compact JSON as GitHub sends it. The
+/// peer scripts (`benches/peers.sh`) send the same file, so their figures compare.
 fn push_payload() -> Vec<u8> {
-    let commit = serde_json::json!({
-        "id": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
-        "message": "Handle redelivered webhooks without fanning out twice",
-        "timestamp": "2026-03-02T10:15:42+01:00",
-        "author": { "name": "Ada Example", "email": "ada@example.com" },
-        "modified": ["src/store/writer.rs"]
-    });
-    let payload = serde_json::json!({
-        "ref": "refs/heads/main",
-        "before": "9049f1265b7d61be4a8904a9a27120d2064dab3b",
-        "after": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
-        "repository": {
-            "id": 186853002,
-            "name": "relay",
-            "full_name": "acme/relay",
-            "private": false,
-            "owner": { "name": "acme", "login": "acme", "id": 21031067, "type": "Organization" },
-            "default_branch": "main"
-        },
-        "pusher": { "name": "ada", "email": "ada@example.com" },
-        "sender": { "login": "ada", "id": 583231, "type": "User" },
-        "created": false,
-        "deleted": false,
-        "forced": false,
-        "compare": "https://github.com/acme/relay/compare/9049f1265b7d...6113728f27ae",
-        "commits": [commit.clone()],
-        "head_commit": commit
-    });
-    serde_json::to_vec(&payload).expect("a json! value serializes")
+    include_bytes!("fixtures/push.json").to_vec()
 }
 
 /// `sha256=<hex HMAC-SHA256 of body>`, as GitHub's `X-Hub-Signature-256`.
