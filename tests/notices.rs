@@ -192,6 +192,23 @@ async fn a_failing_sink_is_reported_elsewhere_then_its_recovery_and_never_to_its
 }
 
 #[tokio::test]
+async fn a_dead_letter_makes_a_sink_unhealthy_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = Receiver::with_script(vec![Answer::status(410)]).await;
+    let mut chat = Receiver::start().await;
+    // failures = 5 is never reached: the one failure dead-letters.
+    let relay = start(dir.path(), &audit, &chat, "failures = 5");
+    send(&relay, "gone-1").await;
+    let unhealthy = next_notice(&mut chat).await;
+    assert_eq!(unhealthy["type"], "sink.unhealthy", "{unhealthy:#}");
+    assert_eq!(unhealthy["consecutive_failures"], 1);
+    assert_eq!(
+        unhealthy["reason"],
+        "a delivery became a dead letter after 1 failed attempt in a row"
+    );
+}
+
+#[tokio::test]
 async fn a_flapping_sink_yields_one_pair_of_notices_and_a_count_of_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     // Every other attempt fails: with failures = 1 each answer flips the sink's health.

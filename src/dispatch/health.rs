@@ -122,7 +122,8 @@ impl Health {
                 failures: n,
                 last_error: h.last_error.clone(),
                 reason: if dead {
-                    format!("an entry was dead-lettered after {n} failed attempt{s} in a row")
+                    // Not "dead-lettered": that word marks the delivery's own log line.
+                    format!("a delivery became a dead letter after {n} failed attempt{s} in a row")
                 } else {
                     format!("{n} failed attempt{s} in a row")
                 },

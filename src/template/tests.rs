@@ -369,6 +369,15 @@ fn the_default_message_reads_hookrelay_notices() {
         render(DEFAULT_SUBJECT, Target::Plain, &unhealthy).trim(),
         "[hookrelay] sink.unhealthy: audit"
     );
+    let mut dead = unhealthy.clone();
+    dead.body["reason"] =
+        serde_json::json!("a delivery became a dead letter after 1 failed attempt in a row");
+    assert!(
+        render(DEFAULT_MESSAGE, Target::Plain, &dead)
+            .contains("\nAn event is now a dead letter: replay it once the sink works again.\n"),
+        "{}",
+        render(DEFAULT_MESSAGE, Target::Plain, &dead)
+    );
 
     let recovered = notice(serde_json::json!({
         "type": "sink.recovered", "sink": "audit", "since": "2024-12-31T23:59:00Z",
