@@ -3,9 +3,11 @@
 //! stream's publish acknowledgement.
 //!
 //! Invariants:
-//! - `Delivered` only on the stream's acknowledgement. `Nats-Msg-Id` is the event id, so a
-//!   re-publish (a retry after a lost ack, a replay, a crash before the outcome was stored)
-//!   inside the stream's duplicate window is acknowledged as a duplicate and not stored twice.
+//! - `Delivered` only on the stream's acknowledgement. `Nats-Msg-Id` is the same for every
+//!   publish of one delivery (`msg_id`), so a re-publish (a retry after a lost ack, a
+//!   replay, a crash before the outcome was stored, the sender's retry through another
+//!   instance) inside the stream's duplicate window is acknowledged as a duplicate and not
+//!   stored twice.
 //! - One connection per sink, made at the first delivery (a NATS server that is down never
 //!   stops the relay from starting; deliveries retry) and kept: the client reconnects by
 //!   itself. Concurrent deliveries share it.
@@ -253,11 +255,23 @@ impl Sink for NatsSink {
     }
 }
 
+/// The stream's deduplication id: `{source}:{delivery id}` when the sender gave a delivery
+/// id, else the event id. Instances are shared-nothing, so a sender's retry that reached
+/// another instance got another event id there; keyed like each instance's own dedup
+/// (source and delivery id), the stream's duplicate window catches it across instances.
+/// Source names hold no `:`, so the two parts cannot be confused.
+fn msg_id(d: &Delivery) -> String {
+    match &d.delivery_id {
+        Some(delivery) => format!("{}:{delivery}", d.source),
+        None => d.event_id.hyphenated().to_string(),
+    }
+}
+
 /// The message's headers: the deduplication id and what names the event.
 fn headers(d: &Delivery) -> HeaderMap {
     let id = d.event_id.hyphenated().to_string();
     let mut headers = HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, value(&msg_id(d)));
     headers.insert(HEADER_EVENT_ID, id.as_str());
     headers.insert(HEADER_SOURCE, value(&d.source));
     if let Some(event_type) = &d.event_type {
@@ -394,6 +408,16 @@ mod tests {
         let h = headers(&d);
         let id = d.event_id.hyphenated().to_string();
         assert_eq!(h.get("Nats-Msg-Id").map(|v| v.as_str()), Some(id.as_str()));
+        d.delivery_id = Some("72d3162e\r\n".to_string());
+        let with_delivery = headers(&d);
+        assert_eq!(
+            with_delivery.get("Nats-Msg-Id").map(|v| v.as_str()),
+            Some(format!("{}:72d3162e  ", super::super::TEST_SOURCE).as_str())
+        );
+        assert_eq!(
+            with_delivery.get(HEADER_EVENT_ID).map(|v| v.as_str()),
+            Some(id.as_str())
+        );
         assert_eq!(
             h.get(HEADER_EVENT_ID).map(|v| v.as_str()),
             Some(id.as_str())
