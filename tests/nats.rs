@@ -6,6 +6,8 @@
 mod common;
 
 use async_nats::jetstream::{self, consumer, stream};
+use std::collections::HashSet;
+
 use common::nats::NatsServer;
 use common::*;
 use futures_util::StreamExt as _;
@@ -188,4 +190,49 @@ async fn a_subject_no_stream_listens_on_dead_letters_with_the_reason() {
     );
     // Dead-lettered at the first attempt: no stream for a subject is not retried.
     assert!(line.contains("\"attempt\":1"), "{line}");
+}
+
+#[tokio::test]
+async fn publishes_are_in_flight_together_up_to_the_sinks_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(&dir.path().join("js"));
+    let js = nats.jetstream().await;
+    // The stream stores but never acknowledges, so every publish stays in flight until its
+    // timeout. Serial publishing would put one message in the stream per 30 s timeout.
+    let quiet = add_stream(&js, "QUIET", "quiet.>", true).await;
+    let relay = Relay::start(
+        dir.path(),
+        &config(&nats.url, "quiet.{{ source }}", "30s")
+            .replace("timeout = \"30s\"", "timeout = \"30s\"\nconcurrency = 16"),
+    );
+    let mut sent = HashSet::new();
+    for i in 0..16 {
+        send(
+            &relay,
+            "push",
+            &format!("d-{i}"),
+            format!("{{\"n\":{i}}}").as_bytes(),
+        )
+        .await;
+        sent.insert(format!("github:d-{i}"));
+    }
+    let got: HashSet<String> = read(&quiet, 16)
+        .await
+        .iter()
+        .map(|m| {
+            m.headers
+                .as_ref()
+                .unwrap()
+                .get("Nats-Msg-Id")
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(got, sent);
+    // All sixteen reached the stream while the first attempt was still waiting for its ack.
+    assert!(
+        !relay.logs().iter().any(|l| l.contains("will retry")),
+        "{}",
+        relay.logs().join("\n")
+    );
 }
