@@ -127,29 +127,73 @@ impl NatsSink {
                     .map(|s| s.parse::<async_nats::ServerAddr>())
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|_| "a server URL cannot be parsed".to_string())?;
-                let client = options.connect(addrs).await.map_err(|e| {
-                    let why = match e.kind() {
-                        ConnectErrorKind::Authentication
-                        | ConnectErrorKind::AuthorizationViolation => {
-                            "the server refused the credentials; check username/password, \
-                             token, nkey or creds_file"
-                        }
-                        ConnectErrorKind::TimedOut => "timed out",
-                        ConnectErrorKind::Tls => {
-                            "TLS failed; check the server's certificate against [tls] ca_file \
-                             or the sink's ca_file"
-                        }
-                        ConnectErrorKind::Dns => "the host name does not resolve",
-                        ConnectErrorKind::ServerParse => "a server URL cannot be parsed",
-                        _ => "no server answered",
-                    };
-                    format!("cannot connect to NATS: {why}")
-                })?;
+                let client = options
+                    .connect(addrs)
+                    .await
+                    .map_err(|e| format!("cannot connect to NATS: {}", self.connect_error(&e)))?;
                 Ok(jetstream::ContextBuilder::new()
                     .timeout(self.timeout)
                     .build(client))
             })
             .await
+    }
+
+    /// Why a connection failed, and which of the sink's keys fixes it.
+    fn connect_error(&self, e: &async_nats::ConnectError) -> String {
+        let sink = &self.name;
+        // A refused certificate surfaces as an I/O error holding the rustls one.
+        if let Some(tls) = super::http::tls_cause(e) {
+            return format!(
+                "TLS handshake failed: {}",
+                super::http::explain_tls(sink, tls)
+            );
+        }
+        match e.kind() {
+            ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
+                match &self.auth {
+                    NatsAuth::None => format!(
+                        "the server requires credentials; set username and password, token, \
+                         nkey or creds_file in [sinks.{sink}]"
+                    ),
+                    NatsAuth::UserPassword { user, .. } => format!(
+                        "the server refused user \"{}\" with this password; fix [sinks.{sink}] \
+                         username and password",
+                        user.escape_debug()
+                    ),
+                    NatsAuth::Token(_) => {
+                        format!("the server refused the token; fix [sinks.{sink}] token")
+                    }
+                    NatsAuth::NKey(_) => format!(
+                        "the server refused the NKey; fix [sinks.{sink}] nkey (a user seed whose \
+                         public key the server lists)"
+                    ),
+                    NatsAuth::Creds(_) => format!(
+                        "the server refused the creds file's user; fix [sinks.{sink}] creds_file \
+                         (a user of an account the server trusts)"
+                    ),
+                }
+            }
+            ConnectErrorKind::TimedOut => format!(
+                "no answer within the sink's timeout ({}); check [sinks.{sink}] url, or raise \
+                 its timeout",
+                humantime::format_duration(self.timeout)
+            ),
+            ConnectErrorKind::Tls => format!(
+                "TLS failed ({}); check [sinks.{sink}] url (tls:// needs a server with TLS), \
+                 ca_file, client_cert and client_key, or [tls] ca_file",
+                super::http::innermost(e)
+            ),
+            ConnectErrorKind::Dns => {
+                format!("the host name does not resolve; check [sinks.{sink}] url")
+            }
+            ConnectErrorKind::ServerParse => {
+                format!("a server URL cannot be parsed; fix [sinks.{sink}] url")
+            }
+            _ => format!(
+                "no server answered ({}); check [sinks.{sink}] url and that NATS is up",
+                super::http::innermost(e)
+            ),
+        }
     }
 
     /// "No responders" means no stream took the message: none listens on the subject (for
