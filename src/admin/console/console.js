@@ -61,8 +61,8 @@
     return h('span', { class: tone ? `badge ${tone}` : 'badge' }, text);
   }
 
-  function table(headings, rows) {
-    return h('table', null,
+  function table(headings, rows, className) {
+    return h('table', { class: className },
       h('thead', null, h('tr', null, headings.map((t) => h('th', null, t)))),
       h('tbody', null, rows));
   }
@@ -313,15 +313,20 @@
           : h('p', { class: 'empty' }, 'No attempt yet.'),
         h('h2', null, 'Headers'),
         table(['Name', 'Value'], e.headers.map((x) =>
-          h('tr', null, h('td', { class: 'mono' }, x.name), h('td', { class: 'mono wrap' }, x.value)))),
+          h('tr', null, h('td', { class: 'mono' }, x.name), h('td', { class: 'mono wrap' }, x.value))), 'pairs'),
         h('h2', null, 'Body', e.body_encoding === 'base64' ? h('span', { class: 'muted' }, ' (binary, shown as base64)') : ''),
         h('pre', { class: 'body', id: 'event-body' }, prettyBody(e)));
     };
 
+    let settled = false;
     return {
       node,
+      // Every delivery has ended: the event changes only on a replay, and may be large, so
+      // auto-refresh stops fetching it (a replay from here, or Refresh, fetches it again).
+      settled: () => settled,
       async refresh() {
         const e = await api('GET', path);
+        settled = e.deliveries.every((d) => d.state !== 'queued');
         const text = JSON.stringify(e);
         // Redrawing an unchanged event would drop the operator's text selection.
         if (text === last) return;
@@ -493,7 +498,8 @@
 
   function schedule() {
     clearTimeout(timer);
-    if (byId('auto').checked) timer = setTimeout(() => { if (!document.hidden) refresh(); else schedule(); }, REFRESH_MS);
+    const idle = current && current.settled && current.settled();
+    if (byId('auto').checked && !idle) timer = setTimeout(() => { if (!document.hidden) refresh(); else schedule(); }, REFRESH_MS);
   }
 
   byId('refresh').addEventListener('click', () => refresh());
