@@ -323,3 +323,62 @@ async fn the_console_loads_without_the_token_with_strict_headers_while_the_api_n
     let post = call(admin, "POST", "/", Some(ADMIN_TOKEN)).await;
     assert_eq!(post.status, 405);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_list_filters_by_event_type_and_pages_back_with_older() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let (relay, admin) = start(dir.path(), &receiver).await;
+    // One page is 50 events: 51 need a second page.
+    let release = send_github(
+        &relay,
+        &[
+            ("x-github-event", "release".into()),
+            ("x-github-delivery", "page-0".into()),
+        ],
+        "{}",
+    )
+    .await;
+    for n in 1..=50 {
+        send_github(&relay, &[("x-github-delivery", format!("page-{n}"))], "{}").await;
+    }
+    let rows = "document.querySelectorAll('#events tr').length";
+
+    let mut browser = Browser::launch();
+    sign_in(&mut browser, admin, ADMIN_TOKEN).await;
+    browser
+        .wait_for(
+            "a first page of 50 events, and an Older button",
+            &format!("{rows} === 50 && !document.getElementById('older').hidden"),
+        )
+        .await;
+    browser.click("#older");
+    browser
+        .wait_for(
+            "the 51st event, and no more pages",
+            &format!(
+                "{rows} === 51 && document.getElementById('older').hidden && \
+                 document.querySelector({}) !== null",
+                js_string(&format!("#events tr[data-id='{release}']"))
+            ),
+        )
+        .await;
+
+    browser.type_into("input[name='event_type']", "release");
+    browser.click(".filters button[type='submit']");
+    let hash = browser
+        .wait_for(
+            "only the release event listed",
+            &format!(
+                "{rows} === 1 && document.querySelector({}) !== null && location.hash",
+                js_string(&format!("#events tr[data-id='{release}']"))
+            ),
+        )
+        .await;
+    assert_eq!(hash, "#/events?event_type=release");
+    let problems = browser.problems();
+    assert!(
+        problems.is_empty(),
+        "the page ran with errors: {problems:?}"
+    );
+}
