@@ -450,7 +450,8 @@
   // "#/events?status=dead", "#/events/ID", "#/sinks", "#/dead-letters/SINK".
   function parse() {
     const [path, search] = location.hash.replace(/^#\/?/, '').split('?');
-    const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+    const decode = (part) => { try { return decodeURIComponent(part); } catch (_) { return part; } };
+    const parts = path.split('/').filter(Boolean).map(decode);
     return { name: parts[0] || 'events', arg: parts[1], params: new URLSearchParams(search || '') };
   }
 
