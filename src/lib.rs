@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod ingress;
 pub mod metrics;
 pub mod notice;
+mod retention;
 pub mod route;
 pub mod sinks;
 pub mod store;
@@ -30,7 +31,6 @@ pub mod verify;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 
@@ -60,11 +60,6 @@ pub enum RunError {
     #[error("[server] tls: {0}")]
     Tls(String),
 }
-
-/// How often retention looks for expired events, and how many it removes per transaction:
-/// small transactions, so a purge never holds the writer long enough to delay an ingest.
-const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
-const RETENTION_BATCH: usize = 500;
 
 /// Runs the relay on a bound listener until `shutdown` resolves.
 ///
@@ -113,7 +108,7 @@ pub async fn run(
         Some(&metrics),
         health.clone(),
     )?;
-    let retention = tokio::spawn(retention_loop(store.clone(), config.storage.retention));
+    let retention = tokio::spawn(retention::run(store.clone(), config.storage.retention));
     let ingress = Arc::new(ingress::Ingress::new(&config, store.clone()).observed(&metrics));
     let grace = config.server.shutdown_timeout;
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -154,36 +149,4 @@ pub async fn run(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn retention_loop(store: Store, retention: Duration) {
-    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let cutoff_ms = now_ms.saturating_sub(retention.as_millis() as u64);
-        let mut removed = 0;
-        loop {
-            match store.purge(cutoff_ms, RETENTION_BATCH).await {
-                Ok(n) => {
-                    removed += n;
-                    if n < RETENTION_BATCH {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "retention pass failed; will try again");
-                    break;
-                }
-            }
-        }
-        if removed > 0 {
-            tracing::info!(removed, "retention removed expired events");
-        }
-    }
 }

@@ -9,6 +9,7 @@ mod codec;
 mod dedup;
 mod health;
 mod inspect;
+mod retention;
 mod slot;
 mod tables;
 mod writer;
@@ -164,6 +165,20 @@ pub struct AttemptRecord {
     pub outcome: AttemptOutcome,
     /// The sink's id for the delivered message (Slack's `ts`), when it gave one.
     pub message_id: Option<String>,
+}
+
+/// What one retention step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeStep {
+    /// Events looked at: at most the step's budget.
+    pub looked: usize,
+    /// Events removed.
+    pub removed: usize,
+    /// Events received before the cutoff still held for a pending or dead-lettered delivery
+    /// (as far as the sweep has come since the relay started).
+    pub kept: u64,
+    /// Nothing more to look at below this cutoff: the pass is over.
+    pub done: bool,
 }
 
 /// What happens to a queue entry after an attempt.
@@ -422,12 +437,15 @@ impl Store {
         .await
     }
 
-    /// Removes up to `limit` finished events received before `cutoff_ms`, in one small
-    /// transaction; returns how many were removed.
-    pub async fn purge(&self, cutoff_ms: u64, limit: usize) -> Result<usize, StoreError> {
+    /// One step of retention, in one small transaction: looks at up to `budget` events
+    /// received before `cutoff_ms`, resuming where the last step stopped, and removes those
+    /// whose deliveries have all ended (delivered or skipped), with their attempts and dedup
+    /// entry. Events with a pending or dead-lettered delivery are kept, and removed by a later
+    /// step once it ends. Call again until [`PurgeStep::done`].
+    pub async fn purge(&self, cutoff_ms: u64, budget: usize) -> Result<PurgeStep, StoreError> {
         self.submit(|reply| writer::Op::Purge {
             cutoff_ms,
-            limit,
+            budget,
             reply,
         })
         .await
@@ -780,8 +798,8 @@ mod tests {
         let store = open(&dir);
         let done = id_of(store.ingest(event(Some("done"), &[])).await.unwrap());
         let waiting = id_of(store.ingest(event(Some("waiting"), &["a"])).await.unwrap());
-        let removed = store.purge(writer::now_ms() + 1000, 100).await.unwrap();
-        assert_eq!(removed, 1);
+        let step = store.purge(writer::now_ms() + 1000, 100).await.unwrap();
+        assert_eq!((step.removed, step.kept, step.done), (1, 1, true));
         assert!(store.event(done).unwrap().is_none());
         assert!(store.event(waiting).unwrap().is_some());
         // Its dedup entry went with it: the same delivery id is a new event now.

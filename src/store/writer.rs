@@ -21,11 +21,12 @@ use uuid::Uuid;
 use super::codec::{self, AttemptValue, DeadValue, EventMeta, PendingState, QueueValue};
 use super::dedup::DedupIndex;
 use super::health::HealthReport;
+use super::retention::{Sweep, SweepChanges, Tables};
 use super::slot::{self, Slot};
 use super::tables::{ATTEMPTS, DEAD, DEDUP_LOG, EVENTS, PENDING, QUEUE};
 use super::{
-    AttemptRecord, EventId, Ingested, NewEvent, NextStep, QueueEntry, Replayed, StoreError,
-    Watchers,
+    AttemptRecord, EventId, Ingested, NewEvent, NextStep, PurgeStep, QueueEntry, Replayed,
+    StoreError, Watchers,
 };
 use crate::metrics::StoreMetrics;
 
@@ -52,8 +53,8 @@ pub(super) enum Op {
     },
     Purge {
         cutoff_ms: u64,
-        limit: usize,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
+        budget: usize,
+        reply: oneshot::Sender<Result<PurgeStep, StoreError>>,
     },
     Replay {
         event_id: EventId,
@@ -83,6 +84,7 @@ enum Reply {
         oneshot::Sender<Result<Vec<Replayed>, StoreError>>,
         Vec<Replayed>,
     ),
+    Purge(oneshot::Sender<Result<PurgeStep, StoreError>>, PurgeStep),
 }
 
 impl Reply {
@@ -94,6 +96,7 @@ impl Reply {
             Reply::Done(tx) => drop(tx.send(Ok(()))),
             Reply::Count(tx, n) => drop(tx.send(Ok(n))),
             Reply::Replay(tx, r) => drop(tx.send(Ok(r))),
+            Reply::Purge(tx, step) => drop(tx.send(Ok(step))),
         }
     }
 
@@ -104,6 +107,7 @@ impl Reply {
             Reply::Done(tx) => drop(tx.send(Err(err()))),
             Reply::Count(tx, _) => drop(tx.send(Err(err()))),
             Reply::Replay(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Purge(tx, _) => drop(tx.send(Err(err()))),
         }
     }
 }
@@ -122,7 +126,8 @@ impl Op {
         match self {
             Op::Ingest { reply, .. } => drop(reply.send(Err(err()))),
             Op::Finish { reply, .. } | Op::Ping { reply } => drop(reply.send(Err(err()))),
-            Op::Purge { reply, .. } | Op::ReplayDead { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Purge { reply, .. } => drop(reply.send(Err(err()))),
+            Op::ReplayDead { reply, .. } => drop(reply.send(Err(err()))),
             Op::Replay { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
@@ -149,16 +154,27 @@ pub(super) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// What the writer keeps in memory beside the file; only this thread touches it.
+struct Memory {
+    ids: IdGenerator,
+    dedup: DedupIndex,
+    sweep: Sweep,
+}
+
 /// Runs the writer until every sender is dropped; then returns.
 pub(super) fn run(
     db: Arc<Slot>,
     mut rx: mpsc::Receiver<Op>,
     watchers: Arc<Watchers>,
-    mut dedup: DedupIndex,
+    dedup: DedupIndex,
     metrics: StoreMetrics,
     mut health: HealthReport,
 ) {
-    let mut ids = IdGenerator { last: 0 };
+    let mut memory = Memory {
+        ids: IdGenerator { last: 0 },
+        dedup,
+        sweep: Sweep::default(),
+    };
     let mut batch: Vec<Op> = Vec::with_capacity(256);
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.body_len();
@@ -174,8 +190,7 @@ pub(super) fn run(
         }
         commit_batch(
             &db,
-            &mut ids,
-            &mut dedup,
+            &mut memory,
             &mut batch,
             &watchers,
             &metrics,
@@ -186,8 +201,7 @@ pub(super) fn run(
 
 fn commit_batch(
     slot: &Slot,
-    ids: &mut IdGenerator,
-    dedup: &mut DedupIndex,
+    memory: &mut Memory,
     batch: &mut Vec<Op>,
     watchers: &Watchers,
     metrics: &StoreMetrics,
@@ -211,8 +225,8 @@ fn commit_batch(
     let mut touched: HashSet<Arc<str>> = HashSet::new();
     let mut replies = Vec::with_capacity(ops);
     let mut pending = batch.drain(..);
-    // Index changes wait for the commit: a failed batch must leave the index as the file is
-    // (also across a reopen, which rolls the file back to the last commit).
+    // Index and sweep changes wait for the commit: a failed batch must leave them as the
+    // file is (also across a reopen, which rolls the file back to the last commit).
     let mut index_changes = IndexChanges::default();
     let result = (|| -> Result<(), redb::Error> {
         // No quick repair: it saves the allocator state with every commit and needs a
@@ -222,8 +236,7 @@ fn commit_batch(
         let txn = db.begin_write()?;
         apply_all(
             &txn,
-            ids,
-            dedup,
+            memory,
             &mut index_changes,
             &mut pending,
             &mut replies,
@@ -236,7 +249,7 @@ fn commit_batch(
     let unapplied: Vec<Op> = pending.collect();
     match result {
         Ok(()) => {
-            index_changes.apply(dedup);
+            index_changes.apply(memory);
             metrics.batch(ops, started.elapsed().as_secs_f64());
             health.committed();
             for reply in replies {
@@ -288,24 +301,28 @@ fn describe(err: &redb::Error) -> String {
     }
 }
 
-/// Dedup index changes of one batch, applied only once its commit succeeded.
+/// Dedup index and retention sweep changes of one batch, applied only once its commit
+/// succeeded.
 #[derive(Default)]
-struct IndexChanges {
+pub(super) struct IndexChanges {
     added: Vec<(u64, u128)>,
-    removed: Vec<(u64, u128)>,
+    /// Fingerprints of events removed by retention in this batch.
+    pub(super) removed: Vec<(u64, u128)>,
     /// Fingerprints added in this batch, so two copies of one delivery in the same batch
     /// are recognised before the index itself is updated.
     pending: std::collections::HashMap<u64, u128>,
+    pub(super) sweep: SweepChanges,
 }
 
 impl IndexChanges {
-    fn apply(self, index: &mut DedupIndex) {
+    fn apply(self, memory: &mut Memory) {
         for (fingerprint, event) in self.removed {
-            index.remove(fingerprint, event);
+            memory.dedup.remove(fingerprint, event);
         }
         for (fingerprint, event) in self.added {
-            index.insert(fingerprint, event);
+            memory.dedup.insert(fingerprint, event);
         }
+        memory.sweep.apply(self.sweep);
     }
 }
 
@@ -339,8 +356,7 @@ fn find_duplicate(
 
 fn apply_all(
     txn: &WriteTransaction,
-    ids: &mut IdGenerator,
-    dedup: &DedupIndex,
+    memory: &mut Memory,
     changes: &mut IndexChanges,
     ops: &mut std::vec::Drain<'_, Op>,
     replies: &mut Vec<Reply>,
@@ -352,6 +368,7 @@ fn apply_all(
     let mut pending = txn.open_table(PENDING)?;
     let mut attempts = txn.open_table(ATTEMPTS)?;
     let mut dead = txn.open_table(DEAD)?;
+    let Memory { ids, dedup, sweep } = memory;
     let queue_value = codec::encode_v2(&QueueValue {
         attempt: 1,
         first_attempt: 1,
@@ -433,6 +450,7 @@ fn apply_all(
                     match next {
                         NextStep::Done => {
                             pending.remove((key, sink))?;
+                            sweep.note_done(&mut changes.sweep, &pending, key)?;
                         }
                         NextStep::RetryAt(due_ms) => {
                             let value = codec::encode_v2(&QueueValue {
@@ -467,19 +485,23 @@ fn apply_all(
             }
             Op::Purge {
                 cutoff_ms,
-                limit,
+                budget,
                 reply,
             } => {
-                let removed = purge(
-                    &mut events,
-                    &mut dedup_log,
-                    changes,
-                    &pending,
-                    &mut attempts,
+                let mut tables = Tables {
+                    events: &mut events,
+                    dedup_log: &mut dedup_log,
+                    pending: &pending,
+                    attempts: &mut attempts,
+                };
+                let step = sweep.step(
+                    &mut changes.sweep,
+                    &mut changes.removed,
+                    &mut tables,
                     cutoff_ms,
-                    limit,
+                    budget,
                 )?;
-                replies.push(Reply::Count(reply, removed));
+                replies.push(Reply::Purge(reply, step));
             }
             Op::Replay {
                 event_id,
@@ -593,43 +615,4 @@ fn requeue(
         codec::encode(&PendingState::Queued { due_ms: now_ms }).as_slice(),
     )?;
     Ok(Replayed::Queued)
-}
-
-/// Removes up to `limit` events received before `cutoff_ms` that have no pending or
-/// dead-lettered delivery, with their dedup entry and attempts. Returns how many went.
-fn purge(
-    events: &mut redb::Table<u128, &[u8]>,
-    dedup_log: &mut redb::Table<u128, u64>,
-    changes: &mut IndexChanges,
-    pending: &redb::Table<(u128, &str), &[u8]>,
-    attempts: &mut redb::Table<(u128, &str, u32), &[u8]>,
-    cutoff_ms: u64,
-    limit: usize,
-) -> Result<usize, redb::Error> {
-    // UUIDv7 keeps the Unix millisecond time in its top 48 bits.
-    let cutoff_key = (cutoff_ms as u128) << 80;
-    let mut doomed = Vec::new();
-    for item in events.range(..cutoff_key)? {
-        if doomed.len() >= limit {
-            break;
-        }
-        let key = item?.0.value();
-        let has_work = pending
-            .range((key, "")..(key + 1, ""))?
-            .next()
-            .transpose()?
-            .is_some();
-        if has_work {
-            continue;
-        }
-        doomed.push(key);
-    }
-    for key in &doomed {
-        events.remove(*key)?;
-        if let Some(print) = dedup_log.remove(*key)? {
-            changes.removed.push((print.value(), *key));
-        }
-        attempts.retain_in((*key, "", 0)..(*key + 1, "", 0), |_, _| false)?;
-    }
-    Ok(doomed.len())
 }
