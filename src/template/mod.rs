@@ -54,6 +54,30 @@ pub enum Target {
     Plain,
 }
 
+/// What a template does with a value the event does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Prints nothing: a message stays readable when one sender lacks a field.
+    Empty,
+    /// Fails the render, naming the value, and a name outside [`EventContext`]'s fields is
+    /// refused at compile time: for a name that must be whole, such as a Dependency-Track
+    /// project's.
+    Fail,
+}
+
+/// The top-level names a template sees: [`EventContext`]'s fields.
+pub const VARIABLES: &[&str] = &[
+    "source",
+    "event_type",
+    "delivery_id",
+    "event_id",
+    "received_at",
+    "headers",
+    "body",
+    "summary",
+    "test",
+];
+
 /// A template that cannot be used: where it was written and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{at}: {message}")]
@@ -88,8 +112,21 @@ impl Template {
     /// template is then rendered once against a sample event, so an unknown filter or
     /// function on its main path is caught here (at `hookrelay check`) too.
     pub fn compile(source: &str, target: Target, at: &str) -> Result<Template, TemplateError> {
+        Template::compile_with(source, target, at, Missing::Empty)
+    }
+
+    /// [`Template::compile`] with a choice of what a missing value does.
+    pub fn compile_with(
+        source: &str,
+        target: Target,
+        at: &str,
+        missing: Missing,
+    ) -> Result<Template, TemplateError> {
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_undefined_behavior(match missing {
+            Missing::Empty => UndefinedBehavior::Chainable,
+            Missing::Fail => UndefinedBehavior::Strict,
+        });
         env.set_fuel(Some(FUEL));
         // Keep whitespace as people expect from a message: no newline after a block tag.
         env.set_syntax(
@@ -125,8 +162,17 @@ impl Template {
             target,
             at: Arc::from(at),
         };
-        template.render(&sample())?;
-        Ok(template)
+        if missing == Missing::Fail {
+            template.known_variables_only()?;
+        }
+        match template.render_value(&sample()) {
+            Ok(_) => Ok(template),
+            // The sample event need not carry the fields a strict template reads.
+            Err(e) if missing == Missing::Fail && e.kind() == ErrorKind::UndefinedError => {
+                Ok(template)
+            }
+            Err(e) => Err(error(at, &e)),
+        }
     }
 
     /// The target it escapes for.
@@ -136,13 +182,40 @@ impl Template {
 
     /// Renders the template for one event.
     pub fn render(&self, event: &EventContext) -> Result<String, TemplateError> {
+        self.render_value(event).map_err(|e| error(&self.at, &e))
+    }
+
+    fn render_value(&self, event: &EventContext) -> Result<String, minijinja::Error> {
+        self.env
+            .get_template(NAME)?
+            .render(Value::from(minijinja::value::Serde(event)))
+    }
+
+    /// Refuses a top-level name that is neither an [`EventContext`] field nor a function.
+    fn known_variables_only(&self) -> Result<(), TemplateError> {
         let template = self
             .env
             .get_template(NAME)
             .map_err(|e| error(&self.at, &e))?;
-        template
-            .render(Value::from(minijinja::value::Serde(event)))
-            .map_err(|e| error(&self.at, &e))
+        let globals: Vec<&str> = self.env.globals().map(|(name, _)| name).collect();
+        let mut unknown: Vec<String> = template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|v| !VARIABLES.contains(&v.as_str()) && !globals.contains(&v.as_str()))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort();
+        Err(TemplateError {
+            at: self.at.to_string(),
+            message: format!(
+                "uses unknown variable{} {}; a template may use {}",
+                if unknown.len() == 1 { "" } else { "s" },
+                unknown.join(", "),
+                VARIABLES.join(", ")
+            ),
+        })
     }
 }
 

@@ -422,7 +422,7 @@ impl Validator<'_> {
     }
 
     /// A templated value written in the file, with its place.
-    fn source_of(&self, value: &Spanned<String>, key: &str) -> TemplateSource {
+    pub(super) fn source_of(&self, value: &Spanned<String>, key: &str) -> TemplateSource {
         let (line, column, _) = locate(self.text, value.span());
         TemplateSource {
             text: value.get_ref().clone(),
