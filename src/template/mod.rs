@@ -112,7 +112,7 @@ impl Template {
     /// template is then rendered once against a sample event, so an unknown filter or
     /// function on its main path is caught here (at `hookrelay check`) too.
     pub fn compile(source: &str, target: Target, at: &str) -> Result<Template, TemplateError> {
-        Template::compile_with(source, target, at, Missing::Empty)
+        Template::build(source, target, at, Missing::Empty, false)
     }
 
     /// [`Template::compile`] with a choice of what a missing value does.
@@ -121,6 +121,23 @@ impl Template {
         target: Target,
         at: &str,
         missing: Missing,
+    ) -> Result<Template, TemplateError> {
+        Template::build(source, target, at, missing, false)
+    }
+
+    /// Compiles one of hookrelay's built-in messages: like [`Template::compile`], and every
+    /// printed value is folded onto one line ([`one_line`]), so a line break in an event's
+    /// field (a pusher's name, a repository) cannot split the headline or add a line.
+    pub fn built_in(source: &str, target: Target, at: &str) -> Result<Template, TemplateError> {
+        Template::build(source, target, at, Missing::Empty, true)
+    }
+
+    fn build(
+        source: &str,
+        target: Target,
+        at: &str,
+        missing: Missing,
+        fold: bool,
     ) -> Result<Template, TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(match missing {
@@ -140,16 +157,16 @@ impl Template {
             if let Some(markup) = value.downcast_object_ref::<Markup>() {
                 out.write_str(&markup.0)?;
             } else if !(value.is_undefined() || value.is_none()) {
-                out.write_str(&escape(target, &value.to_string()))?;
+                out.write_str(&escape(target, &folded(fold, value.to_string())))?;
             }
             Ok(())
         });
         // `safe` would print an event's text as markup; nothing needs it.
         env.remove_filter("safe");
         env.add_function("link", move |url: Value, text: Option<Value>| {
-            link(target, &url, text.as_ref())
+            link(target, fold, &url, text.as_ref())
         });
-        env.add_function("bold", move |text: Value| bold(target, &text));
+        env.add_function("bold", move |text: Value| bold(target, fold, &text));
         env.add_filter("firstline", |text: Value| firstline(&text));
         env.add_filter("shorten", |text: Value, chars: Option<usize>| {
             shorten(&text, chars.unwrap_or(SHORTEN_DEFAULT))
@@ -345,14 +362,17 @@ fn text_of(value: &Value) -> String {
 
 /// `link(url, text)`: a link in the target's syntax; just the (escaped) text when `url` is
 /// not an http(s) URL, so an event cannot make a `javascript:` or `mailto:` link.
-fn link(target: Target, url: &Value, text: Option<&Value>) -> Value {
+fn link(target: Target, fold: bool, url: &Value, text: Option<&Value>) -> Value {
     let url = text_of(url);
-    let text = text.map(text_of).filter(|t| !t.is_empty());
+    let text = text
+        .map(|t| folded(fold, text_of(t)))
+        .filter(|t| !t.is_empty());
     let lower = url.to_ascii_lowercase();
     let usable = (lower.starts_with("https://") || lower.starts_with("http://"))
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());
     if !usable {
-        return markup(escape(target, text.as_deref().unwrap_or(&url)));
+        let shown = text.unwrap_or_else(|| folded(fold, url));
+        return markup(escape(target, &shown));
     }
     let label = text.as_deref().unwrap_or(&url);
     let out = match target {
@@ -387,8 +407,8 @@ fn percent_brackets(url: &str) -> String {
 }
 
 /// `bold(text)`: strong text in the target's syntax.
-fn bold(target: Target, text: &Value) -> Value {
-    let text = text_of(text);
+fn bold(target: Target, fold: bool, text: &Value) -> Value {
+    let text = folded(fold, text_of(text));
     if text.is_empty() {
         return markup(String::new());
     }
@@ -399,6 +419,11 @@ fn bold(target: Target, text: &Value) -> Value {
         Target::Html => format!("<b>{inner}</b>"),
         Target::Plain => inner,
     })
+}
+
+/// `text` on one line when `fold` (a built-in message), as is otherwise.
+fn folded(fold: bool, text: String) -> String {
+    if fold { one_line(&text) } else { text }
 }
 
 /// `|firstline`: the first non-empty line, trimmed (a commit message's subject).

@@ -387,3 +387,40 @@ fn a_strict_template_prints_event_text_as_is() {
     let ev = event("push", serde_json::json!({"name": "a&b <c>"}));
     assert_eq!(template.render(&ev).unwrap(), "a&b <c>");
 }
+
+/// Regression: a line break in an event field split the built-in message's headline.
+#[test]
+fn regression_a_newline_in_an_event_field_does_not_split_the_headline() {
+    let ev = event(
+        "push",
+        serde_json::json!({
+            "ref": "refs/heads/main",
+            "pusher": {"name": "mona\r\nBcc: x@example.com"},
+            "repository": {"full_name": "octo/app\n\u{2028}more", "html_url": "https://github.com/octo/app"},
+            "commits": [{"id": "0123456789abcdef", "message": "Fix", "url": "https://x.example/c",
+                         "author": {"name": "Mo\nna"}}],
+        }),
+    );
+    for target in [
+        Target::Slack,
+        Target::Discord,
+        Target::Teams,
+        Target::Html,
+        Target::Plain,
+    ] {
+        let out = Template::built_in(DEFAULT_MESSAGE, target, "built-in")
+            .unwrap()
+            .render(&ev)
+            .unwrap();
+        let lines: Vec<&str> = out.trim().lines().collect();
+        assert_eq!(lines.len(), 2, "{target:?}: {out}");
+        assert!(
+            lines[0].contains("Bcc: x") && lines[0].contains("more"),
+            "{target:?}: {out}"
+        );
+        assert!(lines[1].contains("Mo na"), "{target:?}: {out}");
+    }
+    // A template of one's own prints values as they are.
+    let own = render("{{ body.pusher.name }}", Target::Plain, &ev);
+    assert_eq!(own, "mona\r\nBcc: x@example.com");
+}
