@@ -417,10 +417,10 @@ async fn regression_a_newline_in_an_event_field_does_not_split_the_headline() {
     let embed = json_of(&discord.next().await)["embeds"][0].clone();
     let title = embed["title"].as_str().unwrap();
     assert_eq!(
-        title,
-        "**mona lisa** pushed 0 commits to **main** of [octo/app fake line](https://github.com/octo/app)",
+        title, "mona lisa pushed 0 commits to main of octo/app fake line",
         "{embed}"
     );
+    assert_eq!(embed["url"], "https://github.com/octo/app", "{embed}");
     let description = embed["description"].as_str().unwrap_or("");
     assert!(!description.contains("fake line"), "{embed}");
 }
