@@ -53,7 +53,7 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     let connection = tokio::spawn(connection);
 
     let body = b"{\"zen\":\"idle\"}".to_vec();
-    let mut request = http::Request::post(format!("https://localhost/hooks/github"));
+    let mut request = http::Request::post("https://localhost/hooks/github");
     for (name, value) in github_headers(SECRET, "push", "idle-1", &body) {
         request = request.header(name, value);
     }
