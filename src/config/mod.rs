@@ -441,12 +441,13 @@ pub struct DependencyTrackSinkConfig {
 pub enum DependencyTrackProject {
     /// An existing project, by UUID.
     Uuid(String),
-    /// By name and version, each a template rendered from the event (checked at load).
+    /// By name and version, each a template rendered from the event (compiled when the
+    /// sink is built, and by `hookrelay check`).
     Named {
         /// Template of the project name.
-        name: String,
+        name: TemplateSource,
         /// Template of the project version.
-        version: String,
+        version: TemplateSource,
         /// Whether Dependency-Track creates the project when it does not exist.
         auto_create: bool,
     },

@@ -325,6 +325,7 @@ fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
     }
 }
 
+mod folders;
 mod machines;
 
 /// Walks the raw file, collecting issues. Each method returns `None` only after recording
@@ -374,6 +375,7 @@ impl Validator<'_> {
         let notices = self.notices(raw.notices.unwrap_or_default());
         let sources: Vec<_> = raw.sources.iter().map(|e| self.source(e)).collect();
         let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e, &outbound)).collect();
+        self.shared_folders(&raw.sinks, &sinks);
         let source_names: Vec<&str> = raw
             .sources
             .iter()

@@ -359,6 +359,8 @@ struct Secure {
     tls: Arc<tls::TlsIngress>,
     http: Arc<auto::Builder<TokioExecutor>>,
     handshake_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/2 `GOAWAY`).
+    idle_timeout: Duration,
     watcher: Arc<tokio::task::AbortHandle>,
 }
 
@@ -370,7 +372,12 @@ fn secure_setup(tls: Arc<tls::TlsIngress>, server: &ServerConfig) -> Secure {
         .header_read_timeout(server.header_timeout)
         .keep_alive(true)
         .max_buf_size(64 * 1024);
-    http.http2().timer(TokioTimer::new());
+    // HTTP/2 has no request-head timer between requests: a ping every `header_timeout`
+    // finds a peer that vanished, and `idle_close` closes one that stays silent.
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(server.header_timeout))
+        .keep_alive_timeout(server.header_timeout);
     // Installed now, before the first connection is served: a SIGHUP that arrives before
     // the handler exists would terminate the process.
     let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -385,6 +392,7 @@ fn secure_setup(tls: Arc<tls::TlsIngress>, server: &ServerConfig) -> Secure {
         tls,
         http: Arc::new(http),
         handshake_timeout: server.header_timeout,
+        idle_timeout: server.header_timeout,
         watcher: Arc::new(watcher),
     }
 }
@@ -413,9 +421,16 @@ async fn serve_tls(
             return;
         }
     };
+    // Requests in flight on this connection, watched by `idle_close`.
+    let (in_flight, watched) = watch::channel(0usize);
+    let in_flight = Arc::new(in_flight);
     let service = service_fn(move |request| {
         let ingress = ingress.clone();
-        async move { Ok::<_, Infallible>(ingress.handle(request, peer).await) }
+        let in_flight = in_flight.clone();
+        async move {
+            let _busy = Busy::start(in_flight);
+            Ok::<_, Infallible>(ingress.handle(request, peer).await)
+        }
     });
     let connection = secure.http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
@@ -424,6 +439,50 @@ async fn serve_tls(
         _ = async { drop(stop.wait_for(|s| *s).await) } => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
+        }
+        () = idle_close(watched, secure.idle_timeout) => {
+            tracing::debug!(%peer, "closing an idle HTTPS connection");
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// One request in flight on a connection, counted until dropped (also when the request is
+/// cancelled).
+struct Busy(Arc<watch::Sender<usize>>);
+
+impl Busy {
+    fn start(count: Arc<watch::Sender<usize>>) -> Busy {
+        count.send_modify(|n| *n += 1);
+        Busy(count)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Resolves once no request has been in flight for `timeout`. HTTP/2 needs this: hyper's
+/// `header_read_timeout` only guards HTTP/1.1 between requests, so an idle HTTP/2
+/// connection that answers pings would otherwise hold a connection slot for ever.
+async fn idle_close(mut in_flight: watch::Receiver<usize>, timeout: Duration) {
+    loop {
+        let idle = *in_flight.borrow_and_update() == 0;
+        let changed = if idle {
+            match tokio::time::timeout(timeout, in_flight.changed()).await {
+                Err(_) => return,
+                Ok(changed) => changed,
+            }
+        } else {
+            in_flight.changed().await
+        };
+        if changed.is_err() {
+            // The service (and the connection with it) is gone; the connection's own
+            // future ends the select.
+            std::future::pending::<()>().await;
         }
     }
 }
