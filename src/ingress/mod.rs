@@ -284,7 +284,8 @@ impl Ingress {
 /// progress finish (their commits included) for up to `grace`, and returns.
 ///
 /// With `tls`, every connection is HTTPS (HTTP/2 or HTTP/1.1, by ALPN), and the
-/// certificate is reloaded on SIGHUP and when its files change; without, plain HTTP/1.1.
+/// certificate is reloaded when its files change (and by the caller on SIGHUP); without,
+/// plain HTTP/1.1.
 pub async fn serve(
     listener: TcpListener,
     ingress: Arc<Ingress>,
@@ -411,16 +412,7 @@ fn secure_setup(tls: Arc<tls::TlsIngress>, server: &ServerConfig) -> Secure {
         .keep_alive(true)
         .max_buf_size(64 * 1024);
     http.http2().timer(TokioTimer::new());
-    // Installed now, before the first connection is served: a SIGHUP that arrives before
-    // the handler exists would terminate the process.
-    let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => Some(signal),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen for SIGHUP; the TLS certificate is reloaded only when its files change");
-            None
-        }
-    };
-    let watcher = tokio::spawn(tls::watch(tls.clone(), hangup)).abort_handle();
+    let watcher = tokio::spawn(tls::watch(tls.clone())).abort_handle();
     Secure {
         tls,
         http: Arc::new(http),
