@@ -304,12 +304,19 @@ pub(crate) struct ReloadRequests(mpsc::Receiver<Request>);
 
 /// The running parts a reload reconfigures.
 pub(crate) struct Parts {
+    /// Takes the new sources, verifiers, routes and body limits.
     pub ingress: Arc<Ingress>,
+    /// Starts, replaces and stops sink workers; handed back at shutdown.
     pub dispatcher: Dispatcher,
+    /// Takes the new token, sinks and header masks, when the admin listener runs.
     pub admin: Option<Arc<Admin>>,
+    /// Learns new sources and sinks; counts reloads.
     pub metrics: Arc<Metrics>,
+    /// Learns new sinks.
     pub health: Arc<Health>,
+    /// The configured sinks the queue gauges report.
     pub gauged: GaugedSinks,
+    /// `[storage] retention`, read by the retention task at each pass.
     pub retention: watch::Sender<Duration>,
 }
 
