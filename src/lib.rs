@@ -12,14 +12,16 @@
 //! 7. [`sinks`]: one file per kind of destination; [`template`] renders their messages.
 //! 8. [`admin`]: the operators' listener: health, metrics, events, replays.
 //!
-//! [`metrics`] is cross-cutting: a leaf the parts count into. [`reload`] applies a new
-//! config file to the running parts (SIGHUP, `POST /api/reload`).
+//! [`metrics`] is cross-cutting: a leaf the parts count into. [`notice`] turns hookrelay's
+//! own health (sinks, store, config reloads) into events of the source `hookrelay`.
+//! [`reload`] applies a new config file to the running parts (SIGHUP, `POST /api/reload`).
 
 pub mod admin;
 pub mod config;
 pub mod dispatch;
 pub mod ingress;
 pub mod metrics;
+pub mod notice;
 pub mod reload;
 pub mod route;
 pub mod sinks;
@@ -74,8 +76,6 @@ pub struct RunOptions {
     /// The file `config` was read from: with it, SIGHUP and `POST /api/reload` read it again
     /// and apply it; without, the config is fixed for the run.
     pub config_path: Option<PathBuf>,
-    /// Told how every reload ended.
-    pub reload_observer: Option<Arc<dyn reload::ReloadObserver>>,
 }
 
 /// Runs the relay on a bound listener until `shutdown` resolves, with a fixed config.
@@ -120,6 +120,13 @@ pub async fn run_with(
     metrics.add_collector(admin::StoreGauges::new(store.clone(), gauged.clone()));
     let metrics = Arc::new(metrics);
     let health = Arc::new(dispatch::health::Health::new(&config.sinks));
+    let (notices, notice_tasks) = notice::Notices::start(
+        store.clone(),
+        route::Router::new(&config),
+        &config.notices,
+        metrics.notices(),
+    );
+    health.notify(notices.clone());
     let admin_listener =
         match &config.admin {
             Some(admin) => Some(TcpListener::bind(admin.listen).await.map_err(|source| {
@@ -187,9 +194,9 @@ pub async fn run_with(
                 health: health.clone(),
                 gauged,
                 retention: retention_setting,
+                notices,
             };
-            let reloader =
-                reload::Reloader::new(path, config, parts, options.reload_observer.clone());
+            let reloader = reload::Reloader::new(path, config, parts);
             let stop = async move {
                 let _ = reloader_stopped.await;
             };
@@ -219,6 +226,7 @@ pub async fn run_with(
     if let Some(dispatcher) = dispatcher {
         dispatcher.shutdown(grace).await;
     }
+    notice_tasks.stop();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

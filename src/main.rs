@@ -361,7 +361,6 @@ fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         );
         let options = hookrelay::RunOptions {
             config_path: Some(path),
-            ..Default::default()
         };
         hookrelay::run_with(listener, config, options, shutdown)
             .await

@@ -226,6 +226,38 @@ struct ReloadLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoticeLabels {
+    r#type: &'static str,
+    outcome: &'static str,
+}
+
+/// Counts hookrelay's own notices by type and outcome (`stored`, `suppressed`); cheap to
+/// clone. Notices are rare, so a label lookup per count is fine.
+#[derive(Clone, Debug, Default)]
+pub struct NoticeMetrics {
+    family: Family<NoticeLabels, Counter>,
+}
+
+impl NoticeMetrics {
+    /// Creates the series of a notice type at zero, so dashboards see them from the start.
+    pub fn register(&self, kind: &'static str) {
+        for outcome in ["stored", "suppressed"] {
+            self.count(kind, outcome, 0);
+        }
+    }
+
+    /// Adds `n` notices of `kind` with `outcome` (`stored` or `suppressed`).
+    pub fn count(&self, kind: &'static str, outcome: &'static str, n: u64) {
+        self.family
+            .get_or_create(&NoticeLabels {
+                r#type: kind,
+                outcome,
+            })
+            .inc_by(n);
+    }
+}
+
 /// 0.5 ms to about 65 s, doubling: covers an fsync and a slow receiver alike.
 fn latency_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.0005, 2.0, 18)
@@ -245,6 +277,7 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     latency: Family<SinkLabel, Histogram, fn() -> Histogram>,
     reloads: Family<ReloadLabels, Counter>,
+    notices: NoticeMetrics,
 }
 
 impl Metrics {
@@ -306,6 +339,13 @@ impl Metrics {
             store.batch_ops.clone(),
         );
 
+        let notices = NoticeMetrics::default();
+        registry.register(
+            "notices",
+            "hookrelay's own notices, by type and outcome (stored as events, or suppressed by [notices] min_interval)",
+            notices.family.clone(),
+        );
+
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "config_reloads",
@@ -328,6 +368,7 @@ impl Metrics {
             deliveries,
             latency,
             reloads,
+            notices,
         };
         metrics.track(config);
         metrics
@@ -422,6 +463,11 @@ impl Metrics {
     /// The store writer's metrics.
     pub fn store(&self) -> StoreMetrics {
         self.store.clone()
+    }
+
+    /// The own-health notices' counters.
+    pub fn notices(&self) -> NoticeMetrics {
+        self.notices.clone()
     }
 
     /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]). May block: collectors

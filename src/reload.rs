@@ -7,18 +7,19 @@
 //! 1. reads and validates the file (`Config::load`) and builds every enabled sink; any
 //!    problem refuses the whole file: the running config stays, untouched, and the problems
 //!    are logged, counted (`hookrelay_config_reloads_total{outcome="failure"}`), answered
-//!    as `file:line:col` lines and told to the [`ReloadObserver`];
+//!    as `file:line:col` lines and raised as a `config.reload_failed` notice;
 //! 2. otherwise swaps, in this order: metrics and health learn new names; dispatch starts,
 //!    replaces or stops workers (unchanged sinks keep theirs); ingress serves the new
-//!    sources, verifiers and routes from its next request; the admin's view, the gauges and
-//!    retention follow.
+//!    sources, verifiers and routes from its next request; the admin's view, the gauges,
+//!    retention and the notices' routes follow.
 //!
 //! Invariants: nothing is applied before everything is checked. No ingest request is
 //! refused because of a reload: ingress swaps one snapshot, and a request in progress ends
 //! with the snapshot it began with. No queued delivery is dropped: dispatch never touches
 //! a queue entry on reload. Settings that only take effect at start (listen addresses,
-//! storage path, connection limits, `[server] tls` paths, `[admin]` listener) keep their
-//! running values and are reported as needing a restart, in the log and in the answer.
+//! storage path, connection limits, `[server] tls` paths, `[admin]` listener, `[notices]`)
+//! keep their running values and are reported as needing a restart, in the log and in the
+//! answer.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -30,12 +31,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, GaugedSinks};
-use crate::config::{Config, SourceKind};
+use crate::config::{Config, ConfigError, SourceKind};
 use crate::dispatch::Dispatcher;
 use crate::dispatch::health::Health;
 use crate::ingress::Ingress;
 use crate::ingress::tls::TlsIngress;
 use crate::metrics::{Metrics, ReloadOutcome};
+use crate::notice::Notices;
+use crate::route::Router;
 
 /// Reload requests that may wait while one runs; more SIGHUPs than this add nothing, since
 /// a waiting reload reads the file as it is when it runs.
@@ -175,6 +178,7 @@ impl Report {
             ),
             ("[server] tls", old_server.tls != new_server.tls),
             ("[storage] path", running.storage.path != new.storage.path),
+            ("[notices]", running.notices != new.notices),
         ] {
             if differs {
                 needs_restart.push(key);
@@ -235,20 +239,12 @@ pub enum ReloadError {
         /// The file that was read.
         file: String,
         /// One `file:line:col: key: message` line per problem (sink build errors have no
-        /// position: `file: sink "NAME": message`).
+        /// position: `file: sinks.NAME: message`).
         problems: Vec<String>,
     },
     /// The relay is shutting down.
     #[error("the relay is shutting down")]
     Stopping,
-}
-
-/// Told how every reload ended: the one place own-health notices ("a config reload
-/// failed") attach to. Called on the reloader's task, after the outcome is logged and
-/// counted; it must not block.
-pub trait ReloadObserver: Send + Sync {
-    /// One reload's outcome.
-    fn reloaded(&self, trigger: Trigger, outcome: &Result<Report, ReloadError>);
 }
 
 /// One request to the reloader.
@@ -318,6 +314,8 @@ pub(crate) struct Parts {
     pub gauged: GaugedSinks,
     /// `[storage] retention`, read by the retention task at each pass.
     pub retention: watch::Sender<Duration>,
+    /// Routes notices; told of a refused file (`config.reload_failed`).
+    pub notices: Notices,
 }
 
 /// Owns the running config and applies reloads, one at a time.
@@ -326,22 +324,15 @@ pub(crate) struct Reloader {
     /// The config as it runs: the last good file, with start-only settings as at start.
     running: Config,
     parts: Parts,
-    observer: Option<Arc<dyn ReloadObserver>>,
 }
 
 impl Reloader {
     /// A reloader for the relay started with `running`, read from `path`.
-    pub fn new(
-        path: PathBuf,
-        running: Config,
-        parts: Parts,
-        observer: Option<Arc<dyn ReloadObserver>>,
-    ) -> Reloader {
+    pub fn new(path: PathBuf, running: Config, parts: Parts) -> Reloader {
         Reloader {
             path,
             running,
             parts,
-            observer,
         }
     }
 
@@ -359,9 +350,6 @@ impl Reloader {
                 () = &mut stop => break,
                 Some(request) = requests.recv() => {
                     let outcome = self.reload(request.trigger).await;
-                    if let Some(observer) = &self.observer {
-                        observer.reloaded(request.trigger, &outcome);
-                    }
                     if let Some(reply) = request.reply {
                         let _ = reply.send(outcome);
                     }
@@ -378,36 +366,25 @@ impl Reloader {
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
         let new = match loaded {
             Ok(Ok(config)) => config,
-            Ok(Err(err)) => {
-                let problems = err
-                    .problems()
-                    .iter()
-                    .map(|p| {
-                        let mut line = err.origin().to_string();
-                        if p.line > 0 {
-                            line.push_str(&format!(":{}:{}", p.line, p.column));
-                        }
-                        line.push_str(": ");
-                        if !p.key.is_empty() {
-                            line.push_str(&p.key);
-                            line.push_str(": ");
-                        }
-                        line.push_str(&p.message);
-                        line
-                    })
-                    .collect();
-                return Err(self.refused(trigger, file, problems));
-            }
+            Ok(Err(err)) => return Err(self.refused(trigger, file, &err)),
             Err(err) => {
-                let problems = vec![format!("{file}: reading the file failed: {err}")];
-                return Err(self.refused(trigger, file, problems));
+                let err = ConfigError::unplaced(
+                    &file,
+                    [(String::new(), format!("reading the file failed: {err}"))],
+                );
+                return Err(self.refused(trigger, file, &err));
             }
         };
         let built = match crate::dispatch::build(&new.sinks) {
             Ok(built) => built,
             Err(errors) => {
-                let problems = errors.iter().map(|e| format!("{file}: {e}")).collect();
-                return Err(self.refused(trigger, file, problems));
+                let err = ConfigError::unplaced(
+                    &file,
+                    errors
+                        .into_iter()
+                        .map(|e| (format!("sinks.{}", e.sink), e.message)),
+                );
+                return Err(self.refused(trigger, file, &err));
             }
         };
 
@@ -440,6 +417,7 @@ impl Reloader {
             .gauged
             .set(new.sinks.iter().map(|s| s.name.clone()).collect());
         parts.retention.send_replace(new.storage.retention);
+        parts.notices.set_router(Router::new(&new));
         parts.metrics.reload(ReloadOutcome::Success);
         self.running = new;
 
@@ -474,6 +452,7 @@ impl Reloader {
         new.server.max_buffered = running.server.max_buffered;
         new.server.tls = running.server.tls.clone();
         new.storage.path = running.storage.path.clone();
+        new.notices = running.notices.clone();
         new.admin = match (&running.admin, new.admin) {
             (Some(old), Some(mut admin)) => {
                 admin.listen = old.listen;
@@ -485,8 +464,25 @@ impl Reloader {
         new
     }
 
-    /// Logs, counts and returns a refused reload.
-    fn refused(&self, trigger: Trigger, file: String, problems: Vec<String>) -> ReloadError {
+    /// Logs, counts, raises as a notice and returns a refused reload.
+    fn refused(&self, trigger: Trigger, file: String, err: &ConfigError) -> ReloadError {
+        let problems: Vec<String> = err
+            .problems()
+            .iter()
+            .map(|p| {
+                let mut line = err.origin().to_string();
+                if p.line > 0 {
+                    line.push_str(&format!(":{}:{}", p.line, p.column));
+                }
+                line.push_str(": ");
+                if !p.key.is_empty() {
+                    line.push_str(&p.key);
+                    line.push_str(": ");
+                }
+                line.push_str(&p.message);
+                line
+            })
+            .collect();
         self.parts.metrics.reload(ReloadOutcome::Failure);
         tracing::error!(
             trigger = trigger.as_str(),
@@ -494,6 +490,7 @@ impl Reloader {
             problems = %problems.join("\n"),
             "configuration reload refused: the running configuration is kept; fix the file and reload again"
         );
+        self.parts.notices.reload_failed(err);
         ReloadError::Invalid { file, problems }
     }
 }

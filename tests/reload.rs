@@ -30,6 +30,8 @@ struct Setup {
     with_a: bool,
     to: String,
     extra: String,
+    /// Routes hookrelay's own notices to `b`.
+    notices_to_b: bool,
 }
 
 impl Setup {
@@ -43,6 +45,7 @@ impl Setup {
             with_a: true,
             to: "\"a\"".to_string(),
             extra: String::new(),
+            notices_to_b: false,
         }
     }
 
@@ -54,6 +57,11 @@ impl Setup {
             )
         } else {
             String::new()
+        };
+        let notices = if self.notices_to_b {
+            "[[routes]]\nfrom = \"hookrelay\"\nto = [\"b\"]\n"
+        } else {
+            ""
         };
         format!(
             r#"[server]
@@ -83,6 +91,8 @@ url = "{b}"
 [[routes]]
 from = "github"
 to = [{to}]
+
+{notices}
 "#,
             server = self.server,
             source = self.source,
@@ -245,8 +255,9 @@ async fn a_route_changed_under_load_refuses_nothing_and_delivers_by_the_route_at
 async fn a_bad_file_keeps_the_running_config_and_is_counted() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = Receiver::start().await;
-    let b = Receiver::start().await;
-    let setup = Setup::new(&a, &b);
+    let mut b = Receiver::start().await;
+    let mut setup = Setup::new(&a, &b);
+    setup.notices_to_b = true;
     let (relay, path, admin) = start(dir.path(), &setup).await;
 
     // A route to a sink that does not exist: a validation error with its place.
@@ -274,6 +285,18 @@ async fn a_bad_file_keeps_the_running_config_and_is_counted() {
     assert!(!reply.text.contains(SECRET) && !reply.text.contains(TOKEN));
     assert_eq!(reloads(admin, TOKEN, "failure").await, 1);
     assert_eq!(reloads(admin, TOKEN, "success").await, 0);
+    // Operators hear of it through the notices' route.
+    let notice = b.next().await;
+    let notice: serde_json::Value = serde_json::from_slice(&notice.body).unwrap();
+    assert_eq!(notice["type"], "config.reload_failed", "{notice}");
+    assert!(
+        notice["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("routes[0].to"),
+        "{notice}"
+    );
+    assert!(!notice.to_string().contains(SECRET), "{notice}");
 
     // A file that validates but whose sink cannot be built (its template does not
     // compile) is refused as a whole, and the same way on SIGHUP.

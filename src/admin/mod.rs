@@ -13,8 +13,11 @@
 //!   OpenAPI document.
 //! - What the admin knows of the config (token, sinks, header masks) is one snapshot that a
 //!   reload replaces whole ([`Admin::reconfigure`]); a request reads it once.
+//! - The web console's files (`console.rs`: `/` and `/console/…`) are answered before the
+//!   router and need no token: they hold no data; the page calls the API with the token.
 
 mod api;
+mod console;
 mod gauges;
 
 use std::collections::HashMap;
@@ -202,6 +205,9 @@ impl Admin {
     /// Answers one request.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_string();
+        if let Some(response) = console::serve(request.method(), &path, request.headers()) {
+            return response;
+        }
         let (route, params) = match find_route(request.method(), &path) {
             Found::Route(route, params) => (route, params),
             Found::WrongMethod(allowed) => {
@@ -332,6 +338,11 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Answers hold webhook bodies: a browser must never sniff one into a runnable type.
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
