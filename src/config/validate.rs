@@ -175,6 +175,27 @@ impl ConfigError {
         &self.origin
     }
 
+    /// Problems found after validation, with no place in the file (a sink that cannot be
+    /// built): each is `(key, message)`, the key naming its table, e.g. `sinks.chat`.
+    pub fn unplaced(
+        origin: &str,
+        problems: impl IntoIterator<Item = (String, String)>,
+    ) -> ConfigError {
+        ConfigError {
+            origin: origin.to_string(),
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| Problem {
+                    line: 0,
+                    column: 0,
+                    key,
+                    message,
+                    excerpt: None,
+                })
+                .collect(),
+        }
+    }
+
     fn whole_file(origin: &str, message: String) -> ConfigError {
         ConfigError {
             origin: origin.to_string(),
