@@ -13,6 +13,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::watch;
+
 use crate::store::Store;
 
 /// Events one step looks at (and at most removes). Measured with `examples/purge_hold.rs`:
@@ -27,18 +29,26 @@ pub(crate) fn interval(retention: Duration) -> Duration {
     (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
-/// Runs passes every [`interval`] until aborted; the first pass runs at once.
-pub(crate) async fn run(store: Store, retention: Duration) {
-    let mut tick = tokio::time::interval(interval(retention));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Runs passes every [`interval`] of the current retention until aborted. The first pass
+/// runs at once, and again at once when a reload changes the retention.
+pub(crate) async fn run(store: Store, mut retention: watch::Receiver<Duration>) {
     loop {
-        tick.tick().await;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let cutoff_ms = now_ms.saturating_sub(retention.as_millis() as u64);
-        pass(&store, cutoff_ms).await;
+        let current = *retention.borrow_and_update();
+        let mut tick = tokio::time::interval(interval(current));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now_ms = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                    pass(&store, now_ms.saturating_sub(current.as_millis() as u64)).await;
+                }
+                // A closed channel (the relay is stopping) disables this branch.
+                Ok(()) = retention.changed() => break,
+            }
+        }
     }
 }
 
