@@ -94,6 +94,48 @@ async fn pass(store: &Store, cutoff_ms: u64) {
 mod tests {
     use super::*;
 
+    use std::sync::Arc;
+
+    use crate::config::StorageConfig;
+    use crate::store::{Ingested, NewEvent};
+
+    #[tokio::test]
+    async fn a_reloaded_retention_applies_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StorageConfig {
+            path: dir.path().join("store.redb"),
+            retention: Duration::from_secs(3600),
+        })
+        .unwrap();
+        let event = NewEvent {
+            source: Arc::from("github"),
+            event_type: None,
+            delivery_id: None,
+            content_type: None,
+            headers: Vec::new(),
+            body: bytes::Bytes::from_static(b"{}"),
+            sinks: Vec::new(),
+        };
+        let Ingested::Accepted(id) = store.ingest(event).await.unwrap() else {
+            panic!("a new event is accepted")
+        };
+        let (setting, watched) = watch::channel(Duration::from_secs(3600));
+        let task = tokio::spawn(run(store.clone(), watched));
+        // Under the hour-long retention the event stays, and the next pass is a minute away:
+        // only a pass started by the change can remove it in time.
+        setting.send_replace(Duration::ZERO);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.event(id).unwrap().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the event outlived a retention of zero"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+        store.close().await;
+    }
+
     #[test]
     fn the_interval_follows_the_retention_within_a_second_and_a_minute() {
         assert_eq!(interval(Duration::from_secs(2)), Duration::from_secs(1));
