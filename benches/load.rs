@@ -1,7 +1,7 @@
 //! Load bench: the real `hookrelay` binary over loopback beside a bare hyper server, measured
 //! in the same run by the same client, so their ratio means something on any machine.
 //!
-//! Three phases, each a warm-up (not counted) then a measured window:
+//! Six phases; the first five are a warm-up (not counted) then a measured window:
 //!
 //! 1. **bare baseline**: a hyper 1 HTTP/1.1 server in this process, on its own tokio
 //!    runtime, that reads the whole body and answers `202` with a small JSON id. No
@@ -13,6 +13,14 @@
 //!    routed to, publishing to a `nats-server -js` started here; reported as a ratio to
 //!    phase 2, with the publish rate and how long the backlog took to drain. Skipped, saying
 //!    so, when `nats-server` is not installed.
+//! 4. **fan-out** (`load/fanout.rs`): every event routed to 4 webhook sinks served by a fast
+//!    receiver in this process (`load/receiver.rs`), for `LOAD_FANOUT_SECONDS` (60): ingest
+//!    and delivery rates, receipt-to-delivery latency, queue depth, time to drain.
+//! 5. **half of peak** (`load/halfpeak.rs`): the relay of phase 2 driven open-loop at half
+//!    the rate phase 2 measured; latency free of coordinated omission.
+//! 6. **backlog** (`load/backlog.rs`): `LOAD_BACKLOG_EVENTS` (250,000) events × 4 paused
+//!    sinks filled through the relay, then a restart with the sinks unpaused: time to
+//!    serve, RSS, drain rate.
 //!
 //! The load generator is a hyper 1 client (`hyper::client::conn::http1`), one task per
 //! keep-alive connection, on its own runtime. Every request carries the same ~1 KiB GitHub
@@ -25,9 +33,10 @@
 //! the split can be read off.
 //!
 //! Knobs (environment): `LOAD_SECONDS` (measured, default 10), `LOAD_WARMUP` (default 3),
-//! `LOAD_CONNECTIONS` (default 64). Run with `cargo bench --bench load`; the table is also
-//! written to `target/load-bench.md`. Without `--bench` (as `cargo test --benches` runs it)
-//! it is a one-second smoke run that writes nothing.
+//! `LOAD_CONNECTIONS` (default 64), `LOAD_FANOUT_SECONDS`, `LOAD_BACKLOG_EVENTS`. Run with
+//! `cargo bench --bench load`; the table is also written to `target/load-bench.md`. Without
+//! `--bench` (as `cargo test --benches` runs it) it is a smoke run of every phase (1 s
+//! windows, a 2,000-event backlog) that writes nothing.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -1218,7 +1227,9 @@ fn table(
     out.push_str(&format!(
         "{} keep-alive connections, {} B signed GitHub `push` body, unique delivery ids, \
          {} s warm-up + {} s measured per server. Machine: {} cores ({}), kernel {}; \
-         **the load generator and the server share these {} cores**.\n\n",
+         **the load generator and the server share these {} cores** (and so does the \
+         receiver of the phases with webhook sinks). A rate counts requests, or deliveries \
+         where its row says so; a row's latency is per request unless it says otherwise.\n\n",
         plan.connections,
         body_len,
         plan.warmup.as_secs(),
