@@ -16,6 +16,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
@@ -50,7 +51,8 @@ pub(super) struct Observe {
 struct Shared {
     store: Store,
     /// Summarizers by source name, for sinks that render messages; `None` for the others.
-    summaries: Option<Arc<Summaries>>,
+    /// A reload swaps the sources under every worker, changed sink or not.
+    summaries: Option<Arc<ArcSwap<Summaries>>>,
     name: Arc<str>,
     sink: AnySink,
     retry: RetryPolicy,
@@ -61,7 +63,8 @@ struct Shared {
 /// One sink's worker; [`Worker::run`] is its task.
 pub(super) struct Worker {
     shared: Arc<Shared>,
-    limiter: Option<Limiter>,
+    /// Shared with the worker that replaces this one when a reload keeps the rate.
+    limiter: Option<Arc<Limiter>>,
     permits: Arc<Semaphore>,
     stop: watch::Receiver<Option<Instant>>,
 }
@@ -116,13 +119,14 @@ impl InFlight {
 }
 
 impl Worker {
-    /// A worker for one enabled sink.
+    /// A worker for one enabled sink, pacing its deliveries with `limiter`.
     pub(super) fn new(
         store: Store,
         config: &SinkConfig,
-        summaries: &Arc<Summaries>,
+        summaries: &Arc<ArcSwap<Summaries>>,
         sink: AnySink,
         observe: Observe,
+        limiter: Option<Arc<Limiter>>,
         stop: watch::Receiver<Option<Instant>>,
     ) -> Worker {
         let concurrency = config.concurrency.max(1);
@@ -136,7 +140,7 @@ impl Worker {
                 timeout: config.timeout,
                 observe,
             }),
-            limiter: config.rate.as_ref().map(Limiter::new),
+            limiter,
             permits: Arc::new(Semaphore::new(concurrency)),
             stop,
         }
@@ -276,6 +280,7 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         delivery_id: event.delivery_id.clone(),
         headers: event.headers.clone(),
         summary: shared.summaries.as_ref().and_then(|summaries| {
+            let summaries = summaries.load();
             let summarizer = summaries.get(&event.source)?;
             Some(Arc::new(
                 summarizer.summarize(event.event_type.as_deref(), &event.body),
@@ -834,7 +839,7 @@ mod tests {
         );
         config.enabled = false;
         let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
-        assert!(dispatcher.workers.is_empty());
+        assert_eq!(dispatcher.running(), 0);
         dispatcher.shutdown(Duration::ZERO).await;
         store.close().await;
     }
