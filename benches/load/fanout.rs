@@ -197,7 +197,8 @@ pub(crate) fn fanout_phase(
          pace). Receipt → delivery (event id's UUIDv7 time to arrival, ±1 ms; events received \
          in the window): p50 {}, p99 {}, max {} over {} deliveries. Queue (relay's \
          `hookrelay_queue_depth`, all sinks): {} at the window's start, {} at its end \
-         ({:+}); {drain}. Receiver {:.2} cores; relay log lines during the load: {log_lines}.\n",
+         ({:+}); {drain}; deliveries per sink {per_sink:?} for {events} events. Receiver {:.2} \
+         cores; relay log lines during the load: {log_lines}.\n",
         ingest / baseline.rate(),
         ingest / no_sink.rate(),
         if ratio >= 0.5 { "met" } else { "NOT met" },
