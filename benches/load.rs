@@ -763,8 +763,11 @@ impl RelayProcess {
                     let Ok(line) = line else { break };
                     lines.fetch_add(1, Ordering::Relaxed);
                     let _ = writeln!(log_copy, "{line}");
-                    // The admin listener starts after the store opened, so after the line below.
-                    if let Some(addr) = admin_tx.as_ref().and(admin_listen_addr(&line)) {
+                    // The admin listener's line comes after the "listening" one (the store is
+                    // opened in between), when the config has an `[admin]` section.
+                    if admin_tx.is_some()
+                        && let Some(addr) = admin_listen_addr(&line)
+                    {
                         let _ = admin_tx.take().map(|tx| tx.send(addr));
                     }
                     if let Some(tx) = &addr_tx {
@@ -1163,7 +1166,6 @@ fn report_phase(r: &PhaseResult, machine: &Machine) {
     }
 }
 
-/// The Markdown report: printed, and written to `target/load-bench.md`.
 /// One line of the report's table: what is counted per second, its latencies where it has
 /// some, and the CPU split where it was measured.
 #[derive(Clone)]
@@ -1192,6 +1194,7 @@ impl Row {
     }
 }
 
+/// The Markdown report: printed, and written to `target/load-bench.md`.
 fn table(
     baseline: &PhaseResult,
     relay: &PhaseResult,
