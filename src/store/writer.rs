@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -244,26 +244,39 @@ fn commit_batch(
     })();
     // Ops an error struck before were never applied; they are answered below.
     let unapplied: Vec<Op> = pending.collect();
-    match result {
-        Ok(()) => {
-            index_changes.apply(dedup);
-            metrics.batch(ops, started.elapsed().as_secs_f64());
-            health.committed();
-            for reply in replies {
-                reply.send_ok();
-            }
-            for sink in &touched {
-                watchers.notify(sink);
-            }
-            tracing::trace!(
-                ops,
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "committed batch"
-            );
-        }
-        Err(err) => {
-            let message = describe(&err);
+    let failure = result.err().map(|err| {
+        let message = describe(&err);
+        // redb refuses every transaction after an I/O error, reads included, until reopened.
+        let reopened = matches!(err, redb::Error::Io(_) | redb::Error::PreviousIo).then(|| {
+            drop(db);
+            slot.reopen()
+        });
+        (message, reopened)
+    });
+    // A commit can report an error after its data became durable (the failing write came
+    // after the header switch). Its callers must then hear "stored": a sender told 503
+    // would retry an event that is already queued, and its first copy would be delivered
+    // although it was refused.
+    let landed_anyway = match &failure {
+        Some((_, Some(Ok(reopened)))) => commit_landed(reopened, &replies),
+        _ => false,
+    };
+    if let Some((message, reopened)) = failure {
+        if landed_anyway {
+            tracing::warn!(ops, error = %message, "store commit reported an error, but the reopened store holds the batch; its callers were told it was stored");
+        } else {
             tracing::error!(ops, error = %message, "store commit failed; the batch was not written and its callers were told");
+        }
+        match &reopened {
+            Some(Ok(_)) => {
+                tracing::info!("store reopened after the failed commit; it takes writes again")
+            }
+            Some(Err(reason)) => {
+                tracing::error!(error = %reason, "cannot reopen the store after the failed commit; will try again with the next write")
+            }
+            None => {}
+        }
+        if !landed_anyway {
             health.failed(&message, now_ms());
             for reply in replies {
                 reply.send_err(&message);
@@ -271,20 +284,41 @@ fn commit_batch(
             for op in unapplied {
                 op.fail(&message);
             }
-            if matches!(err, redb::Error::Io(_) | redb::Error::PreviousIo) {
-                // redb now refuses every transaction, reads included, until reopened.
-                drop(db);
-                match slot.reopen() {
-                    Ok(_) => tracing::info!(
-                        "store reopened after the failed commit; it takes writes again"
-                    ),
-                    Err(reason) => {
-                        tracing::error!(error = %reason, "cannot reopen the store after the failed commit; will try again with the next write")
-                    }
-                }
-            }
+            return;
         }
     }
+    index_changes.apply(dedup);
+    metrics.batch(ops, started.elapsed().as_secs_f64());
+    health.committed();
+    for reply in replies {
+        reply.send_ok();
+    }
+    for sink in &touched {
+        watchers.notify(sink);
+    }
+    tracing::trace!(
+        ops,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "committed batch"
+    );
+}
+
+/// Whether a batch whose commit reported an error is in the store all the same, judged by
+/// its first new event (a transaction lands whole or not at all). A batch without one is
+/// taken as lost: its finishes and replays are safe to repeat.
+fn commit_landed(db: &redb::Database, replies: &[Reply]) -> bool {
+    let Some(probe) = replies.iter().find_map(|reply| match reply {
+        Reply::Ingest(_, Ingested::Accepted(id)) => Some(id.as_u128()),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let found = || -> Result<bool, redb::Error> {
+        let txn = db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        Ok(events.get(probe)?.is_some())
+    };
+    found().unwrap_or(false)
 }
 
 /// A message for a failed commit that says what to do; the most common cause in the field is
