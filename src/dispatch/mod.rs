@@ -260,4 +260,6 @@ fn retire(lane: &mut Lane, at: Instant) {
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

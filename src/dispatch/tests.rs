@@ -3,61 +3,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::*;
-use crate::config::{Rate, RetryPolicy, SinkKind, StorageConfig, WebhookSinkConfig};
+use crate::config::Rate;
 use crate::sinks::webhook::test_receiver::{Receiver, WAIT};
-use crate::store::{EventId, Ingested, NewEvent};
 
-const SINK: &str = "receiver";
+use super::test_support::{SINK, ingest, open_store, policy, sink_config};
 
 fn sink(url: String) -> SinkConfig {
-    SinkConfig {
-        name: SINK.to_string(),
-        enabled: true,
-        paused: false,
-        rate: None,
-        concurrency: 4,
-        retry: RetryPolicy {
-            max_attempts: 5,
-            initial: Duration::from_millis(10),
-            max: Duration::from_millis(20),
-        },
-        timeout: Duration::from_secs(5),
-        outbound: Default::default(),
-        kind: SinkKind::Webhook(WebhookSinkConfig {
-            url,
-            signing_key: None,
-            headers: Vec::new(),
-        }),
-    }
-}
-
-fn open_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StorageConfig {
-        path: dir.path().join("hookrelay.redb"),
-        retention: Duration::from_secs(3600),
-    })
-    .unwrap();
-    (dir, store)
-}
-
-async fn ingest(store: &Store, n: usize) -> EventId {
-    let event = NewEvent {
-        source: Arc::from("github"),
-        event_type: Some("push".to_string()),
-        delivery_id: Some(format!("delivery-{n}")),
-        content_type: Some("application/json".to_string()),
-        headers: Vec::new(),
-        body: Bytes::from(format!("{{\"n\":{n}}}")),
-        sinks: vec![Arc::from(SINK)],
-    };
-    match store.ingest(event).await.unwrap() {
-        Ingested::Accepted(id) => id,
-        Ingested::Duplicate(id) => panic!("{id} is a duplicate"),
-    }
+    sink_config(url, policy(5, 10, 20), None, Duration::from_secs(5))
 }
 
 /// Reconfigures `dispatcher` to run `sinks`, building them as a reload does.

@@ -533,73 +533,13 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Rate, SinkKind, StorageConfig, WebhookSinkConfig};
+    use crate::config::Rate;
     use crate::dispatch::Dispatcher;
     use crate::sinks::webhook::test_receiver::{Answer, Receiver, WAIT};
-    use crate::store::{Ingested, NewEvent};
-    use bytes::Bytes;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
-    const SINK: &str = "receiver";
-
-    fn policy(max_attempts: u32, initial_ms: u64, max_ms: u64) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts,
-            initial: Duration::from_millis(initial_ms),
-            max: Duration::from_millis(max_ms),
-        }
-    }
-
-    fn sink_config(
-        url: String,
-        retry: RetryPolicy,
-        rate: Option<Rate>,
-        timeout: Duration,
-    ) -> SinkConfig {
-        SinkConfig {
-            name: SINK.to_string(),
-            enabled: true,
-            paused: false,
-            rate,
-            concurrency: 4,
-            retry,
-            timeout,
-            outbound: Default::default(),
-            kind: SinkKind::Webhook(WebhookSinkConfig {
-                url,
-                signing_key: None,
-                headers: Vec::new(),
-            }),
-        }
-    }
-
-    /// A store in its own temp dir (kept alive by the returned guard).
-    fn open_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StorageConfig {
-            path: dir.path().join("hookrelay.redb"),
-            retention: Duration::from_secs(3600),
-        })
-        .unwrap();
-        (dir, store)
-    }
-
-    async fn ingest(store: &Store, n: usize) -> EventId {
-        let event = NewEvent {
-            source: Arc::from("github"),
-            event_type: Some("push".to_string()),
-            delivery_id: Some(format!("delivery-{n}")),
-            content_type: Some("application/json".to_string()),
-            headers: Vec::new(),
-            body: Bytes::from(format!("{{\"n\":{n}}}")),
-            sinks: vec![Arc::from(SINK)],
-        };
-        match store.ingest(event).await.unwrap() {
-            Ingested::Accepted(id) => id,
-            Ingested::Duplicate(id) => panic!("{id} is a duplicate"),
-        }
-    }
+    use crate::dispatch::test_support::{SINK, ingest, open_store, policy, sink_config};
 
     /// Stops the dispatcher (awaiting the attempts in flight, their records included) and
     /// reads back what the store holds for `id`.
