@@ -1,7 +1,7 @@
 //! Load bench: the real `hookrelay` binary over loopback beside a bare hyper server, measured
 //! in the same run by the same client, so their ratio means something on any machine.
 //!
-//! Two phases, each a warm-up (not counted) then a measured window:
+//! Three phases, each a warm-up (not counted) then a measured window:
 //!
 //! 1. **bare baseline**: a hyper 1 HTTP/1.1 server in this process, on its own tokio
 //!    runtime, that reads the whole body and answers `202` with a small JSON id. No
@@ -9,6 +9,10 @@
 //! 2. **hookrelay, signed + durable**: the release binary (`CARGO_BIN_EXE_hookrelay`) as a
 //!    child process with one `kind = "github"` source and no routes, so every request is
 //!    HMAC-verified and fsync'd to redb before its `202`, and nothing else runs.
+//! 3. **hookrelay + JetStream**: the same, plus one `kind = "nats"` sink every event is
+//!    routed to, publishing to a `nats-server -js` started here; reported as a ratio to
+//!    phase 2, with the publish rate and how long the backlog took to drain. Skipped, saying
+//!    so, when `nats-server` is not installed.
 //!
 //! The load generator is a hyper 1 client (`hyper::client::conn::http1`), one task per
 //! keep-alive connection, on its own runtime. Every request carries the same ~1 KiB GitHub
@@ -155,7 +159,7 @@ fn run() -> anyhow::Result<()> {
 
     let client = client_runtime(&machine)?;
 
-    println!("\n[1/2] bare hyper baseline");
+    println!("\n[1/3] bare hyper baseline");
     let baseline = {
         let server = baseline_runtime(&machine)?;
         let listener = server.block_on(TcpListener::bind("127.0.0.1:0"))?;
@@ -182,7 +186,7 @@ fn run() -> anyhow::Result<()> {
     };
     report_phase(&baseline, &machine);
 
-    println!("\n[2/2] hookrelay: github HMAC verified, fsync'd to redb, no routes");
+    println!("\n[2/3] hookrelay: github HMAC verified, fsync'd to redb, no routes");
     let dir = tempfile::tempdir().context("cannot create a temp dir for the relay")?;
     let relay = RelayProcess::start(dir.path())?;
     // The pid lets one attach a profiler (`perf record -p`) during the load.
@@ -231,7 +235,11 @@ fn run() -> anyhow::Result<()> {
     };
     report_phase(&relay_result, &machine);
 
-    let markdown = table(&baseline, &relay_result, &facts, &machine, plan, body.len());
+    let mut markdown = table(&baseline, &relay_result, &facts, &machine, plan, body.len());
+    println!("\n[3/3] hookrelay publishing every event to NATS JetStream");
+    if let Some(section) = jetstream_phase(&client, &body, plan, &machine, &relay_result)? {
+        markdown.push_str(&section);
+    }
     println!("\n{markdown}");
     if !plan.smoke {
         let path = target_dir().join("load-bench.md");
@@ -252,37 +260,10 @@ fn env_u64(name: &str, default: u64) -> anyhow::Result<u64> {
     }
 }
 
-/// A realistic GitHub `push` payload, about 1 KiB, compact JSON as GitHub sends it.
+/// A realistic GitHub `push` payload, about 1 KiB, compact JSON as GitHub sends it. The
+/// peer scripts (`benches/peers.sh`) send the same file, so their figures compare.
 fn push_payload() -> Vec<u8> {
-    let commit = serde_json::json!({
-        "id": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
-        "message": "Handle redelivered webhooks without fanning out twice",
-        "timestamp": "2026-03-02T10:15:42+01:00",
-        "author": { "name": "Ada Example", "email": "ada@example.com" },
-        "modified": ["src/store/writer.rs"]
-    });
-    let payload = serde_json::json!({
-        "ref": "refs/heads/main",
-        "before": "9049f1265b7d61be4a8904a9a27120d2064dab3b",
-        "after": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
-        "repository": {
-            "id": 186853002,
-            "name": "relay",
-            "full_name": "acme/relay",
-            "private": false,
-            "owner": { "name": "acme", "login": "acme", "id": 21031067, "type": "Organization" },
-            "default_branch": "main"
-        },
-        "pusher": { "name": "ada", "email": "ada@example.com" },
-        "sender": { "login": "ada", "id": 583231, "type": "User" },
-        "created": false,
-        "deleted": false,
-        "forced": false,
-        "compare": "https://github.com/acme/relay/compare/9049f1265b7d...6113728f27ae",
-        "commits": [commit.clone()],
-        "head_commit": commit
-    });
-    serde_json::to_vec(&payload).expect("a json! value serializes")
+    include_bytes!("fixtures/push.json").to_vec()
 }
 
 /// `sha256=<hex HMAC-SHA256 of body>`, as GitHub's `X-Hub-Signature-256`.
@@ -620,18 +601,24 @@ struct RelayProcess {
 
 impl RelayProcess {
     fn start(dir: &Path) -> anyhow::Result<RelayProcess> {
+        RelayProcess::start_with(dir, "", &relay_log_filter())
+    }
+
+    /// Like [`RelayProcess::start`], with `extra` appended to the config (sinks, routes) and
+    /// `log_filter` as `RUST_LOG`.
+    fn start_with(dir: &Path, extra: &str, log_filter: &str) -> anyhow::Result<RelayProcess> {
         let config = dir.join("hookrelay.toml");
         std::fs::write(
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\npath = \"store/hookrelay.redb\"\n\n\
-                 [sources.github]\nkind = \"github\"\nsecret = \"{SECRET}\"\n"
+                 [sources.github]\nkind = \"github\"\nsecret = \"{SECRET}\"\n{extra}"
             ),
         )?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
             .args(["serve", "--log-format", "json", "--config"])
             .arg(&config)
-            .env("RUST_LOG", relay_log_filter())
+            .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1093,6 +1080,175 @@ fn table(
         relay_log_filter(),
     ));
     out
+}
+
+/// Keeps the relay's per-delivery lines ("delivered", target `hookrelay::dispatch`) out
+/// of the JetStream phase's log, as [`RELAY_LOG_FILTER`] keeps the per-request ones.
+const JETSTREAM_LOG_FILTER: &str =
+    "warn,hookrelay=info,hookrelay::ingress=warn,hookrelay::dispatch=warn";
+
+/// The nats sink of the JetStream phase: the README's example, on a loopback server.
+const JETSTREAM_CONCURRENCY: usize = 64;
+
+/// Phase 3: the relay of phase 2 plus a `kind = "nats"` sink that every event is routed
+/// to, publishing to a stream on a `nats-server -js` started here (file storage, on the
+/// same cores). Measures ingest as a ratio to phase 2, and whether publishing keeps up:
+/// messages the stream gained during the window, the backlog at its end, and how long
+/// the backlog took to drain. `None` (with a line saying why) when `nats-server` is not
+/// installed.
+fn jetstream_phase(
+    client: &tokio::runtime::Runtime,
+    body: &Bytes,
+    plan: Plan,
+    machine: &Machine,
+    no_sink: &PhaseResult,
+) -> anyhow::Result<Option<String>> {
+    let dir = tempfile::tempdir().context("cannot create a temp dir for nats-server")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let spawned = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path().join("js"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut nats = match spawned {
+        Ok(child) => KillOnDrop(child),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "  skipped: nats-server is not installed (Debian/Ubuntu: apt-get install \
+                 nats-server)"
+            );
+            return Ok(None);
+        }
+        Err(err) => return Err(err).context("cannot start nats-server"),
+    };
+    let url = format!("nats://127.0.0.1:{port}");
+    let stream = client.block_on(async {
+        // The server takes a moment to listen; connecting is retried until it does.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let nats_client = loop {
+            match async_nats::connect(&url).await {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => return Err(err).context("nats-server did not accept a connection"),
+            }
+        };
+        let js = async_nats::jetstream::new(nats_client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "HOOKS".to_string(),
+            subjects: vec!["hooks.>".to_string()],
+            ..Default::default()
+        })
+        .await
+        .context("cannot create the HOOKS stream")
+    })?;
+    let messages = |stream: &async_nats::jetstream::stream::Stream| -> anyhow::Result<u64> {
+        let mut stream = stream.clone();
+        Ok(client
+            .block_on(stream.info())
+            .context("cannot read the stream's state")?
+            .state
+            .messages)
+    };
+
+    let relay_dir = tempfile::tempdir().context("cannot create a temp dir for the relay")?;
+    let relay = RelayProcess::start_with(
+        relay_dir.path(),
+        &format!(
+            "\n[sinks.stream]\nkind = \"nats\"\nurl = \"{url}\"\n\
+             subject = \"hooks.{{{{ source }}}}.{{{{ event_type }}}}\"\n\
+             concurrency = {JETSTREAM_CONCURRENCY}\n\n\
+             [[routes]]\nfrom = \"github\"\nto = [\"stream\"]\n"
+        ),
+        JETSTREAM_LOG_FILTER,
+    )?;
+    client.block_on(probe(relay.addr, body))?;
+    let relay_pid = relay.pid();
+    let nats_pid = nats.0.id();
+    let self_pid = std::process::id();
+    // Stream size and nats-server CPU at the window's edges, beside the CPU figures.
+    let edges = std::sync::Mutex::new(Vec::new());
+    let result = drive(
+        client,
+        relay.addr,
+        body,
+        plan,
+        "hookrelay, signed + durable + JetStream",
+        &[self_pid, relay_pid, nats_pid],
+        || {
+            edges
+                .lock()
+                .unwrap()
+                .push((messages(&stream)?, thread_cpu(nats_pid, |_| true)?));
+            Ok((
+                thread_cpu(relay_pid, |_| true)?,
+                thread_cpu(self_pid, |name| name.starts_with("load-client"))?,
+                thread_sched(relay_pid, "store-writer")?,
+            ))
+        },
+    )?;
+    let window_end = Instant::now();
+    // Every accepted event, the probe included, must reach the stream, once.
+    let expected = result.accepted + 1;
+    let drain_deadline = window_end + Duration::from_secs(120);
+    let mut in_stream = messages(&stream)?;
+    while in_stream < expected {
+        ensure!(
+            Instant::now() < drain_deadline,
+            "JetStream: {in_stream} of {expected} accepted events in the stream 120 s after the \
+             load; see {}",
+            target_dir().join("load-bench-relay.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        in_stream = messages(&stream)?;
+    }
+    let drained_after = window_end.elapsed();
+    ensure!(
+        in_stream == expected,
+        "JetStream: {in_stream} messages in the stream for {expected} accepted events"
+    );
+    relay.stop()?;
+    let _ = nats.0.kill();
+    report_phase(&result, machine);
+
+    let edges = edges.into_inner().unwrap();
+    let [(start_msgs, start_cpu), (end_msgs, end_cpu)] = edges[..] else {
+        bail!("the CPU sampler ran {} times, not twice", edges.len());
+    };
+    let published = (end_msgs - start_msgs) as f64 / result.seconds;
+    let section = format!(
+        "\n**JetStream**: every event also published to a local `nats-server -js` (file \
+         storage, same cores) by a `kind = \"nats\"` sink with concurrency \
+         {JETSTREAM_CONCURRENCY}. Ingest {:.0} req/s (p50 {}, p99 {}) = **{:.2}×** ingest with \
+         no sink; published {published:.0} msg/s during the window ({:.2}× the ingest rate); \
+         backlog at the end of the load drained in {:.1} s; {expected} events, {in_stream} \
+         messages. CPU cores: relay {:.2}, nats-server {:.2}, load generator {:.2}.\n",
+        result.rate(),
+        ms(result.latency_us.value_at_quantile(0.50)),
+        ms(result.latency_us.value_at_quantile(0.99)),
+        result.rate() / no_sink.rate(),
+        published / result.rate(),
+        drained_after.as_secs_f64(),
+        result.server_cpu / result.seconds,
+        (end_cpu - start_cpu) / result.seconds,
+        result.client_cpu / result.seconds,
+    );
+    println!("{}", section.trim());
+    Ok(Some(section))
+}
+
+/// A child process killed when dropped (an early error must not leave nats-server running).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Where cargo puts build output: `$CARGO_TARGET_DIR`, else `target/` in the package.

@@ -203,6 +203,7 @@ fn route_config() -> Config {
         sinks: (0..20).map(sink).collect(),
         routes,
         admin: None,
+        notices: Default::default(),
     }
 }
 

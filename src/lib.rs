@@ -12,13 +12,15 @@
 //! 7. [`sinks`]: one file per kind of destination; [`template`] renders their messages.
 //! 8. [`admin`]: the operators' listener: health, metrics, events, replays.
 //!
-//! [`metrics`] is cross-cutting: a leaf the parts count into.
+//! [`metrics`] is cross-cutting: a leaf the parts count into. [`notice`] turns hookrelay's
+//! own health (sinks, store, config reloads) into events of the source `hookrelay`.
 
 pub mod admin;
 pub mod config;
 pub mod dispatch;
 pub mod ingress;
 pub mod metrics;
+pub mod notice;
 pub mod route;
 pub mod sinks;
 pub mod store;
@@ -87,6 +89,13 @@ pub async fn run(
     metrics.add_collector(admin::StoreGauges::new(store.clone(), sink_names));
     let metrics = Arc::new(metrics);
     let health = Arc::new(dispatch::health::Health::new(&config.sinks));
+    let (notices, notice_tasks) = notice::Notices::start(
+        store.clone(),
+        route::Router::new(&config),
+        &config.notices,
+        metrics.notices(),
+    );
+    health.notify(notices);
     let admin_listener =
         match &config.admin {
             Some(admin) => Some(TcpListener::bind(admin.listen).await.map_err(|source| {
@@ -141,6 +150,7 @@ pub async fn run(
     }
     retention.abort();
     dispatcher.shutdown(grace).await;
+    notice_tasks.stop();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

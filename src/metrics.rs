@@ -201,6 +201,38 @@ impl StoreMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoticeLabels {
+    r#type: &'static str,
+    outcome: &'static str,
+}
+
+/// Counts hookrelay's own notices by type and outcome (`stored`, `suppressed`); cheap to
+/// clone. Notices are rare, so a label lookup per count is fine.
+#[derive(Clone, Debug, Default)]
+pub struct NoticeMetrics {
+    family: Family<NoticeLabels, Counter>,
+}
+
+impl NoticeMetrics {
+    /// Creates the series of a notice type at zero, so dashboards see them from the start.
+    pub fn register(&self, kind: &'static str) {
+        for outcome in ["stored", "suppressed"] {
+            self.count(kind, outcome, 0);
+        }
+    }
+
+    /// Adds `n` notices of `kind` with `outcome` (`stored` or `suppressed`).
+    pub fn count(&self, kind: &'static str, outcome: &'static str, n: u64) {
+        self.family
+            .get_or_create(&NoticeLabels {
+                r#type: kind,
+                outcome,
+            })
+            .inc_by(n);
+    }
+}
+
 /// 0.5 ms to about 65 s, doubling: covers an fsync and a slow receiver alike.
 fn latency_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.0005, 2.0, 18)
@@ -214,6 +246,7 @@ pub struct Metrics {
     unknown_source: SourceCounters,
     sinks: HashMap<String, SinkMetrics>,
     store: StoreMetrics,
+    notices: NoticeMetrics,
 }
 
 impl Metrics {
@@ -316,12 +349,20 @@ impl Metrics {
             store.batch_ops.clone(),
         );
 
+        let notices = NoticeMetrics::default();
+        registry.register(
+            "notices",
+            "hookrelay's own notices, by type and outcome (stored as events, or suppressed by [notices] min_interval)",
+            notices.family.clone(),
+        );
+
         Metrics {
             registry,
             sources,
             unknown_source,
             sinks,
             store,
+            notices,
         }
     }
 
@@ -351,6 +392,11 @@ impl Metrics {
     /// The store writer's metrics.
     pub fn store(&self) -> StoreMetrics {
         self.store.clone()
+    }
+
+    /// The own-health notices' counters.
+    pub fn notices(&self) -> NoticeMetrics {
+        self.notices.clone()
     }
 
     /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]). May block: collectors

@@ -302,6 +302,7 @@ mod tests {
             sinks,
             routes,
             admin: None,
+            notices: Default::default(),
         }
     }
 

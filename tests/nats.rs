@@ -1,11 +1,13 @@
 //! The nats sink through the real binary against a real `nats-server -js` on loopback:
 //! events land in a JetStream stream with the rendered subject, the original body and
-//! `Nats-Msg-Id` = event id; a re-publish (no acknowledgement came) is dropped by the
+//! `Nats-Msg-Id` = source and delivery id; a re-publish (no acknowledgement came) is dropped by the
 //! stream's duplicate window; a subject no stream listens on dead-letters with the reason.
 
 mod common;
 
 use async_nats::jetstream::{self, consumer, stream};
+use std::collections::HashSet;
+
 use common::nats::NatsServer;
 use common::*;
 use futures_util::StreamExt as _;
@@ -93,16 +95,16 @@ async fn events_arrive_in_the_stream_with_subject_body_and_msg_id() {
     let first = send(&relay, "push", "d-1", bodies[0]).await;
     let second = send(&relay, "pull_request", "d-2", bodies[1]).await;
     let got = read(&hooks, 2).await;
-    let mut got: Vec<(String, Vec<u8>, String, String)> = got
+    let mut got: Vec<(String, Vec<u8>, String, String, String)> = got
         .iter()
         .map(|m| {
             let h = m.headers.as_ref().expect("headers");
             let get = |k: &str| h.get(k).map(|v| v.as_str().to_string()).unwrap_or_default();
-            assert_eq!(get("Hookrelay-Event-Id"), get("Nats-Msg-Id"));
             assert_eq!(get("Hookrelay-Source"), "github");
             (
                 m.subject.to_string(),
                 m.payload.to_vec(),
+                get("Hookrelay-Event-Id"),
                 get("Nats-Msg-Id"),
                 get("Hookrelay-Event-Type"),
             )
@@ -114,12 +116,14 @@ async fn events_arrive_in_the_stream_with_subject_body_and_msg_id() {
             "hooks.github.push".to_string(),
             bodies[0].to_vec(),
             first,
+            "github:d-1".to_string(),
             "push".to_string(),
         ),
         (
             "hooks.github.pull_request".to_string(),
             bodies[1].to_vec(),
             second,
+            "github:d-2".to_string(),
             "pull_request".to_string(),
         ),
     ];
@@ -161,16 +165,9 @@ async fn a_republish_without_an_ack_is_dropped_by_the_duplicate_window() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let got = read(&quiet, 1).await;
-    assert_eq!(
-        got[0]
-            .headers
-            .as_ref()
-            .unwrap()
-            .get("Nats-Msg-Id")
-            .unwrap()
-            .as_str(),
-        id
-    );
+    let headers = got[0].headers.as_ref().unwrap();
+    assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), "github:d-1");
+    assert_eq!(headers.get("Hookrelay-Event-Id").unwrap().as_str(), id);
     assert_eq!(quiet.info().await.unwrap().state.messages, 1);
 }
 
@@ -193,4 +190,49 @@ async fn a_subject_no_stream_listens_on_dead_letters_with_the_reason() {
     );
     // Dead-lettered at the first attempt: no stream for a subject is not retried.
     assert!(line.contains("\"attempt\":1"), "{line}");
+}
+
+#[tokio::test]
+async fn publishes_are_in_flight_together_up_to_the_sinks_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(&dir.path().join("js"));
+    let js = nats.jetstream().await;
+    // The stream stores but never acknowledges, so every publish stays in flight until its
+    // timeout. Serial publishing would put one message in the stream per 30 s timeout.
+    let quiet = add_stream(&js, "QUIET", "quiet.>", true).await;
+    let relay = Relay::start(
+        dir.path(),
+        &config(&nats.url, "quiet.{{ source }}", "30s")
+            .replace("timeout = \"30s\"", "timeout = \"30s\"\nconcurrency = 16"),
+    );
+    let mut sent = HashSet::new();
+    for i in 0..16 {
+        send(
+            &relay,
+            "push",
+            &format!("d-{i}"),
+            format!("{{\"n\":{i}}}").as_bytes(),
+        )
+        .await;
+        sent.insert(format!("github:d-{i}"));
+    }
+    let got: HashSet<String> = read(&quiet, 16)
+        .await
+        .iter()
+        .map(|m| {
+            m.headers
+                .as_ref()
+                .unwrap()
+                .get("Nats-Msg-Id")
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(got, sent);
+    // All sixteen reached the stream while the first attempt was still waiting for its ack.
+    assert!(
+        !relay.logs().iter().any(|l| l.contains("will retry")),
+        "{}",
+        relay.logs().join("\n")
+    );
 }

@@ -11,8 +11,11 @@
 //!   an event (those are masked). Event bodies are shown: they are what operators came for.
 //! - [`ROUTES`] is the one list of what the router serves; a test holds it equal to the
 //!   OpenAPI document.
+//! - The web console's files (`console.rs`: `/` and `/console/…`) are answered before the
+//!   router and need no token: they hold no data; the page calls the API with the token.
 
 mod api;
+mod console;
 mod gauges;
 
 use std::collections::HashMap;
@@ -168,6 +171,9 @@ impl Admin {
     /// Answers one request.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_string();
+        if let Some(response) = console::serve(request.method(), &path, request.headers()) {
+            return response;
+        }
         let (route, params) = match find_route(request.method(), &path) {
             Found::Route(route, params) => (route, params),
             Found::WrongMethod(allowed) => {
@@ -295,6 +301,11 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Answers hold webhook bodies: a browser must never sniff one into a runnable type.
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 

@@ -36,6 +36,42 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[admin]`: the admin listener; `None` (no listener) unless the section is present.
     pub admin: Option<AdminConfig>,
+    /// `[notices]`: when hookrelay raises events about its own health.
+    pub notices: NoticesConfig,
+}
+
+/// The source name of hookrelay's own notices; no `[sources.NAME]` may take it, and routes
+/// may name it without one.
+pub const NOTICE_SOURCE: &str = "hookrelay";
+
+/// `[notices]`: hookrelay's events about itself (source [`NOTICE_SOURCE`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticesConfig {
+    /// Consecutive failed attempts after which a sink is unhealthy (at least 1).
+    pub failures: u32,
+    /// At most one notice of each type per subject (a sink, the store, the config) within
+    /// this time; the ones held back are counted and summarised in the next.
+    pub min_interval: Duration,
+    /// The store is unhealthy while its file system has less free space than this, in
+    /// bytes; 0 turns the check off.
+    pub min_free: u64,
+    /// How often the free space is checked.
+    pub check_interval: Duration,
+    /// The relay's name in notices; the host name when `None`.
+    pub instance: Option<String>,
+}
+
+impl Default for NoticesConfig {
+    /// The values an absent `[notices]` section stands for.
+    fn default() -> NoticesConfig {
+        NoticesConfig {
+            failures: 5,
+            min_interval: Duration::from_secs(10 * 60),
+            min_free: 1 << 30,
+            check_interval: Duration::from_secs(60),
+            instance: None,
+        }
+    }
 }
 
 /// `[admin]`: health, metrics and the JSON API, on a listener apart from ingress.

@@ -56,6 +56,19 @@ pub(super) struct RawConfig {
     pub routes: Vec<(usize, Spanned<RawRoute>)>,
     /// `[tls]`; `None` when absent or unreadable.
     pub tls: Option<RawTls>,
+    /// `[notices]`; `None` when absent or unreadable.
+    pub notices: Option<RawNotices>,
+}
+
+/// `[notices]`: hookrelay's events about its own health.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotices {
+    pub failures: Option<Spanned<i64>>,
+    pub min_interval: Option<Spanned<RawDuration>>,
+    pub min_free: Option<Spanned<RawSize>>,
+    pub check_interval: Option<Spanned<RawDuration>>,
+    pub instance: Option<Spanned<String>>,
 }
 
 /// One named table such as `[sources.github]`.
@@ -415,7 +428,7 @@ impl<'de> Deserialize<'de> for RawHeaders {
 
 /// Top-level keys, in the order the file usually has them.
 const SECTIONS: &[&str] = &[
-    "server", "storage", "sources", "sinks", "routes", "tls", "admin",
+    "server", "storage", "sources", "sinks", "routes", "tls", "admin", "notices",
 ];
 
 /// Reads the file's shape. Syntax errors stop here (nothing after them can be trusted);
@@ -444,6 +457,7 @@ pub(super) fn read(text: &str) -> (RawConfig, Vec<Issue>) {
             "sinks" => raw.sinks = named(value, "sinks", "sink", &mut issues),
             "routes" => raw.routes = routes(value, &mut issues),
             "tls" => raw.tls = section(value, "tls", &mut issues),
+            "notices" => raw.notices = section(value, "notices", &mut issues),
             other => issues.push(Issue::new(
                 key.span(),
                 segment(other),

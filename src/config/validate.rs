@@ -31,6 +31,7 @@ use super::{Condition, PresetScheme, Product, Subject, SummaryField, Test};
 
 mod messages;
 mod nats;
+mod notices;
 use super::{
     AdminConfig, Config, FieldLocation, HmacAlgorithm, Rate, RetryPolicy, RouteConfig, Secret,
     ServerConfig, SignatureEncoding, SinkConfig, SinkKind, SourceConfig, SourceKind, StorageConfig,
@@ -370,6 +371,7 @@ impl Validator<'_> {
         let server = self.server(raw.server.unwrap_or_default());
         let storage = self.storage(raw.storage.unwrap_or_default());
         let admin = raw.admin.map(|a| self.admin(a));
+        let notices = self.notices(raw.notices.unwrap_or_default());
         let sources: Vec<_> = raw.sources.iter().map(|e| self.source(e)).collect();
         let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e, &outbound)).collect();
         let source_names: Vec<&str> = raw
@@ -402,6 +404,7 @@ impl Validator<'_> {
                 None => None,
                 Some(checked) => Some(checked?),
             },
+            notices: notices?,
         })
     }
 
@@ -594,7 +597,7 @@ impl Validator<'_> {
 
     fn source(&mut self, entry: &Entry<RawSource>) -> Option<SourceConfig> {
         let path = format!("sources.{}", raw::segment(entry.name.get_ref()));
-        let name_ok = self.name(&entry.name, &path);
+        let name_ok = self.name(&entry.name, &path) && !self.reserved_source(&entry.name, &path);
         let raw = entry.body.as_ref()?;
         let Some(kind) = &raw.kind else {
             self.problem(
@@ -1150,7 +1153,9 @@ impl Validator<'_> {
         let mut names: Vec<String> = Vec::with_capacity(items.len());
         for item in items {
             let name = item.get_ref();
-            if !known.contains(&name.as_str()) {
+            // Routes may take hookrelay's own notices without a [sources.hookrelay] table.
+            let notices = what == "source" && name == super::NOTICE_SOURCE;
+            if !known.contains(&name.as_str()) && !notices {
                 ok = false;
                 let hint = match raw::nearest(name, known.iter().copied()) {
                     Some(best) => format!(" (did you mean \"{best}\"?)"),

@@ -3,14 +3,20 @@
 //! In memory only: after a restart every sink starts healthy until an attempt says
 //! otherwise (its dead letters and attempt history stay in the store).
 //!
+//! Once given [`Notices`] ([`Health::notify`]), it raises `sink.unhealthy` when a sink's
+//! consecutive failures reach `[notices] failures` or an entry is dead-lettered, and
+//! `sink.recovered` at the first success after that.
+//!
 //! Invariant: holds only what a sink's `SinkError` message says (never a URL, a secret or a
 //! body). Each sink's state is behind its own std `Mutex`, held for a field update once per
-//! attempt and never across an await.
+//! attempt and never across an await; notices are raised after it is released. A healthy
+//! attempt raises nothing and writes nothing to the store.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::config::SinkConfig;
+use crate::notice::{Notices, Trouble};
 
 /// One sink's recent delivery health.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,10 +33,25 @@ pub struct SinkHealth {
     pub last_delivered_ms: Option<u64>,
 }
 
+/// One sink's health and whether `sink.unhealthy` was raised for its current failures.
+#[derive(Debug, Default)]
+struct State {
+    health: SinkHealth,
+    raised: bool,
+}
+
 /// Every configured sink's health.
 #[derive(Debug, Default)]
 pub struct Health {
-    by_sink: HashMap<String, Mutex<SinkHealth>>,
+    by_sink: HashMap<String, Mutex<State>>,
+    /// Where transitions are raised; unset, nothing is.
+    notices: OnceLock<Notices>,
+}
+
+/// What an attempt changed that operators should hear of.
+enum Change {
+    Unhealthy(Trouble),
+    Recovered(Trouble),
 }
 
 impl Health {
@@ -39,39 +60,107 @@ impl Health {
         Health {
             by_sink: sinks
                 .iter()
-                .map(|s| (s.name.clone(), Mutex::new(SinkHealth::default())))
+                .map(|s| (s.name.clone(), Mutex::new(State::default())))
                 .collect(),
+            notices: OnceLock::new(),
         }
+    }
+
+    /// Raises sinks' health transitions through `notices` from now on (once; a second call
+    /// is ignored).
+    pub fn notify(&self, notices: Notices) {
+        let _ = self.notices.set(notices);
     }
 
     /// Notes a successful attempt at `now_ms`.
     pub fn delivered(&self, sink: &str, now_ms: u64) {
-        self.update(sink, |h| {
+        let change = self.update(sink, |state| {
+            let h = &mut state.health;
+            // What the failures were, for the recovery notice, before they are forgotten.
+            let ended = std::mem::take(&mut state.raised).then(|| Trouble {
+                since_ms: h.failing_since_ms.unwrap_or(now_ms),
+                failures: h.consecutive_failures,
+                last_error: h.last_error.clone(),
+                reason: String::new(),
+            });
             h.consecutive_failures = 0;
             h.failing_since_ms = None;
             h.last_delivered_ms = Some(now_ms);
+            ended.map(Change::Recovered)
         });
+        self.raise(sink, change, now_ms);
     }
 
-    /// Notes a failed attempt (retried or dead-lettered) at `now_ms`.
+    /// Notes a failed attempt that will be retried at `now_ms`.
     pub fn failed(&self, sink: &str, error: &str, now_ms: u64) {
-        self.update(sink, |h| {
+        self.failure(sink, error, now_ms, false);
+    }
+
+    /// Notes a failed attempt whose entry was dead-lettered at `now_ms`: the sink counts as
+    /// unhealthy at once, whatever `[notices] failures` says, since an event was lost to it.
+    pub fn dead_lettered(&self, sink: &str, error: &str, now_ms: u64) {
+        self.failure(sink, error, now_ms, true);
+    }
+
+    fn failure(&self, sink: &str, error: &str, now_ms: u64, dead: bool) {
+        let threshold = self.notices.get().map(Notices::failures);
+        let change = self.update(sink, |state| {
+            let h = &mut state.health;
             h.consecutive_failures = h.consecutive_failures.saturating_add(1);
             h.failing_since_ms.get_or_insert(now_ms);
             h.last_error = Some(error.to_string());
             h.last_error_ms = Some(now_ms);
+            let threshold = threshold?;
+            if state.raised || !(dead || h.consecutive_failures >= threshold) {
+                return None;
+            }
+            state.raised = true;
+            let n = h.consecutive_failures;
+            let s = if n == 1 { "" } else { "s" };
+            Some(Change::Unhealthy(Trouble {
+                since_ms: h.failing_since_ms.unwrap_or(now_ms),
+                failures: n,
+                last_error: h.last_error.clone(),
+                reason: if dead {
+                    // Not "dead-lettered": that word marks the delivery's own log line.
+                    format!("a delivery became a dead letter after {n} failed attempt{s} in a row")
+                } else {
+                    format!("{n} failed attempt{s} in a row")
+                },
+            }))
         });
+        self.raise(sink, change, now_ms);
     }
 
     /// A sink's health; `None` for a name not in the config.
     pub fn get(&self, sink: &str) -> Option<SinkHealth> {
         let state = self.by_sink.get(sink)?;
-        Some(state.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        Some(
+            state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .health
+                .clone(),
+        )
     }
 
-    fn update(&self, sink: &str, change: impl FnOnce(&mut SinkHealth)) {
-        if let Some(state) = self.by_sink.get(sink) {
-            change(&mut state.lock().unwrap_or_else(|e| e.into_inner()));
+    fn update(
+        &self,
+        sink: &str,
+        change: impl FnOnce(&mut State) -> Option<Change>,
+    ) -> Option<Change> {
+        let state = self.by_sink.get(sink)?;
+        change(&mut state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Raises a change, with the sink's lock already released.
+    fn raise(&self, sink: &str, change: Option<Change>, now_ms: u64) {
+        let (Some(change), Some(notices)) = (change, self.notices.get()) else {
+            return;
+        };
+        match change {
+            Change::Unhealthy(trouble) => notices.sink_unhealthy(sink, trouble),
+            Change::Recovered(trouble) => notices.sink_recovered(sink, trouble, now_ms),
         }
     }
 }

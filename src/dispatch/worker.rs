@@ -363,6 +363,9 @@ fn observe(shared: &Shared, decision: &Decision, duration: Duration, now_ms: u64
         .filter(|_| decision.outcome != AttemptOutcome::Skipped);
     match failure {
         None => health.delivered(&shared.name, now_ms),
+        Some(error) if decision.outcome == AttemptOutcome::DeadLettered => {
+            health.dead_lettered(&shared.name, error, now_ms)
+        }
         Some(error) => health.failed(&shared.name, error, now_ms),
     }
 }

@@ -120,7 +120,7 @@ pub fn transport_error(sink: &str, err: reqwest::Error, timeout: Duration) -> Si
 /// The rustls error somewhere in `err`'s chain. `io::Error` hides the error it wraps from
 /// `source()` (it displays it instead), and connectors wrap io errors in io errors, so each
 /// one is opened by hand.
-fn tls_cause<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+pub(super) fn tls_cause<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
     let mut next: Option<&'a (dyn StdError + 'static)> = Some(err);
     while let Some(e) = next {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
@@ -138,7 +138,7 @@ fn tls_cause<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error>
 }
 
 /// What a handshake failure means for the operator, and which key fixes it.
-fn explain_tls(sink: &str, err: &rustls::Error) -> String {
+pub(super) fn explain_tls(sink: &str, err: &rustls::Error) -> String {
     let add_ca = format!(
         "if the receiver's certificate comes from your own CA, add that CA's certificate \
          (PEM) with ca_file in [sinks.{sink}] or in [tls]"

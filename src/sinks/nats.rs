@@ -3,9 +3,11 @@
 //! stream's publish acknowledgement.
 //!
 //! Invariants:
-//! - `Delivered` only on the stream's acknowledgement. `Nats-Msg-Id` is the event id, so a
-//!   re-publish (a retry after a lost ack, a replay, a crash before the outcome was stored)
-//!   inside the stream's duplicate window is acknowledged as a duplicate and not stored twice.
+//! - `Delivered` only on the stream's acknowledgement. `Nats-Msg-Id` is the same for every
+//!   publish of one delivery (`msg_id`), so a re-publish (a retry after a lost ack, a
+//!   replay, a crash before the outcome was stored, the sender's retry through another
+//!   instance) inside the stream's duplicate window is acknowledged as a duplicate and not
+//!   stored twice.
 //! - One connection per sink, made at the first delivery (a NATS server that is down never
 //!   stops the relay from starting; deliveries retry) and kept: the client reconnects by
 //!   itself. Concurrent deliveries share it.
@@ -125,29 +127,73 @@ impl NatsSink {
                     .map(|s| s.parse::<async_nats::ServerAddr>())
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|_| "a server URL cannot be parsed".to_string())?;
-                let client = options.connect(addrs).await.map_err(|e| {
-                    let why = match e.kind() {
-                        ConnectErrorKind::Authentication
-                        | ConnectErrorKind::AuthorizationViolation => {
-                            "the server refused the credentials; check username/password, \
-                             token, nkey or creds_file"
-                        }
-                        ConnectErrorKind::TimedOut => "timed out",
-                        ConnectErrorKind::Tls => {
-                            "TLS failed; check the server's certificate against [tls] ca_file \
-                             or the sink's ca_file"
-                        }
-                        ConnectErrorKind::Dns => "the host name does not resolve",
-                        ConnectErrorKind::ServerParse => "a server URL cannot be parsed",
-                        _ => "no server answered",
-                    };
-                    format!("cannot connect to NATS: {why}")
-                })?;
+                let client = options
+                    .connect(addrs)
+                    .await
+                    .map_err(|e| format!("cannot connect to NATS: {}", self.connect_error(&e)))?;
                 Ok(jetstream::ContextBuilder::new()
                     .timeout(self.timeout)
                     .build(client))
             })
             .await
+    }
+
+    /// Why a connection failed, and which of the sink's keys fixes it.
+    fn connect_error(&self, e: &async_nats::ConnectError) -> String {
+        let sink = &self.name;
+        // A refused certificate surfaces as an I/O error holding the rustls one.
+        if let Some(tls) = super::http::tls_cause(e) {
+            return format!(
+                "TLS handshake failed: {}",
+                super::http::explain_tls(sink, tls)
+            );
+        }
+        match e.kind() {
+            ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
+                match &self.auth {
+                    NatsAuth::None => format!(
+                        "the server requires credentials; set username and password, token, \
+                         nkey or creds_file in [sinks.{sink}]"
+                    ),
+                    NatsAuth::UserPassword { user, .. } => format!(
+                        "the server refused user \"{}\" with this password; fix [sinks.{sink}] \
+                         username and password",
+                        user.escape_debug()
+                    ),
+                    NatsAuth::Token(_) => {
+                        format!("the server refused the token; fix [sinks.{sink}] token")
+                    }
+                    NatsAuth::NKey(_) => format!(
+                        "the server refused the NKey; fix [sinks.{sink}] nkey (a user seed whose \
+                         public key the server lists)"
+                    ),
+                    NatsAuth::Creds(_) => format!(
+                        "the server refused the creds file's user; fix [sinks.{sink}] creds_file \
+                         (a user of an account the server trusts)"
+                    ),
+                }
+            }
+            ConnectErrorKind::TimedOut => format!(
+                "no answer within the sink's timeout ({}); check [sinks.{sink}] url, or raise \
+                 its timeout",
+                humantime::format_duration(self.timeout)
+            ),
+            ConnectErrorKind::Tls => format!(
+                "TLS failed ({}); check [sinks.{sink}] url (tls:// needs a server with TLS), \
+                 ca_file, client_cert and client_key, or [tls] ca_file",
+                super::http::innermost(e)
+            ),
+            ConnectErrorKind::Dns => {
+                format!("the host name does not resolve; check [sinks.{sink}] url")
+            }
+            ConnectErrorKind::ServerParse => {
+                format!("a server URL cannot be parsed; fix [sinks.{sink}] url")
+            }
+            _ => format!(
+                "no server answered ({}); check [sinks.{sink}] url and that NATS is up",
+                super::http::innermost(e)
+            ),
+        }
     }
 
     /// "No responders" means no stream took the message: none listens on the subject (for
@@ -253,11 +299,23 @@ impl Sink for NatsSink {
     }
 }
 
+/// The stream's deduplication id: `{source}:{delivery id}` when the sender gave a delivery
+/// id, else the event id. Instances are shared-nothing, so a sender's retry that reached
+/// another instance got another event id there; keyed like each instance's own dedup
+/// (source and delivery id), the stream's duplicate window catches it across instances.
+/// Source names hold no `:`, so the two parts cannot be confused.
+fn msg_id(d: &Delivery) -> String {
+    match &d.delivery_id {
+        Some(delivery) => format!("{}:{delivery}", d.source),
+        None => d.event_id.hyphenated().to_string(),
+    }
+}
+
 /// The message's headers: the deduplication id and what names the event.
 fn headers(d: &Delivery) -> HeaderMap {
     let id = d.event_id.hyphenated().to_string();
     let mut headers = HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, value(&msg_id(d)));
     headers.insert(HEADER_EVENT_ID, id.as_str());
     headers.insert(HEADER_SOURCE, value(&d.source));
     if let Some(event_type) = &d.event_type {
@@ -394,6 +452,16 @@ mod tests {
         let h = headers(&d);
         let id = d.event_id.hyphenated().to_string();
         assert_eq!(h.get("Nats-Msg-Id").map(|v| v.as_str()), Some(id.as_str()));
+        d.delivery_id = Some("72d3162e\r\n".to_string());
+        let with_delivery = headers(&d);
+        assert_eq!(
+            with_delivery.get("Nats-Msg-Id").map(|v| v.as_str()),
+            Some(format!("{}:72d3162e  ", super::super::TEST_SOURCE).as_str())
+        );
+        assert_eq!(
+            with_delivery.get(HEADER_EVENT_ID).map(|v| v.as_str()),
+            Some(id.as_str())
+        );
         assert_eq!(
             h.get(HEADER_EVENT_ID).map(|v| v.as_str()),
             Some(id.as_str())

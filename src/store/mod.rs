@@ -7,11 +7,13 @@
 
 mod codec;
 mod dedup;
+mod health;
 mod inspect;
 mod slot;
 mod tables;
 mod writer;
 
+pub use health::StoreHealth;
 pub use inspect::{
     AttemptView, DeadLetter, DeliveryState, EventPage, EventQuery, EventStatus, EventSummary,
     Replayed, SinkStats,
@@ -211,6 +213,8 @@ struct Inner {
     ops: Mutex<Option<mpsc::Sender<writer::Op>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     watchers: Arc<Watchers>,
+    /// Whether commits succeed, as the writer publishes it.
+    health: tokio::sync::watch::Receiver<StoreHealth>,
 }
 
 /// One `Notify` per sink, woken by the writer after a commit adds to that sink's queue.
@@ -274,12 +278,13 @@ impl Store {
         let db = Arc::new(Slot::new(path.clone(), db));
         let watchers = Arc::new(Watchers::default());
         let (tx, rx) = mpsc::channel(OPS_CHANNEL);
+        let (report, health) = health::HealthReport::new();
         let writer = {
             let db = db.clone();
             let watchers = watchers.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(db, rx, watchers, dedup, metrics))
+                .spawn(move || writer::run(db, rx, watchers, dedup, metrics, report))
                 .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Store {
@@ -289,6 +294,7 @@ impl Store {
                 ops: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
                 watchers,
+                health,
             }),
         })
     }
@@ -296,6 +302,12 @@ impl Store {
     /// The redb file's path.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Whether commits succeed; changes when the first commit fails and when one succeeds
+    /// again.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<StoreHealth> {
+        self.inner.health.clone()
     }
 
     async fn submit<T>(

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::codec::{self, AttemptValue, DeadValue, EventMeta, PendingState, QueueValue};
 use super::dedup::DedupIndex;
+use super::health::HealthReport;
 use super::slot::{self, Slot};
 use super::tables::{ATTEMPTS, DEAD, DEDUP_LOG, EVENTS, PENDING, QUEUE};
 use super::{
@@ -155,6 +156,7 @@ pub(super) fn run(
     watchers: Arc<Watchers>,
     mut dedup: DedupIndex,
     metrics: StoreMetrics,
+    mut health: HealthReport,
 ) {
     let mut ids = IdGenerator { last: 0 };
     let mut batch: Vec<Op> = Vec::with_capacity(256);
@@ -170,7 +172,15 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&db, &mut ids, &mut dedup, &mut batch, &watchers, &metrics);
+        commit_batch(
+            &db,
+            &mut ids,
+            &mut dedup,
+            &mut batch,
+            &watchers,
+            &metrics,
+            &mut health,
+        );
     }
 }
 
@@ -181,6 +191,7 @@ fn commit_batch(
     batch: &mut Vec<Op>,
     watchers: &Watchers,
     metrics: &StoreMetrics,
+    health: &mut HealthReport,
 ) {
     // No database after a failed reopen: try again now, since space may have been freed.
     let db = match slot.current().map_or_else(|| slot.reopen(), Ok) {
@@ -188,6 +199,7 @@ fn commit_batch(
         Err(reason) => {
             let message = format!("the store cannot be reopened: {reason}");
             tracing::error!(ops = batch.len(), error = %message, "store unavailable; the batch was refused and its callers were told");
+            health.failed(&message, now_ms());
             for op in batch.drain(..) {
                 op.fail(&message);
             }
@@ -226,6 +238,7 @@ fn commit_batch(
         Ok(()) => {
             index_changes.apply(dedup);
             metrics.batch(ops, started.elapsed().as_secs_f64());
+            health.committed();
             for reply in replies {
                 reply.send_ok();
             }
@@ -241,6 +254,7 @@ fn commit_batch(
         Err(err) => {
             let message = describe(&err);
             tracing::error!(ops, error = %message, "store commit failed; the batch was not written and its callers were told");
+            health.failed(&message, now_ms());
             for reply in replies {
                 reply.send_err(&message);
             }

@@ -344,3 +344,89 @@ fn the_event_summary_reaches_templates_escaped() {
     );
     assert_eq!(out, "uploaded releases &lt;b&gt; 1.4.2|False");
 }
+
+fn notice(body: serde_json::Value) -> EventContext {
+    let kind = body["type"].as_str().unwrap().to_string();
+    let mut ev = event(&kind, body);
+    ev.source = "hookrelay".to_string();
+    ev.headers.clear();
+    ev
+}
+
+#[test]
+fn the_default_message_reads_hookrelay_notices() {
+    let unhealthy = notice(serde_json::json!({
+        "type": "sink.unhealthy", "sink": "audit", "since": "2025-01-01T12:03:10Z",
+        "consecutive_failures": 5, "last_error": "receiver answered 503",
+        "reason": "5 failed attempts in a row", "suppressed": 0, "instance": "relay-1",
+        "time": "2025-01-01T12:05:00Z",
+    }));
+    assert_eq!(
+        render(DEFAULT_MESSAGE, Target::Slack, &unhealthy).trim(),
+        "Sink *audit* is unhealthy: 5 failed attempts since 12:03 UTC; last error: receiver answered 503\nRelay relay-1"
+    );
+    assert_eq!(
+        render(DEFAULT_SUBJECT, Target::Plain, &unhealthy).trim(),
+        "[hookrelay] sink.unhealthy: audit"
+    );
+    let mut dead = unhealthy.clone();
+    dead.body["reason"] =
+        serde_json::json!("a delivery became a dead letter after 1 failed attempt in a row");
+    assert!(
+        render(DEFAULT_MESSAGE, Target::Plain, &dead)
+            .contains("\nAn event is now a dead letter: replay it once the sink works again.\n"),
+        "{}",
+        render(DEFAULT_MESSAGE, Target::Plain, &dead)
+    );
+
+    let recovered = notice(serde_json::json!({
+        "type": "sink.recovered", "sink": "audit", "since": "2024-12-31T23:59:00Z",
+        "consecutive_failures": 1, "last_error": "could not connect", "recovered_after_s": 245,
+        "reason": "working again", "suppressed": 3, "instance": "relay-1",
+        "time": "2025-01-01T00:03:05Z",
+    }));
+    assert_eq!(
+        render(DEFAULT_MESSAGE, Target::Plain, &recovered).trim(),
+        "Sink audit recovered after 4 min\n\
+         It had 1 failed attempt since 2024-12-31 23:59 UTC; last error: could not connect\n\
+         Relay relay-1; 3 notices about it held back since the last one"
+    );
+
+    let storage = notice(serde_json::json!({
+        "type": "storage.unhealthy", "store": "/var/lib/hookrelay/hookrelay.redb",
+        "since": "2025-01-01T12:03:00Z", "consecutive_failures": 0, "last_error": null,
+        "reason": "100.0 MiB free on the store's file system, under [notices] min_free 1.0 GiB",
+        "suppressed": 0, "instance": "relay-1", "time": "2025-01-01T12:03:00Z",
+    }));
+    let text = render(DEFAULT_MESSAGE, Target::Plain, &storage);
+    assert!(
+        text.starts_with("Storage is unhealthy: 100.0 MiB free on the store's file system"),
+        "{text}"
+    );
+    assert!(!text.contains("Last error"), "{text}");
+
+    let reload = notice(serde_json::json!({
+        "type": "config.reload_failed", "config": "hookrelay.toml",
+        "errors": ["hookrelay.toml:3:7: routes[0].to: no sink \"x\""], "error_count": 1,
+        "reason": "1 problem in hookrelay.toml; the previous configuration keeps running",
+        "suppressed": 0, "instance": "relay-1", "time": "2025-01-01T12:03:00Z",
+    }));
+    assert_eq!(
+        render(DEFAULT_MESSAGE, Target::Plain, &reload).trim(),
+        "Config reload failed: 1 problem in hookrelay.toml; the previous configuration keeps running\n\
+         • hookrelay.toml:3:7: routes[0].to: no sink \"x\"\n\
+         Relay relay-1"
+    );
+}
+
+#[test]
+fn a_notice_is_escaped_like_any_event() {
+    let hostile = notice(serde_json::json!({
+        "type": "sink.unhealthy", "sink": "audit", "since": "2025-01-01T12:03:10Z",
+        "consecutive_failures": 5, "last_error": "<!channel> answered",
+        "reason": "5 failed attempts in a row", "instance": "relay-1",
+        "time": "2025-01-01T12:05:00Z",
+    }));
+    let slack = render(DEFAULT_MESSAGE, Target::Slack, &hostile);
+    assert!(slack.contains("&lt;!channel&gt; answered"), "{slack}");
+}

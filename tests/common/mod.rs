@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod browser;
 pub mod faults;
 pub mod moto;
 pub mod nats;
