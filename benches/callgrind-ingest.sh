@@ -61,7 +61,7 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 callgrind_control -i on "$relay_pid" >/dev/null
-wrk -t1 -c16 -d"${seconds}s" -s "$work/github.lua" "http://127.0.0.1:$port/hooks/github" >"$work/wrk.out"
+wrk -t1 -c16 -d"${seconds}s" --timeout 60s -s "$work/github.lua" "http://127.0.0.1:$port/hooks/github" >"$work/wrk.out"
 callgrind_control -i off "$relay_pid" >/dev/null
 kill -INT "$relay_pid"
 wait "$relay_pid" 2>/dev/null || true

@@ -1,7 +1,7 @@
 //! Load bench: the real `hookrelay` binary over loopback beside a bare hyper server, measured
 //! in the same run by the same client, so their ratio means something on any machine.
 //!
-//! Three phases, each a warm-up (not counted) then a measured window:
+//! Six phases; the first five are a warm-up (not counted) then a measured window:
 //!
 //! 1. **bare baseline**: a hyper 1 HTTP/1.1 server in this process, on its own tokio
 //!    runtime, that reads the whole body and answers `202` with a small JSON id. No
@@ -13,6 +13,14 @@
 //!    routed to, publishing to a `nats-server -js` started here; reported as a ratio to
 //!    phase 2, with the publish rate and how long the backlog took to drain. Skipped, saying
 //!    so, when `nats-server` is not installed.
+//! 4. **fan-out** (`load/fanout.rs`): every event routed to 4 webhook sinks served by a fast
+//!    receiver in this process (`load/receiver.rs`), for `LOAD_FANOUT_SECONDS` (60): ingest
+//!    and delivery rates, receipt-to-delivery latency, queue depth, time to drain.
+//! 5. **half of peak** (`load/halfpeak.rs`): the relay of phase 2 driven open-loop at half
+//!    the rate phase 2 measured; latency free of coordinated omission.
+//! 6. **backlog** (`load/backlog.rs`): `LOAD_BACKLOG_EVENTS` (250,000) events × 4 paused
+//!    sinks filled through the relay, then a restart with the sinks unpaused: time to
+//!    serve, RSS, drain rate.
 //!
 //! The load generator is a hyper 1 client (`hyper::client::conn::http1`), one task per
 //! keep-alive connection, on its own runtime. Every request carries the same ~1 KiB GitHub
@@ -25,9 +33,10 @@
 //! the split can be read off.
 //!
 //! Knobs (environment): `LOAD_SECONDS` (measured, default 10), `LOAD_WARMUP` (default 3),
-//! `LOAD_CONNECTIONS` (default 64). Run with `cargo bench --bench load`; the table is also
-//! written to `target/load-bench.md`. Without `--bench` (as `cargo test --benches` runs it)
-//! it is a one-second smoke run that writes nothing.
+//! `LOAD_CONNECTIONS` (default 64), `LOAD_FANOUT_SECONDS`, `LOAD_BACKLOG_EVENTS`. Run with
+//! `cargo bench --bench load`; the table is also written to `target/load-bench.md`. Without
+//! `--bench` (as `cargo test --benches` runs it) it is a smoke run of every phase (1 s
+//! windows, a 2,000-event backlog) that writes nothing.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -47,6 +56,17 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
+
+// The later phases live in `benches/load/` (a folder without `main.rs`, so cargo does not
+// take its files for benches of their own).
+#[path = "load/backlog.rs"]
+mod backlog;
+#[path = "load/fanout.rs"]
+mod fanout;
+#[path = "load/halfpeak.rs"]
+mod halfpeak;
+#[path = "load/receiver.rs"]
+mod receiver;
 
 /// The source's secret in the relay's config; the client signs with it.
 const SECRET: &str = "bench-secret-0123456789";
@@ -75,6 +95,15 @@ struct Plan {
     connections: usize,
     /// A smoke run (`cargo test --benches`): short, writes no report.
     smoke: bool,
+    /// Open loop at this many requests/s over all connections, each on a fixed schedule;
+    /// `None`: closed loop, each connection sends its next request once the last is answered.
+    pace: Option<f64>,
+}
+
+/// What a later phase adds to the report: its rows in the table and its paragraph.
+struct Section {
+    rows: Vec<Row>,
+    text: String,
 }
 
 /// What one phase measured.
@@ -90,6 +119,9 @@ struct PhaseResult {
     writer: Sched,
     /// Every `202` of the phase, warm-up included: the events the relay stored.
     accepted: u64,
+    /// Paced phases: counted requests whose connection was still busy with the previous one
+    /// at their scheduled time (the server was behind).
+    behind_schedule: u64,
     /// Fraction of the whole machine busy during the window, everyone included.
     machine_busy: f64,
     /// Fraction of the whole machine in interrupt and softirq work.
@@ -137,6 +169,7 @@ fn run() -> anyhow::Result<()> {
         measured: Duration::from_secs(env_u64("LOAD_SECONDS", if smoke { 1 } else { 10 })?),
         connections: env_u64("LOAD_CONNECTIONS", 64)? as usize,
         smoke,
+        pace: None,
     };
     ensure!(
         plan.measured > Duration::ZERO,
@@ -159,7 +192,7 @@ fn run() -> anyhow::Result<()> {
 
     let client = client_runtime(&machine)?;
 
-    println!("\n[1/3] bare hyper baseline");
+    println!("\n[1/6] bare hyper baseline");
     let baseline = {
         let server = baseline_runtime(&machine)?;
         let listener = server.block_on(TcpListener::bind("127.0.0.1:0"))?;
@@ -186,7 +219,7 @@ fn run() -> anyhow::Result<()> {
     };
     report_phase(&baseline, &machine);
 
-    println!("\n[2/3] hookrelay: github HMAC verified, fsync'd to redb, no routes");
+    println!("\n[2/6] hookrelay: github HMAC verified, fsync'd to redb, no routes");
     let dir = tempfile::tempdir().context("cannot create a temp dir for the relay")?;
     let relay = RelayProcess::start(dir.path())?;
     // The pid lets one attach a profiler (`perf record -p`) during the load.
@@ -235,10 +268,39 @@ fn run() -> anyhow::Result<()> {
     };
     report_phase(&relay_result, &machine);
 
-    let mut markdown = table(&baseline, &relay_result, &facts, &machine, plan, body.len());
-    println!("\n[3/3] hookrelay publishing every event to NATS JetStream");
-    if let Some(section) = jetstream_phase(&client, &body, plan, &machine, &relay_result)? {
+    println!("\n[3/6] hookrelay publishing every event to NATS JetStream");
+    let jetstream = jetstream_phase(&client, &body, plan, &machine, &relay_result)?;
+
+    println!("\n[4/6] hookrelay fanning every event out to 4 webhook sinks");
+    let fanout = fanout::fanout_phase(&client, &body, plan, &machine, &baseline, &relay_result)?;
+
+    println!("\n[5/6] hookrelay at half of its peak rate, open loop");
+    let half_peak =
+        halfpeak::half_peak_phase(&client, &body, plan, &machine, &baseline, &relay_result)?;
+
+    println!("\n[6/6] hookrelay restarted on a backlog of pending deliveries");
+    let backlog = backlog::backlog_phase(&client, &body, plan, &machine, &baseline)?;
+
+    let sections = [fanout, half_peak, backlog];
+    let rows: Vec<Row> = sections
+        .iter()
+        .flat_map(|s| &s.rows)
+        .map(Row::clone)
+        .collect();
+    let mut markdown = table(
+        &baseline,
+        &relay_result,
+        &rows,
+        &facts,
+        &machine,
+        plan,
+        body.len(),
+    );
+    if let Some(section) = jetstream {
         markdown.push_str(&section);
+    }
+    for section in &sections {
+        markdown.push_str(&section.text);
     }
     println!("\n{markdown}");
     if !plan.smoke {
@@ -391,6 +453,8 @@ struct ConnectionTally {
     requests: u64,
     /// All `202`s.
     accepted: u64,
+    /// Counted requests sent late because the previous reply had not come (paced only).
+    behind_schedule: u64,
     latency_us: Option<Histogram<u64>>,
     failures: Vec<String>,
 }
@@ -417,6 +481,15 @@ fn drive(
     let window_end = window_start + plan.measured;
     let mut tasks = Vec::with_capacity(plan.connections);
     for connection in 0..plan.connections {
+        // Each connection sends `rate / connections` requests/s, the connections' schedules
+        // staggered evenly so the server sees a steady stream, not bursts.
+        let pacing = plan.pace.map(|rate| {
+            let interval = Duration::from_secs_f64(plan.connections as f64 / rate);
+            Pacing {
+                first: started + interval.mul_f64(connection as f64 / plan.connections as f64),
+                interval,
+            }
+        });
         let body = body.clone();
         let signatures = signatures.clone();
         let ids = ids.clone();
@@ -433,6 +506,7 @@ fn drive(
                 &signatures,
                 &ids,
                 connection,
+                pacing,
                 window_start,
                 window_end,
                 &mut tally,
@@ -460,6 +534,7 @@ fn drive(
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
     let mut requests = 0;
     let mut accepted = 0;
+    let mut behind_schedule = 0;
     let mut failures = Vec::new();
     for task in tasks {
         let tally = client
@@ -467,6 +542,7 @@ fn drive(
             .context("a connection task panicked")?;
         requests += tally.requests;
         accepted += tally.accepted;
+        behind_schedule += tally.behind_schedule;
         if let Some(h) = &tally.latency_us {
             latency_us.add(h)?;
         }
@@ -496,14 +572,31 @@ fn drive(
             waiting_for_cpu: writer_end.waiting_for_cpu - writer_start.waiting_for_cpu,
         },
         accepted,
+        behind_schedule,
         machine_busy: busy_end.busy_since(&busy_start),
         machine_interrupts: busy_end.interrupts_since(&busy_start),
         others,
     })
 }
 
-/// One keep-alive connection sending requests back to back until `window_end`. Requests
-/// that start before `window_start` (warm-up) or end after `window_end` are not counted.
+/// One connection's schedule in an open-loop phase.
+#[derive(Clone, Copy)]
+struct Pacing {
+    first: Instant,
+    interval: Duration,
+}
+
+/// One keep-alive connection sending requests until `window_end`.
+///
+/// Closed loop (`pacing` is `None`): back to back; requests that start before `window_start`
+/// (warm-up) or end after `window_end` are not counted.
+///
+/// Open loop: request `k` is due at `first + k × interval`. Its latency runs from that
+/// scheduled time whenever the previous reply came after it (the server held the
+/// connection up: measuring from the late send would hide that wait, the "coordinated
+/// omission" of closed-loop tools), else from the actual send (a timer firing late is the
+/// client's delay, not the server's). Every request scheduled inside the window counts,
+/// however late it ends.
 #[allow(clippy::too_many_arguments)]
 async fn connection_loop(
     addr: SocketAddr,
@@ -511,6 +604,7 @@ async fn connection_loop(
     signatures: &Signatures,
     ids: &DeliveryIds,
     connection: usize,
+    pacing: Option<Pacing>,
     window_start: Instant,
     window_end: Instant,
     tally: &mut ConnectionTally,
@@ -523,9 +617,25 @@ async fn connection_loop(
     let driver = tokio::spawn(conn);
     let histogram = tally.latency_us.as_mut().expect("set by the caller");
     let mut seq = 0u64;
+    let mut previous_done: Option<Instant> = None;
     loop {
-        let sent = Instant::now();
-        if sent >= window_end {
+        // `sent`: where this request's latency starts; `behind`: its connection was still
+        // waiting for the previous reply when it fell due.
+        let (sent, scheduled, behind) = match pacing {
+            None => (Instant::now(), None, false),
+            Some(p) => {
+                let due = p.first + p.interval.mul_f64(seq as f64);
+                if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                if previous_done.is_some_and(|done| done > due) {
+                    (due, Some(due), true)
+                } else {
+                    (Instant::now(), Some(due), false)
+                }
+            }
+        };
+        if scheduled.unwrap_or(sent) >= window_end {
             break;
         }
         sender
@@ -546,6 +656,7 @@ async fn connection_loop(
             .context("reading the reply")?
             .to_bytes();
         let done = Instant::now();
+        previous_done = Some(done);
         if status != StatusCode::ACCEPTED {
             let text = String::from_utf8_lossy(&reply[..reply.len().min(200)]).into_owned();
             tally.failures.push(format!("status {status}: {text}"));
@@ -555,8 +666,15 @@ async fn connection_loop(
             continue;
         }
         tally.accepted += 1;
-        if sent >= window_start && done <= window_end {
+        let counted = match scheduled {
+            None => sent >= window_start && done <= window_end,
+            Some(due) => due >= window_start,
+        };
+        if counted {
             tally.requests += 1;
+            if behind {
+                tally.behind_schedule += 1;
+            }
             let us = (done - sent).as_micros() as u64;
             histogram.record(us.clamp(1, MAX_LATENCY_US))?;
         }
@@ -597,6 +715,8 @@ struct RelayProcess {
     child: Child,
     addr: SocketAddr,
     lines: Arc<AtomicU64>,
+    /// The admin listener's address, sent once its line is logged (with `[admin]` only).
+    admin: mpsc::Receiver<SocketAddr>,
 }
 
 impl RelayProcess {
@@ -633,14 +753,23 @@ impl RelayProcess {
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let lines = Arc::new(AtomicU64::new(0));
         let (addr_tx, addr_rx) = mpsc::channel();
+        let (admin_tx, admin_rx) = mpsc::channel();
         {
             let lines = lines.clone();
             std::thread::spawn(move || {
                 let mut addr_tx = Some(addr_tx);
+                let mut admin_tx = Some(admin_tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
                     lines.fetch_add(1, Ordering::Relaxed);
                     let _ = writeln!(log_copy, "{line}");
+                    // The admin listener's line comes after the "listening" one (the store is
+                    // opened in between), when the config has an `[admin]` section.
+                    if admin_tx.is_some()
+                        && let Some(addr) = admin_listen_addr(&line)
+                    {
+                        let _ = admin_tx.take().map(|tx| tx.send(addr));
+                    }
                     if let Some(tx) = &addr_tx {
                         if let Some(addr) = listen_addr(&line) {
                             let _ = tx.send(Ok(addr));
@@ -670,7 +799,20 @@ impl RelayProcess {
                 }
             }
         };
-        Ok(RelayProcess { child, addr, lines })
+        Ok(RelayProcess {
+            child,
+            addr,
+            lines,
+            admin: admin_rx,
+        })
+    }
+
+    /// The admin listener's address, once the relay logged it (within 60 s: a big store
+    /// takes a while to open). Call it once per relay: the address is handed over once.
+    fn admin_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.admin
+            .recv_timeout(Duration::from_secs(60))
+            .context("the relay did not log \"admin API listening\" within 60 s")
     }
 
     fn pid(&self) -> u32 {
@@ -720,6 +862,15 @@ fn listen_addr(line: &str) -> Option<SocketAddr> {
         return None;
     }
     value.get("listen")?.as_str()?.parse().ok()
+}
+
+/// The address of the relay's `"admin API listening"` JSON log line.
+fn admin_listen_addr(line: &str) -> Option<SocketAddr> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    if value.get("message")?.as_str()? != "admin API listening" {
+        return None;
+    }
+    value.get("admin_listen")?.as_str()?.parse().ok()
 }
 
 /// Bytes `pid` has caused to be sent to the storage layer (`write_bytes` of
@@ -1015,35 +1166,73 @@ fn report_phase(r: &PhaseResult, machine: &Machine) {
     }
 }
 
+/// One line of the report's table: what is counted per second, its latencies where it has
+/// some, and the CPU split where it was measured.
+#[derive(Clone)]
+struct Row {
+    /// Says what the rate counts (requests, deliveries) and what the latency spans.
+    name: String,
+    rate: f64,
+    latency_us: Option<Histogram<u64>>,
+    /// Cores: server, load generator, everything else.
+    cores: Option<[f64; 3]>,
+}
+
+impl Row {
+    /// The row of a phase driven by [`drive`]: requests/s, request latency, CPU.
+    fn of(r: &PhaseResult, machine: &Machine) -> Row {
+        Row {
+            name: r.name.to_string(),
+            rate: r.rate(),
+            latency_us: Some(r.latency_us.clone()),
+            cores: Some([
+                r.server_cpu / r.seconds,
+                r.client_cpu / r.seconds,
+                r.other_cores(machine.cores),
+            ]),
+        }
+    }
+}
+
 /// The Markdown report: printed, and written to `target/load-bench.md`.
 fn table(
     baseline: &PhaseResult,
     relay: &PhaseResult,
+    more: &[Row],
     facts: &RelayFacts,
     machine: &Machine,
     plan: Plan,
     body_len: usize,
 ) -> String {
     let ratio = relay.rate() / baseline.rate();
-    let row = |r: &PhaseResult| {
+    let row = |r: &Row| {
+        let latency = match &r.latency_us {
+            Some(h) => format!(
+                "{} | {} | {}",
+                ms(h.value_at_quantile(0.50)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.max())
+            ),
+            None => "— | — | —".to_string(),
+        };
+        let cores = match r.cores {
+            Some([server, client, other]) => format!("{server:.2} / {client:.2} / {other:.2}"),
+            None => "—".to_string(),
+        };
         format!(
-            "| {} | {:.0} | {} | {} | {} | {:.2}× | {:.2} / {:.2} / {:.2} |\n",
+            "| {} | {:.0} | {latency} | {:.2}× | {cores} |\n",
             r.name,
-            r.rate(),
-            ms(r.latency_us.value_at_quantile(0.50)),
-            ms(r.latency_us.value_at_quantile(0.99)),
-            ms(r.latency_us.max()),
-            r.rate() / baseline.rate(),
-            r.server_cpu / r.seconds,
-            r.client_cpu / r.seconds,
-            r.other_cores(machine.cores),
+            r.rate,
+            r.rate / baseline.rate(),
         )
     };
     let mut out = String::new();
     out.push_str(&format!(
         "{} keep-alive connections, {} B signed GitHub `push` body, unique delivery ids, \
          {} s warm-up + {} s measured per server. Machine: {} cores ({}), kernel {}; \
-         **the load generator and the server share these {} cores**.\n\n",
+         **the load generator and the server share these {} cores** (and so does the \
+         receiver of the phases with webhook sinks). A rate counts requests, or deliveries \
+         where its row says so; a row's latency is per request unless it says otherwise.\n\n",
         plan.connections,
         body_len,
         plan.warmup.as_secs(),
@@ -1053,10 +1242,13 @@ fn table(
         machine.kernel,
         machine.cores,
     ));
-    out.push_str("| server | requests/s | p50 | p99 | max | vs baseline | CPU cores: server / load generator / other |\n");
+    out.push_str("| server | per second | p50 | p99 | max | vs baseline | CPU cores: server / load generator / other |\n");
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    out.push_str(&row(baseline));
-    out.push_str(&row(relay));
+    out.push_str(&row(&Row::of(baseline, machine)));
+    out.push_str(&row(&Row::of(relay, machine)));
+    for r in more {
+        out.push_str(&row(r));
+    }
     out.push_str(&format!(
         "\nhookrelay / baseline = **{ratio:.2}** (goal ≥ 0.50: {}).\n",
         if ratio >= 0.5 { "met" } else { "NOT met" }
@@ -1083,8 +1275,8 @@ fn table(
 }
 
 /// Keeps the relay's per-delivery lines ("delivered", target `hookrelay::dispatch`) out
-/// of the JetStream phase's log, as [`RELAY_LOG_FILTER`] keeps the per-request ones.
-const JETSTREAM_LOG_FILTER: &str =
+/// of the log of the phases with sinks, as [`RELAY_LOG_FILTER`] keeps the per-request ones.
+const SINK_LOG_FILTER: &str =
     "warn,hookrelay=info,hookrelay::ingress=warn,hookrelay::dispatch=warn";
 
 /// The nats sink of the JetStream phase: the README's example, on a loopback server.
@@ -1164,7 +1356,7 @@ fn jetstream_phase(
              concurrency = {JETSTREAM_CONCURRENCY}\n\n\
              [[routes]]\nfrom = \"github\"\nto = [\"stream\"]\n"
         ),
-        JETSTREAM_LOG_FILTER,
+        SINK_LOG_FILTER,
     )?;
     client.block_on(probe(relay.addr, body))?;
     let relay_pid = relay.pid();

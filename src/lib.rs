@@ -14,6 +14,7 @@
 //!
 //! [`metrics`] is cross-cutting: a leaf the parts count into. [`notice`] turns hookrelay's
 //! own health (sinks, store, config reloads) into events of the source `hookrelay`.
+//! [`reload`] applies a new config file to the running parts (SIGHUP, `POST /api/reload`).
 
 pub mod admin;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod dispatch;
 pub mod ingress;
 pub mod metrics;
 pub mod notice;
+pub mod reload;
 pub mod route;
 pub mod sinks;
 pub mod store;
@@ -29,10 +31,12 @@ pub mod template;
 pub mod verify;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use config::Config;
 use store::Store;
@@ -66,7 +70,15 @@ pub enum RunError {
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 const RETENTION_BATCH: usize = 500;
 
-/// Runs the relay on a bound listener until `shutdown` resolves.
+/// How [`run_with`] runs the relay beyond its config.
+#[derive(Default)]
+pub struct RunOptions {
+    /// The file `config` was read from: with it, SIGHUP and `POST /api/reload` read it again
+    /// and apply it; without, the config is fixed for the run.
+    pub config_path: Option<PathBuf>,
+}
+
+/// Runs the relay on a bound listener until `shutdown` resolves, with a fixed config.
 ///
 /// On shutdown: stop accepting, finish requests in flight (their commits included), give
 /// in-flight deliveries up to `[server] shutdown_timeout`, then close the store. Deliveries
@@ -76,6 +88,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    run_with(listener, config, RunOptions::default(), shutdown).await
+}
+
+/// Like [`run`], reloading the config from `options.config_path` on SIGHUP and on
+/// `POST /api/reload`.
+pub async fn run_with(
+    listener: TcpListener,
+    config: Config,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     // Before the store opens: a bad certificate should cost nothing but the message.
     let tls = match &config.server.tls {
         Some(files) => Some(Arc::new(
@@ -83,10 +106,18 @@ pub async fn run(
         )),
         None => None,
     };
+    let reloading = options.config_path.map(|path| (path, reload::channel()));
+    let reload_handle = reloading.as_ref().map(|(_, (handle, _))| handle.clone());
+    // Before serving: a SIGHUP that arrives before a handler exists kills the process.
+    let hangup = match (&tls, &reload_handle) {
+        (None, None) => None,
+        _ => reload::on_hangup(tls.clone(), reload_handle.clone()),
+    };
     let mut metrics = metrics::Metrics::new(&config);
     let store = Store::open_observed(&config.storage, metrics.store())?;
-    let sink_names = config.sinks.iter().map(|s| s.name.clone()).collect();
-    metrics.add_collector(admin::StoreGauges::new(store.clone(), sink_names));
+    let gauged = admin::GaugedSinks::default();
+    gauged.set(config.sinks.iter().map(|s| s.name.clone()).collect());
+    metrics.add_collector(admin::StoreGauges::new(store.clone(), gauged.clone()));
     let metrics = Arc::new(metrics);
     let health = Arc::new(dispatch::health::Health::new(&config.sinks));
     let (notices, notice_tasks) = notice::Notices::start(
@@ -95,7 +126,7 @@ pub async fn run(
         &config.notices,
         metrics.notices(),
     );
-    health.notify(notices);
+    health.notify(notices.clone());
     let admin_listener =
         match &config.admin {
             Some(admin) => Some(TcpListener::bind(admin.listen).await.map_err(|source| {
@@ -113,10 +144,12 @@ pub async fn run(
         Some(&metrics),
         health.clone(),
     )?;
-    let retention = tokio::spawn(retention_loop(store.clone(), config.storage.retention));
+    let (retention_setting, retention_rx) = watch::channel(config.storage.retention);
+    let retention = tokio::spawn(retention_loop(store.clone(), retention_rx));
     let ingress = Arc::new(ingress::Ingress::new(&config, store.clone()).observed(&metrics));
     let grace = config.server.shutdown_timeout;
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut admin_state = None;
     let admin_task = match (admin_listener, &config.admin) {
         (Some(listener), Some(admin_config)) => {
             if admin_config.token.is_none() {
@@ -128,13 +161,18 @@ pub async fn run(
                 admin_listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
                 "admin API listening"
             );
-            let state = Arc::new(admin::Admin::new(
+            let mut state = admin::Admin::new(
                 admin_config,
                 &config,
                 store.clone(),
                 metrics.clone(),
                 health.clone(),
-            ));
+            );
+            if let Some(handle) = &reload_handle {
+                state = state.with_reload(handle.clone());
+            }
+            let state = Arc::new(state);
+            admin_state = Some(state.clone());
             let stop = async move {
                 let _ = admin_stopped.await;
             };
@@ -142,25 +180,65 @@ pub async fn run(
         }
         _ => None,
     };
-    ingress::serve(listener, ingress, &config.server, tls, shutdown, grace).await;
+    let server = config.server.clone();
+    // With a file to reload, the reloader owns the dispatcher (and the config) until
+    // shutdown; without, it stays here.
+    let (reloader_stop, reloader_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (reloader, mut dispatcher) = match reloading {
+        Some((path, (_, requests))) => {
+            let parts = reload::Parts {
+                ingress: ingress.clone(),
+                dispatcher,
+                admin: admin_state,
+                metrics: metrics.clone(),
+                health: health.clone(),
+                gauged,
+                retention: retention_setting,
+                notices,
+            };
+            let reloader = reload::Reloader::new(path, config, parts);
+            let stop = async move {
+                let _ = reloader_stopped.await;
+            };
+            (Some(tokio::spawn(reloader.serve(requests, stop))), None)
+        }
+        None => (None, Some(dispatcher)),
+    };
+    ingress::serve(listener, ingress, &server, tls, shutdown, grace).await;
     tracing::info!("ingress stopped; finishing deliveries in flight");
+    if let Some(hangup) = hangup {
+        hangup.abort();
+    }
     let _ = admin_stop.send(());
     if let Some(task) = admin_task {
         let _ = task.await;
     }
     retention.abort();
-    dispatcher.shutdown(grace).await;
+    let _ = reloader_stop.send(());
+    if let Some(reloader) = reloader {
+        match reloader.await {
+            Ok(handed_back) => dispatcher = Some(handed_back),
+            Err(err) => {
+                tracing::error!(error = %err, "the reloader failed; deliveries in flight are cut short and stay queued")
+            }
+        }
+    }
+    if let Some(dispatcher) = dispatcher {
+        dispatcher.shutdown(grace).await;
+    }
     notice_tasks.stop();
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn retention_loop(store: Store, retention: Duration) {
+/// Removes expired events every [`RETENTION_INTERVAL`]; `retention` follows reloads.
+async fn retention_loop(store: Store, retention: watch::Receiver<Duration>) {
     let mut tick = tokio::time::interval(RETENTION_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let retention = *retention.borrow();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

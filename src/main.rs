@@ -218,7 +218,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match serve(loaded) {
+            match serve(loaded, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("hookrelay: {err:#}");
@@ -334,7 +334,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -359,7 +359,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
             "hookrelay {} listening",
             env!("CARGO_PKG_VERSION")
         );
-        hookrelay::run(listener, config, shutdown)
+        let options = hookrelay::RunOptions {
+            config_path: Some(path),
+        };
+        hookrelay::run_with(listener, config, options, shutdown)
             .await
             .context("hookrelay stopped")
     })

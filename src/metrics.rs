@@ -1,6 +1,7 @@
 //! Metrics: the Prometheus registry and the handles the parts count with.
 //!
-//! Every handle is created once at start, per source and per sink, so the hot path only
+//! Every handle is created once per source and per sink (at start, and by a reload for a
+//! name it adds), so the hot path only
 //! bumps an atomic counter: ingress never looks a label set up or takes a lock. Histograms
 //! (delivery latency, commit latency, batch size) take one uncontended lock per observation,
 //! which happens once per delivery attempt or per store batch, never per ingested request.
@@ -10,7 +11,7 @@
 //! every series is bounded by the config.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -201,6 +202,30 @@ impl StoreMetrics {
     }
 }
 
+/// How a configuration reload ended: the `outcome` label of `hookrelay_config_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new file was checked and is now running.
+    Success,
+    /// The new file was refused; the previous configuration keeps running.
+    Failure,
+}
+
+impl ReloadOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadOutcome::Success => "success",
+            ReloadOutcome::Failure => "failure",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NoticeLabels {
     r#type: &'static str,
@@ -242,10 +267,16 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    sources: HashMap<String, SourceCounters>,
+    /// Per-source and per-sink handles: written at start and by reloads, read when a part
+    /// takes its handles, never per request.
+    sources: RwLock<HashMap<String, SourceCounters>>,
     unknown_source: SourceCounters,
-    sinks: HashMap<String, SinkMetrics>,
+    sinks: RwLock<HashMap<String, SinkMetrics>>,
     store: StoreMetrics,
+    events: Family<EventLabels, Counter>,
+    deliveries: Family<DeliveryLabels, Counter>,
+    latency: Family<SinkLabel, Histogram, fn() -> Histogram>,
+    reloads: Family<ReloadLabels, Counter>,
     notices: NoticeMetrics,
 }
 
@@ -266,21 +297,6 @@ impl Metrics {
             "Requests to /hooks/{source}, by source and outcome",
             events.clone(),
         );
-        let counters_for = |source: &str| SourceCounters {
-            counters: Arc::new(EventOutcome::ALL.map(|outcome| {
-                events
-                    .get_or_create(&EventLabels {
-                        source: source.to_string(),
-                        outcome: outcome.as_str(),
-                    })
-                    .clone()
-            })),
-        };
-        let sources = config
-            .sources
-            .iter()
-            .map(|s| (s.name.clone(), counters_for(&s.name)))
-            .collect();
         // Only the one outcome that can happen without a source is registered; the others
         // stay detached, so no always-zero series.
         let mut unknown: [Counter; EventOutcome::ALL.len()] = Default::default();
@@ -309,32 +325,6 @@ impl Metrics {
             Unit::Seconds,
             latency.clone(),
         );
-        let sinks = config
-            .sinks
-            .iter()
-            .map(|s| {
-                let counter = |outcome: DeliveryOutcome| {
-                    deliveries
-                        .get_or_create(&DeliveryLabels {
-                            sink: s.name.clone(),
-                            outcome: outcome.as_str(),
-                        })
-                        .clone()
-                };
-                let handles = SinkMetrics {
-                    delivered: counter(DeliveryOutcome::Delivered),
-                    retrying: counter(DeliveryOutcome::Retrying),
-                    dead_lettered: counter(DeliveryOutcome::DeadLettered),
-                    skipped: counter(DeliveryOutcome::Skipped),
-                    latency: latency
-                        .get_or_create(&SinkLabel {
-                            sink: s.name.clone(),
-                        })
-                        .clone(),
-                };
-                (s.name.clone(), handles)
-            })
-            .collect();
 
         let store = StoreMetrics::default();
         registry.register_with_unit(
@@ -356,14 +346,88 @@ impl Metrics {
             notices.family.clone(),
         );
 
-        Metrics {
-            registry,
-            sources,
-            unknown_source,
-            sinks,
-            store,
-            notices,
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP or POST /api/reload), by outcome",
+            reloads.clone(),
+        );
+        for outcome in [ReloadOutcome::Success, ReloadOutcome::Failure] {
+            drop(reloads.get_or_create(&ReloadLabels {
+                outcome: outcome.as_str(),
+            }));
         }
+
+        let metrics = Metrics {
+            registry,
+            sources: RwLock::default(),
+            unknown_source,
+            sinks: RwLock::default(),
+            store,
+            events,
+            deliveries,
+            latency,
+            reloads,
+            notices,
+        };
+        metrics.track(config);
+        metrics
+    }
+
+    /// Registers, at zero, the series of every source and sink of `config` not yet known
+    /// (a reload's new names). Series of names a reload removed stay: counters never go
+    /// back, and a sink's queue may outlive its config.
+    pub fn track(&self, config: &Config) {
+        let mut sources = self.sources.write().unwrap_or_else(|e| e.into_inner());
+        for source in &config.sources {
+            sources
+                .entry(source.name.clone())
+                .or_insert_with(|| SourceCounters {
+                    counters: Arc::new(EventOutcome::ALL.map(|outcome| {
+                        self.events
+                            .get_or_create(&EventLabels {
+                                source: source.name.clone(),
+                                outcome: outcome.as_str(),
+                            })
+                            .clone()
+                    })),
+                });
+        }
+        drop(sources);
+        let mut sinks = self.sinks.write().unwrap_or_else(|e| e.into_inner());
+        for sink in &config.sinks {
+            sinks.entry(sink.name.clone()).or_insert_with(|| {
+                let counter = |outcome: DeliveryOutcome| {
+                    self.deliveries
+                        .get_or_create(&DeliveryLabels {
+                            sink: sink.name.clone(),
+                            outcome: outcome.as_str(),
+                        })
+                        .clone()
+                };
+                SinkMetrics {
+                    delivered: counter(DeliveryOutcome::Delivered),
+                    retrying: counter(DeliveryOutcome::Retrying),
+                    dead_lettered: counter(DeliveryOutcome::DeadLettered),
+                    skipped: counter(DeliveryOutcome::Skipped),
+                    latency: self
+                        .latency
+                        .get_or_create(&SinkLabel {
+                            sink: sink.name.clone(),
+                        })
+                        .clone(),
+                }
+            });
+        }
+    }
+
+    /// Counts one configuration reload.
+    pub fn reload(&self, outcome: ReloadOutcome) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     /// Adds metrics read at scrape time (queue depths, file size), under the same prefix.
@@ -373,7 +437,12 @@ impl Metrics {
 
     /// The counters of a configured source.
     pub fn source(&self, name: &str) -> SourceCounters {
-        self.sources.get(name).cloned().unwrap_or_default()
+        self.sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The counter for requests to no enabled source.
@@ -384,6 +453,8 @@ impl Metrics {
     /// The metrics of a configured sink (detached handles for any other name).
     pub fn sink(&self, name: &str) -> SinkMetrics {
         self.sinks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
             .unwrap_or_else(SinkMetrics::detached)
@@ -442,6 +513,42 @@ mod tests {
             1,
             "only unknown_source is counted without a source:\n{text}"
         );
+    }
+
+    #[test]
+    fn a_reload_adds_series_for_new_names_and_counts_itself() {
+        let metrics = Metrics::new(&config());
+        let text = metrics.render();
+        assert!(
+            text.contains("hookrelay_config_reloads_total{outcome=\"failure\"} 0"),
+            "{text}"
+        );
+        let reloaded = Config::parse(
+            "[sources.gitlab]\nkind = \"none\"\n[sinks.chat]\nkind = \"webhook\"\nurl = \"https://h/\"\n",
+            "t",
+        )
+        .unwrap();
+        let before = metrics.source("github");
+        metrics.track(&reloaded);
+        metrics.source("gitlab").inc(EventOutcome::Accepted);
+        metrics
+            .sink("chat")
+            .attempt(DeliveryOutcome::Delivered, 0.01);
+        // A handle taken before the reload still counts into the same series.
+        before.inc(EventOutcome::Accepted);
+        metrics.track(&reloaded);
+        metrics.reload(ReloadOutcome::Success);
+        let text = metrics.render();
+        for line in [
+            "hookrelay_events_received_total{source=\"gitlab\",outcome=\"accepted\"} 1",
+            "hookrelay_events_received_total{source=\"github\",outcome=\"accepted\"} 1",
+            "hookrelay_deliveries_total{sink=\"chat\",outcome=\"delivered\"} 1",
+            "hookrelay_deliveries_total{sink=\"audit\",outcome=\"delivered\"} 0",
+            "hookrelay_config_reloads_total{outcome=\"success\"} 1",
+            "hookrelay_config_reloads_total{outcome=\"failure\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
     }
 
     #[test]

@@ -391,3 +391,36 @@ async fn an_artifact_upload_message_names_repository_component_and_version() {
         );
     }
 }
+
+/// Regression: a line break in an event's field (here the pusher's name and the repository)
+/// split the built-in message's headline, so the Discord embed title and the Teams card
+/// title ended mid-sentence and the rest fell into the body as a line of its own.
+#[tokio::test]
+async fn regression_a_newline_in_an_event_field_does_not_split_the_headline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut discord = Receiver::with_script(vec![Answer::status(204)]).await;
+    let relay = Relay::start(
+        dir.path(),
+        &config(&format!(
+            "[sinks.chat]\nkind = \"discord\"\nurl = \"{}\"",
+            discord.url()
+        )),
+    );
+    let body = json!({
+        "ref": "refs/heads/main",
+        "pusher": {"name": "mona\nlisa"},
+        "repository": {"full_name": "octo/app\r\n\u{2028}fake line", "html_url": "https://github.com/octo/app"},
+        "commits": [],
+    })
+    .to_string();
+    send(&relay, "nl-1", &body).await;
+    let embed = json_of(&discord.next().await)["embeds"][0].clone();
+    let title = embed["title"].as_str().unwrap();
+    assert_eq!(
+        title, "mona lisa pushed 0 commits to main of octo/app fake line",
+        "{embed}"
+    );
+    assert_eq!(embed["url"], "https://github.com/octo/app", "{embed}");
+    let description = embed["description"].as_str().unwrap_or("");
+    assert!(!description.contains("fake line"), "{embed}");
+}

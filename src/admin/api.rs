@@ -18,7 +18,7 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Admin, HeaderMask, OPENAPI, Route, json_error, respond};
+use super::{Admin, HeaderMask, OPENAPI, Route, View, json_error, respond};
 use crate::config::SinkConfig;
 use crate::sinks::{AnySink, Outcome, Sink};
 use crate::store::{
@@ -40,6 +40,7 @@ const TEST_MARGIN: Duration = Duration::from_secs(2);
 /// Answers an authorized request for `route`.
 pub(super) async fn answer(
     admin: &Admin,
+    view: &View,
     route: Route,
     params: &HashMap<&'static str, String>,
     query: &HashMap<String, String>,
@@ -54,12 +55,13 @@ pub(super) async fn answer(
             OPENAPI.to_string(),
         )),
         Route::Events => events(admin, query).await,
-        Route::Event => event(admin, &params["id"]).await,
-        Route::ReplayEvent => replay_event(admin, &params["id"], query).await,
-        Route::Sinks => sinks(admin).await,
-        Route::DeadLetters => dead_letters(admin, &params["sink"], query).await,
-        Route::ReplayDeadLetters => replay_dead_letters(admin, &params["sink"], query).await,
-        Route::TestSink => test_sink(admin, &params["sink"]).await,
+        Route::Event => event(admin, view, &params["id"]).await,
+        Route::ReplayEvent => replay_event(admin, view, &params["id"], query).await,
+        Route::Sinks => sinks(admin, view).await,
+        Route::DeadLetters => dead_letters(admin, view, &params["sink"], query).await,
+        Route::ReplayDeadLetters => replay_dead_letters(admin, view, &params["sink"], query).await,
+        Route::TestSink => test_sink(view, &params["sink"]).await,
+        Route::Reload => reload(admin).await,
     };
     result.unwrap_or_else(ApiError::into_answer)
 }
@@ -142,8 +144,8 @@ fn cursor(query: &HashMap<String, String>) -> Result<Option<Uuid>, ApiError> {
 }
 
 /// The configured sink of this name, or a `404`.
-fn sink_config<'a>(admin: &'a Admin, name: &str) -> Result<&'a SinkConfig, ApiError> {
-    admin.sinks.iter().find(|s| s.name == name).ok_or_else(|| {
+fn sink_config<'a>(view: &'a View, name: &str) -> Result<&'a SinkConfig, ApiError> {
+    view.sinks.iter().find(|s| s.name == name).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "no sink of this name in the configuration",
@@ -151,8 +153,8 @@ fn sink_config<'a>(admin: &'a Admin, name: &str) -> Result<&'a SinkConfig, ApiEr
     })
 }
 
-fn enabled_sink<'a>(admin: &'a Admin, name: &str) -> Result<&'a SinkConfig, ApiError> {
-    let sink = sink_config(admin, name)?;
+fn enabled_sink<'a>(view: &'a View, name: &str) -> Result<&'a SinkConfig, ApiError> {
+    let sink = sink_config(view, name)?;
     if !sink.enabled {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -221,7 +223,7 @@ async fn events(admin: &Admin, query: &HashMap<String, String>) -> Result<Answer
     })))
 }
 
-async fn event(admin: &Admin, id: &str) -> Result<Answer, ApiError> {
+async fn event(admin: &Admin, view: &View, id: &str) -> Result<Answer, ApiError> {
     let id = event_id(id, "id")?;
     let Some((event, deliveries, attempts)) =
         read(&admin.store, move |s| s.event_detail(id)).await?
@@ -232,7 +234,7 @@ async fn event(admin: &Admin, id: &str) -> Result<Answer, ApiError> {
         ));
     };
     Ok(ok(event_document(
-        &admin.mask,
+        &view.mask,
         &event,
         &deliveries,
         &attempts,
@@ -325,12 +327,13 @@ fn event_json(mask: &HeaderMask, event: &StoredEvent) -> Value {
 
 async fn replay_event(
     admin: &Admin,
+    view: &View,
     id: &str,
     query: &HashMap<String, String>,
 ) -> Result<Answer, ApiError> {
     let id = event_id(id, "id")?;
     let targets: Vec<Arc<str>> = match query.get("sink") {
-        Some(name) => vec![Arc::from(enabled_sink(admin, name)?.name.as_str())],
+        Some(name) => vec![Arc::from(enabled_sink(view, name)?.name.as_str())],
         None => {
             let Some((_, deliveries, _)) = read(&admin.store, move |s| s.event_detail(id)).await?
             else {
@@ -339,7 +342,7 @@ async fn replay_event(
             // Its sinks that still exist and are enabled; others are reported as skipped.
             deliveries
                 .iter()
-                .filter(|(sink, _)| admin.sinks.iter().any(|s| s.name == *sink && s.enabled))
+                .filter(|(sink, _)| view.sinks.iter().any(|s| s.name == *sink && s.enabled))
                 .map(|(sink, _)| Arc::from(sink.as_str()))
                 .collect()
         }
@@ -368,17 +371,29 @@ async fn replay_event(
     Ok(ok(json!({ "event_id": id.to_string(), "sinks": sinks })))
 }
 
-async fn sinks(admin: &Admin) -> Result<Answer, ApiError> {
-    let names: Vec<String> = admin.sinks.iter().map(|s| s.name.clone()).collect();
-    let stats = read(&admin.store, move |s| {
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        s.sink_stats(&names)
+async fn sinks(admin: &Admin, view: &View) -> Result<Answer, ApiError> {
+    let configured: Vec<String> = view.sinks.iter().map(|s| s.name.clone()).collect();
+    // Configured sinks, then those removed from the config whose queue or dead letters the
+    // store still holds: they resume if a sink of the same name comes back.
+    let (stats, removed) = read(&admin.store, move |s| {
+        let removed: Vec<String> = s
+            .sinks_with_entries()?
+            .into_iter()
+            .filter(|name| !configured.contains(name))
+            .collect();
+        let names: Vec<&str> = configured
+            .iter()
+            .chain(&removed)
+            .map(String::as_str)
+            .collect();
+        Ok((s.sink_stats(&names)?, removed))
     })
     .await?;
-    let list: Vec<Value> = admin
+    let mut stats = stats.into_iter();
+    let mut list: Vec<Value> = view
         .sinks
         .iter()
-        .zip(stats)
+        .zip(stats.by_ref())
         .map(|(sink, stats)| {
             let health = admin.health.get(&sink.name).unwrap_or_default();
             let state = if !sink.enabled {
@@ -405,6 +420,22 @@ async fn sinks(admin: &Admin) -> Result<Answer, ApiError> {
             })
         })
         .collect();
+    list.extend(removed.iter().zip(stats).map(|(name, stats)| {
+        let health = admin.health.get(name).unwrap_or_default();
+        json!({
+            "name": name,
+            "kind": null,
+            "state": "removed",
+            "failing_since": null,
+            "consecutive_failures": 0,
+            "last_error": health.last_error,
+            "last_error_at": health.last_error_ms.map(time),
+            "last_delivered_at": health.last_delivered_ms.map(time),
+            "queue_depth": stats.queued,
+            "oldest_queued_at": stats.oldest_queued_ms.map(time),
+            "dead_letters": stats.dead,
+        })
+    }));
     Ok(ok(json!({ "sinks": list })))
 }
 
@@ -426,10 +457,21 @@ fn sink_kind(sink: &SinkConfig) -> &'static str {
 
 async fn dead_letters(
     admin: &Admin,
+    view: &View,
     sink: &str,
     query: &HashMap<String, String>,
 ) -> Result<Answer, ApiError> {
-    let name = sink_config(admin, sink)?.name.clone();
+    let name = match sink_config(view, sink) {
+        Ok(config) => config.name.clone(),
+        // A removed sink's dead letters stay readable while the store holds them.
+        Err(not_configured) => {
+            let stored = read(&admin.store, |s| s.sinks_with_entries()).await?;
+            if !stored.iter().any(|name| name == sink) {
+                return Err(not_configured);
+            }
+            sink.to_string()
+        }
+    };
     let before = cursor(query)?;
     let limit = limit(query)?;
     let (letters, next) = read(&admin.store, move |s| {
@@ -456,10 +498,11 @@ async fn dead_letters(
 
 async fn replay_dead_letters(
     admin: &Admin,
+    view: &View,
     sink: &str,
     query: &HashMap<String, String>,
 ) -> Result<Answer, ApiError> {
-    let name: Arc<str> = Arc::from(enabled_sink(admin, sink)?.name.as_str());
+    let name: Arc<str> = Arc::from(enabled_sink(view, sink)?.name.as_str());
     let since_ms = match query.get("since") {
         None => 0,
         Some(text) => humantime::parse_rfc3339_weak(text)
@@ -486,8 +529,8 @@ async fn replay_dead_letters(
     Ok(ok(json!({ "sink": &*name, "replayed": replayed })))
 }
 
-async fn test_sink(admin: &Admin, sink: &str) -> Result<Answer, ApiError> {
-    let config = sink_config(admin, sink)?;
+async fn test_sink(view: &View, sink: &str) -> Result<Answer, ApiError> {
+    let config = sink_config(view, sink)?;
     let built = AnySink::new(config).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -526,4 +569,34 @@ async fn test_sink(admin: &Admin, sink: &str) -> Result<Answer, ApiError> {
         "message_id": message_id,
         "duration_ms": duration_ms,
     })))
+}
+
+/// `POST /api/reload`: reads and checks the file, then runs it, or keeps the running config
+/// and answers every problem as a `file:line:col: key: message` line.
+async fn reload(admin: &Admin) -> Result<Answer, ApiError> {
+    let Some(handle) = &admin.reload else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this relay was not started from a configuration file, so there is none to reload",
+        ));
+    };
+    match handle.reload(crate::reload::Trigger::Api).await {
+        Ok(report) => Ok(ok(report.to_json())),
+        Err(crate::reload::ReloadError::Invalid { file, problems }) => Ok(respond(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "application/json",
+            json!({
+                "error": format!(
+                    "{file}: the new configuration has {} problem(s); the running configuration is kept. Fix the file and reload again.",
+                    problems.len()
+                ),
+                "problems": problems,
+            })
+            .to_string(),
+        )),
+        Err(crate::reload::ReloadError::Stopping) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the relay is shutting down; nothing was reloaded",
+        )),
+    }
 }

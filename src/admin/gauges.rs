@@ -1,12 +1,19 @@
 //! Gauges read from the store at scrape time: queue depth, oldest queued event's age and
 //! dead letters per sink, and the store file's size.
 //!
+//! The sinks are the configured ones ([`GaugedSinks`], replaced by a reload) plus any the
+//! store still holds entries for: a sink removed from the config keeps its queue, and its
+//! depth stays visible.
+//!
 //! Reading them at scrape time keeps them exact and costs nothing between scrapes; a scrape
 //! counts every queued entry and dead letter (one read transaction, never waiting on the
 //! writer). If the store cannot be read the gauges are left out of that scrape and a
 //! warning is logged, rather than failing `/metrics` as a whole.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -21,23 +28,34 @@ struct SinkLabel {
     sink: String,
 }
 
-/// The store-backed gauges of every configured sink.
+/// The configured sink names the gauges report; shared with whoever applies a reload.
+#[derive(Debug, Clone, Default)]
+pub struct GaugedSinks(Arc<ArcSwap<Vec<String>>>);
+
+impl GaugedSinks {
+    /// Reports these sinks from the next scrape on.
+    pub fn set(&self, names: Vec<String>) {
+        self.0.store(Arc::new(names));
+    }
+}
+
+/// The store-backed gauges of every configured sink, and of every sink with stored entries.
 pub struct StoreGauges {
     store: Store,
-    sinks: Vec<String>,
+    sinks: GaugedSinks,
 }
 
 impl std::fmt::Debug for StoreGauges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreGauges")
-            .field("sinks", &self.sinks)
+            .field("sinks", &self.sinks.0.load())
             .finish()
     }
 }
 
 impl StoreGauges {
     /// Gauges for `sinks`, read from `store` at each scrape.
-    pub fn new(store: Store, sinks: Vec<String>) -> StoreGauges {
+    pub fn new(store: Store, sinks: GaugedSinks) -> StoreGauges {
         StoreGauges { store, sinks }
     }
 }
@@ -54,7 +72,16 @@ impl Collector for StoreGauges {
             )?;
             gauge.encode(metric)?;
         }
-        let names: Vec<&str> = self.sinks.iter().map(String::as_str).collect();
+        let mut names: Vec<String> = self.sinks.0.load().to_vec();
+        match self.store.sinks_with_entries() {
+            Ok(stored) => names.extend(stored),
+            Err(err) => {
+                tracing::warn!(error = %err, "metrics: cannot list the sinks the store holds entries for");
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let stats = match self.store.sink_stats(&names) {
             Ok(stats) => stats,
             Err(err) => {

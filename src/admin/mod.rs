@@ -11,6 +11,8 @@
 //!   an event (those are masked). Event bodies are shown: they are what operators came for.
 //! - [`ROUTES`] is the one list of what the router serves; a test holds it equal to the
 //!   OpenAPI document.
+//! - What the admin knows of the config (token, sinks, header masks) is one snapshot that a
+//!   reload replaces whole ([`Admin::reconfigure`]); a request reads it once.
 //! - The web console's files (`console.rs`: `/` and `/console/…`) are answered before the
 //!   router and need no token: they hold no data; the page calls the API with the token.
 
@@ -24,6 +26,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -40,10 +43,11 @@ use tokio::task::JoinSet;
 use crate::config::{AdminConfig, Config, SinkConfig, SourceKind};
 use crate::dispatch::health::Health;
 use crate::metrics::Metrics;
+use crate::reload::ReloadHandle;
 use crate::store::Store;
 
 pub use api::event_document;
-pub use gauges::StoreGauges;
+pub use gauges::{GaugedSinks, StoreGauges};
 
 /// Admin connections served at once; operators and a scraper need few.
 const MAX_CONNECTIONS: usize = 64;
@@ -64,6 +68,7 @@ pub(crate) enum Route {
     DeadLetters,
     ReplayDeadLetters,
     TestSink,
+    Reload,
 }
 
 /// Every route: method, path template (`{name}` matches one segment), handler.
@@ -83,6 +88,7 @@ pub(crate) const ROUTES: &[(&str, &str, Route)] = &[
         Route::ReplayDeadLetters,
     ),
     ("POST", "/api/sinks/{sink}/test", Route::TestSink),
+    ("POST", "/api/reload", Route::Reload),
 ];
 
 /// The OpenAPI 3.1 document of the API, served at `/api/openapi.json`.
@@ -103,13 +109,34 @@ const MASKED_PARTS: &[&str] = &["signature", "token", "secret", "auth", "key", "
 
 /// Everything the admin routes need, shared by all connections.
 pub struct Admin {
-    /// SHA-256 of the token: compared in constant time whatever the presented length.
-    token_digest: Option<[u8; 32]>,
+    /// Read once per request; replaced whole by a reload.
+    view: ArcSwap<View>,
     store: Store,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// Asks for a reload (`POST /api/reload`); `None` when the relay has no file to reload.
+    reload: Option<ReloadHandle>,
+}
+
+/// What the admin knows of the running config.
+struct View {
+    /// SHA-256 of the token: compared in constant time whatever the presented length.
+    token_digest: Option<[u8; 32]>,
     sinks: Vec<SinkConfig>,
     mask: HeaderMask,
+}
+
+impl View {
+    fn new(admin: &AdminConfig, config: &Config) -> View {
+        View {
+            token_digest: admin
+                .token
+                .as_ref()
+                .map(|t| Sha256::digest(t.expose()).into()),
+            sinks: config.sinks.clone(),
+            mask: HeaderMask::new(config),
+        }
+    }
 }
 
 /// Which headers of a stored event are shown as `***`: credentials and signatures, by
@@ -156,16 +183,23 @@ impl Admin {
         health: Arc<Health>,
     ) -> Admin {
         Admin {
-            token_digest: admin
-                .token
-                .as_ref()
-                .map(|t| Sha256::digest(t.expose()).into()),
+            view: ArcSwap::from_pointee(View::new(admin, config)),
             store,
             metrics,
             health,
-            sinks: config.sinks.clone(),
-            mask: HeaderMask::new(config),
+            reload: None,
         }
+    }
+
+    /// Answers `POST /api/reload` through `reload`.
+    pub fn with_reload(mut self, reload: ReloadHandle) -> Admin {
+        self.reload = Some(reload);
+        self
+    }
+
+    /// Serves `config`'s token, sinks and header masks from the next request on.
+    pub fn reconfigure(&self, admin: &AdminConfig, config: &Config) {
+        self.view.store(Arc::new(View::new(admin, config)));
     }
 
     /// Answers one request.
@@ -193,7 +227,8 @@ impl Admin {
                 );
             }
         };
-        if route != Route::Healthz && !self.authorized(request.headers()) {
+        let view = self.view.load_full();
+        if route != Route::Healthz && !view.authorized(request.headers()) {
             let mut response = json_error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token; send Authorization: Bearer <[admin] token>",
@@ -208,9 +243,11 @@ impl Admin {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
-        api::answer(self, route, &params, &query).await
+        api::answer(self, &view, route, &params, &query).await
     }
+}
 
+impl View {
     fn authorized(&self, headers: &http::HeaderMap) -> bool {
         let Some(expected) = &self.token_digest else {
             return true;

@@ -136,7 +136,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// `[sources.NAME]`: one sender.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
     /// The name in `/hooks/{name}`.
     pub name: String,
@@ -181,7 +181,7 @@ pub enum SignatureEncoding {
 /// The verification scheme of a source, with its secrets.
 ///
 /// Every secret field is a list: any one of them verifies, so secrets can be rotated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SourceKind {
     /// GitHub: `X-Hub-Signature-256`, `X-GitHub-Event`, `X-GitHub-Delivery`.
     Github { secrets: Vec<Secret> },
@@ -359,7 +359,7 @@ pub struct RetryPolicy {
 }
 
 /// `[sinks.NAME]`: one destination.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SinkConfig {
     /// The name routes refer to.
     pub name: String,
@@ -382,7 +382,7 @@ pub struct SinkConfig {
 }
 
 /// The kind of a sink, with its own settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SinkKind {
     /// POST the original body, signed with Standard Webhooks headers.
     Webhook(WebhookSinkConfig),
@@ -424,7 +424,7 @@ pub enum DocumentEncoding {
 }
 
 /// `kind = "dependency-track"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DependencyTrackSinkConfig {
     /// The server's base URL (`http` or `https`), without `/api`.
     pub url: String,
@@ -441,19 +441,20 @@ pub struct DependencyTrackSinkConfig {
 pub enum DependencyTrackProject {
     /// An existing project, by UUID.
     Uuid(String),
-    /// By name and version, each a template rendered from the event (checked at load).
+    /// By name and version, each a template rendered from the event (compiled when the
+    /// sink is built, and by `hookrelay check`).
     Named {
         /// Template of the project name.
-        name: String,
+        name: TemplateSource,
         /// Template of the project version.
-        version: String,
+        version: TemplateSource,
         /// Whether Dependency-Track creates the project when it does not exist.
         auto_create: bool,
     },
 }
 
 /// `kind = "guac"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GuacSinkConfig {
     /// Where the documents are in an event.
     pub documents: DocumentLocation,
@@ -462,7 +463,7 @@ pub struct GuacSinkConfig {
 }
 
 /// Where the GUAC sink writes documents.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum GuacTarget {
     /// A folder a GUAC file collector watches.
     Folder {
@@ -477,7 +478,7 @@ pub enum GuacTarget {
 }
 
 /// S3-compatible object storage.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct S3Config {
     /// Bucket name.
     pub bucket: String,
@@ -494,7 +495,7 @@ pub struct S3Config {
 }
 
 /// `kind = "archive"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ArchiveSinkConfig {
     /// The folder holding the JSON-lines files (created if missing).
     pub path: PathBuf,
@@ -503,7 +504,7 @@ pub struct ArchiveSinkConfig {
 }
 
 /// `kind = "nats"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NatsSinkConfig {
     /// Server URLs (`nats://`, `tls://`), tried in turn; the client learns the others of a
     /// cluster from the first it reaches. May carry credentials: never log them.
@@ -515,7 +516,7 @@ pub struct NatsSinkConfig {
 }
 
 /// How the NATS sink authenticates.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NatsAuth {
     /// No credentials (or those in the URL).
     None,
@@ -535,7 +536,7 @@ pub enum NatsAuth {
 }
 
 /// `kind = "webhook"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSinkConfig {
     /// Receiver URL (`http` or `https`). Often carries a secret: never log it.
     pub url: String,
@@ -555,7 +556,7 @@ pub struct TemplateSource {
 }
 
 /// `kind = "slack"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SlackSinkConfig {
     /// Where messages go.
     pub target: SlackTarget,
@@ -564,7 +565,7 @@ pub struct SlackSinkConfig {
 }
 
 /// How a Slack sink posts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SlackTarget {
     /// An incoming webhook URL (a secret in itself: never log it).
     Webhook {
@@ -583,7 +584,7 @@ pub enum SlackTarget {
 }
 
 /// `kind = "discord"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DiscordSinkConfig {
     /// The channel webhook URL (a secret in itself).
     pub url: String,
@@ -596,7 +597,7 @@ pub struct DiscordSinkConfig {
 }
 
 /// `kind = "teams"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TeamsSinkConfig {
     /// The Workflows webhook URL (a secret in itself).
     pub url: String,
@@ -616,7 +617,7 @@ pub enum SmtpTls {
 }
 
 /// `kind = "smtp"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SmtpSinkConfig {
     /// Server host name (also the name its certificate must carry).
     pub host: String,
@@ -637,7 +638,7 @@ pub struct SmtpSinkConfig {
 }
 
 /// `[[routes]]`: which sinks get which events.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     /// Source names this route applies to.
     pub from: Vec<String>,

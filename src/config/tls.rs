@@ -30,7 +30,7 @@ use super::validate::Validator;
 
 /// How one sink reaches its receiver: whom it trusts, which certificate it presents, and
 /// through which proxy. The same for every sink kind that speaks HTTP.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outbound {
     /// Trusted CA certificates besides (or, without `system_roots`, instead of) the
     /// system's: `[tls] ca_file`, then the sink's own `ca_file`.
@@ -56,7 +56,7 @@ impl Default for Outbound {
 }
 
 /// A client certificate chain and its private key, as one PEM document.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientIdentity(Secret);
 
 impl ClientIdentity {

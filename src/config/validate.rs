@@ -175,6 +175,27 @@ impl ConfigError {
         &self.origin
     }
 
+    /// Problems found after validation, with no place in the file (a sink that cannot be
+    /// built): each is `(key, message)`, the key naming its table, e.g. `sinks.chat`.
+    pub fn unplaced(
+        origin: &str,
+        problems: impl IntoIterator<Item = (String, String)>,
+    ) -> ConfigError {
+        ConfigError {
+            origin: origin.to_string(),
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| Problem {
+                    line: 0,
+                    column: 0,
+                    key,
+                    message,
+                    excerpt: None,
+                })
+                .collect(),
+        }
+    }
+
     fn whole_file(origin: &str, message: String) -> ConfigError {
         ConfigError {
             origin: origin.to_string(),
@@ -325,6 +346,7 @@ fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
     }
 }
 
+mod folders;
 mod machines;
 
 /// Walks the raw file, collecting issues. Each method returns `None` only after recording
@@ -374,6 +396,7 @@ impl Validator<'_> {
         let notices = self.notices(raw.notices.unwrap_or_default());
         let sources: Vec<_> = raw.sources.iter().map(|e| self.source(e)).collect();
         let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e, &outbound)).collect();
+        self.shared_folders(&raw.sinks, &sinks);
         let source_names: Vec<&str> = raw
             .sources
             .iter()

@@ -10,10 +10,11 @@
 //! Invariant: holds only what a sink's `SinkError` message says (never a URL, a secret or a
 //! body). Each sink's state is behind its own std `Mutex`, held for a field update once per
 //! attempt and never across an await; notices are raised after it is released. A healthy
-//! attempt raises nothing and writes nothing to the store.
+//! attempt raises nothing and writes nothing to the store. The map of sinks is behind a
+//! `RwLock` written only when a reload adds a sink.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use crate::config::SinkConfig;
 use crate::notice::{Notices, Trouble};
@@ -43,7 +44,7 @@ struct State {
 /// Every configured sink's health.
 #[derive(Debug, Default)]
 pub struct Health {
-    by_sink: HashMap<String, Mutex<State>>,
+    by_sink: RwLock<HashMap<String, Mutex<State>>>,
     /// Where transitions are raised; unset, nothing is.
     notices: OnceLock<Notices>,
 }
@@ -57,12 +58,17 @@ enum Change {
 impl Health {
     /// A healthy board for the configured sinks.
     pub fn new(sinks: &[SinkConfig]) -> Health {
-        Health {
-            by_sink: sinks
-                .iter()
-                .map(|s| (s.name.clone(), Mutex::new(State::default())))
-                .collect(),
-            notices: OnceLock::new(),
+        let health = Health::default();
+        health.track(sinks);
+        health
+    }
+
+    /// Adds a healthy entry for each sink not yet known (a reload's new sinks). Known sinks
+    /// keep their health, also across a removal and return.
+    pub fn track(&self, sinks: &[SinkConfig]) {
+        let mut by_sink = self.by_sink.write().unwrap_or_else(|e| e.into_inner());
+        for sink in sinks {
+            by_sink.entry(sink.name.clone()).or_default();
         }
     }
 
@@ -134,7 +140,8 @@ impl Health {
 
     /// A sink's health; `None` for a name not in the config.
     pub fn get(&self, sink: &str) -> Option<SinkHealth> {
-        let state = self.by_sink.get(sink)?;
+        let by_sink = self.by_sink.read().unwrap_or_else(|e| e.into_inner());
+        let state = by_sink.get(sink)?;
         Some(
             state
                 .lock()
@@ -149,7 +156,8 @@ impl Health {
         sink: &str,
         change: impl FnOnce(&mut State) -> Option<Change>,
     ) -> Option<Change> {
-        let state = self.by_sink.get(sink)?;
+        let by_sink = self.by_sink.read().unwrap_or_else(|e| e.into_inner());
+        let state = by_sink.get(sink)?;
         change(&mut state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -200,5 +208,25 @@ mod tests {
         );
         health.failed("nope", "x", 1);
         assert_eq!(health.get("nope"), None);
+    }
+
+    #[test]
+    fn tracking_a_reload_adds_new_sinks_and_keeps_known_ones() {
+        let first = crate::config::Config::parse(
+            "[sinks.a]\nkind = \"webhook\"\nurl = \"https://h/\"\n",
+            "t",
+        )
+        .unwrap();
+        let second = crate::config::Config::parse(
+            "[sinks.a]\nkind = \"webhook\"\nurl = \"https://h/\"\n[sinks.b]\nkind = \"webhook\"\nurl = \"https://h/\"\n",
+            "t",
+        )
+        .unwrap();
+        let health = Health::new(&first.sinks);
+        health.failed("a", "receiver answered 503", 10);
+        assert_eq!(health.get("b"), None);
+        health.track(&second.sinks);
+        assert_eq!(health.get("b"), Some(SinkHealth::default()));
+        assert_eq!(health.get("a").unwrap().consecutive_failures, 1);
     }
 }

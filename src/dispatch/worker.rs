@@ -16,6 +16,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
@@ -50,7 +51,8 @@ pub(super) struct Observe {
 struct Shared {
     store: Store,
     /// Summarizers by source name, for sinks that render messages; `None` for the others.
-    summaries: Option<Arc<Summaries>>,
+    /// A reload swaps the sources under every worker, changed sink or not.
+    summaries: Option<Arc<ArcSwap<Summaries>>>,
     name: Arc<str>,
     sink: AnySink,
     retry: RetryPolicy,
@@ -61,7 +63,8 @@ struct Shared {
 /// One sink's worker; [`Worker::run`] is its task.
 pub(super) struct Worker {
     shared: Arc<Shared>,
-    limiter: Option<Limiter>,
+    /// Shared with the worker that replaces this one when a reload keeps the rate.
+    limiter: Option<Arc<Limiter>>,
     permits: Arc<Semaphore>,
     stop: watch::Receiver<Option<Instant>>,
 }
@@ -116,13 +119,14 @@ impl InFlight {
 }
 
 impl Worker {
-    /// A worker for one enabled sink.
+    /// A worker for one enabled sink, pacing its deliveries with `limiter`.
     pub(super) fn new(
         store: Store,
         config: &SinkConfig,
-        summaries: &Arc<Summaries>,
+        summaries: &Arc<ArcSwap<Summaries>>,
         sink: AnySink,
         observe: Observe,
+        limiter: Option<Arc<Limiter>>,
         stop: watch::Receiver<Option<Instant>>,
     ) -> Worker {
         let concurrency = config.concurrency.max(1);
@@ -136,7 +140,7 @@ impl Worker {
                 timeout: config.timeout,
                 observe,
             }),
-            limiter: config.rate.as_ref().map(Limiter::new),
+            limiter,
             permits: Arc::new(Semaphore::new(concurrency)),
             stop,
         }
@@ -276,6 +280,7 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         delivery_id: event.delivery_id.clone(),
         headers: event.headers.clone(),
         summary: shared.summaries.as_ref().and_then(|summaries| {
+            let summaries = summaries.load();
             let summarizer = summaries.get(&event.source)?;
             Some(Arc::new(
                 summarizer.summarize(event.event_type.as_deref(), &event.body),
@@ -528,73 +533,13 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Rate, SinkKind, StorageConfig, WebhookSinkConfig};
+    use crate::config::Rate;
     use crate::dispatch::Dispatcher;
     use crate::sinks::webhook::test_receiver::{Answer, Receiver, WAIT};
-    use crate::store::{Ingested, NewEvent};
-    use bytes::Bytes;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
-    const SINK: &str = "receiver";
-
-    fn policy(max_attempts: u32, initial_ms: u64, max_ms: u64) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts,
-            initial: Duration::from_millis(initial_ms),
-            max: Duration::from_millis(max_ms),
-        }
-    }
-
-    fn sink_config(
-        url: String,
-        retry: RetryPolicy,
-        rate: Option<Rate>,
-        timeout: Duration,
-    ) -> SinkConfig {
-        SinkConfig {
-            name: SINK.to_string(),
-            enabled: true,
-            paused: false,
-            rate,
-            concurrency: 4,
-            retry,
-            timeout,
-            outbound: Default::default(),
-            kind: SinkKind::Webhook(WebhookSinkConfig {
-                url,
-                signing_key: None,
-                headers: Vec::new(),
-            }),
-        }
-    }
-
-    /// A store in its own temp dir (kept alive by the returned guard).
-    fn open_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StorageConfig {
-            path: dir.path().join("hookrelay.redb"),
-            retention: Duration::from_secs(3600),
-        })
-        .unwrap();
-        (dir, store)
-    }
-
-    async fn ingest(store: &Store, n: usize) -> EventId {
-        let event = NewEvent {
-            source: Arc::from("github"),
-            event_type: Some("push".to_string()),
-            delivery_id: Some(format!("delivery-{n}")),
-            content_type: Some("application/json".to_string()),
-            headers: Vec::new(),
-            body: Bytes::from(format!("{{\"n\":{n}}}")),
-            sinks: vec![Arc::from(SINK)],
-        };
-        match store.ingest(event).await.unwrap() {
-            Ingested::Accepted(id) => id,
-            Ingested::Duplicate(id) => panic!("{id} is a duplicate"),
-        }
-    }
+    use crate::dispatch::test_support::{SINK, ingest, open_store, policy, sink_config};
 
     /// Stops the dispatcher (awaiting the attempts in flight, their records included) and
     /// reads back what the store holds for `id`.
@@ -834,7 +779,7 @@ mod tests {
         );
         config.enabled = false;
         let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
-        assert!(dispatcher.workers.is_empty());
+        assert_eq!(dispatcher.running(), 0);
         dispatcher.shutdown(Duration::ZERO).await;
         store.close().await;
     }

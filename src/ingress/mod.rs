@@ -7,6 +7,11 @@
 //! and HTTP status codes. Nothing unverified reaches the store: verification happens on the
 //! complete body before `Store::ingest` is called. A refusal leaves a log line and nothing
 //! else — never the body, a signature or a secret.
+//!
+//! Sources, verifiers, routes and the body limits live in one [`Live`] snapshot that a
+//! reload replaces whole ([`Ingress::reconfigure`]). A request loads it once, first, and
+//! uses that one snapshot to the end: it is verified and routed by one config, never half
+//! of each, and a reload never refuses or fails a request in flight.
 
 mod body;
 mod response;
@@ -19,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -55,22 +61,17 @@ struct Source {
     counters: SourceCounters,
 }
 
-/// Everything a request needs, shared by all connections.
-pub struct Ingress {
+/// What a reload replaces: everything about a request that the config decides.
+struct Live {
     sources: HashMap<Box<str>, Source>,
     router: Router,
-    store: Store,
     max_body: u64,
     body_timeout: Duration,
-    /// Body bytes held in memory over all requests: `[server] max_buffered` permits.
-    buffered: Arc<Semaphore>,
-    max_buffered: u64,
-    unknown_source: SourceCounters,
 }
 
-impl Ingress {
-    /// Builds the request handler state from the config.
-    pub fn new(config: &Config, store: Store) -> Ingress {
+impl Live {
+    /// The snapshot for `config`, counting nowhere until [`Live::count_into`].
+    fn new(config: &Config) -> Live {
         let sources = config
             .sources
             .iter()
@@ -84,12 +85,39 @@ impl Ingress {
                 (Box::from(s.name.as_str()), source)
             })
             .collect();
-        Ingress {
+        Live {
             sources,
             router: Router::new(config),
-            store,
             max_body: config.server.max_body,
             body_timeout: config.server.body_timeout,
+        }
+    }
+
+    /// Takes each source's counters from `metrics` (which must know the sources).
+    fn count_into(&mut self, metrics: &Metrics) {
+        for (name, source) in &mut self.sources {
+            source.counters = metrics.source(name);
+        }
+    }
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct Ingress {
+    /// Read once per request; replaced whole by a reload.
+    live: ArcSwap<Live>,
+    store: Store,
+    /// Body bytes held in memory over all requests: `[server] max_buffered` permits.
+    buffered: Arc<Semaphore>,
+    max_buffered: u64,
+    unknown_source: SourceCounters,
+}
+
+impl Ingress {
+    /// Builds the request handler state from the config.
+    pub fn new(config: &Config, store: Store) -> Ingress {
+        Ingress {
+            live: ArcSwap::from_pointee(Live::new(config)),
+            store,
             buffered: Arc::new(Semaphore::new(
                 usize::try_from(config.server.max_buffered)
                     .unwrap_or(usize::MAX)
@@ -102,11 +130,23 @@ impl Ingress {
 
     /// Counts every request into `metrics` (the handles are taken once, here).
     pub fn observed(mut self, metrics: &Metrics) -> Ingress {
-        for (name, source) in &mut self.sources {
-            source.counters = metrics.source(name);
+        let mut live = self.live.into_inner();
+        // Not shared yet: this `Ingress` was just built and serves nothing.
+        if let Some(live) = Arc::get_mut(&mut live) {
+            live.count_into(metrics);
         }
+        self.live = ArcSwap::new(live);
         self.unknown_source = metrics.unknown_source();
         self
+    }
+
+    /// Serves `config`'s sources, verifiers, routes and body limits from the next request
+    /// on; requests in progress finish with the snapshot they started with. `metrics` must
+    /// already know `config`'s sources ([`Metrics::track`]).
+    pub fn reconfigure(&self, config: &Config, metrics: &Metrics) {
+        let mut live = Live::new(config);
+        live.count_into(metrics);
+        self.live.store(Arc::new(live));
     }
 
     /// Answers one request.
@@ -125,7 +165,9 @@ impl Ingress {
                 "not found: webhooks are sent to POST /hooks/{source}",
             );
         };
-        let Some(source) = self.sources.get(name).filter(|s| s.enabled) else {
+        // One snapshot for the whole request: verified and routed by the same config.
+        let live = self.live.load_full();
+        let Some(source) = live.sources.get(name).filter(|s| s.enabled) else {
             self.unknown_source.inc(EventOutcome::UnknownSource);
             tracing::info!(source = %truncate(name, 64), %peer, outcome = "unknown_source", "refused event");
             return json_error(StatusCode::NOT_FOUND, "no enabled source with this name");
@@ -141,12 +183,12 @@ impl Ingress {
                 .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
             return response;
         }
-        if content_length(request.headers()).is_some_and(|length| length > self.max_body) {
-            return self.too_large(source, peer);
+        if content_length(request.headers()).is_some_and(|length| length > live.max_body) {
+            return too_large(source, peer, live.max_body);
         }
         let (parts, body) = request.into_parts();
-        let read = body::read(body, self.max_body, &self.buffered);
-        let body::Body { bytes: body, _held } = match tokio::time::timeout(self.body_timeout, read)
+        let read = body::read(body, live.max_body, &self.buffered);
+        let body::Body { bytes: body, _held } = match tokio::time::timeout(live.body_timeout, read)
             .await
         {
             Err(_) => {
@@ -157,7 +199,7 @@ impl Ingress {
                     "the request body did not arrive in time",
                 );
             }
-            Ok(Err(BodyError::TooLarge)) => return self.too_large(source, peer),
+            Ok(Err(BodyError::TooLarge)) => return too_large(source, peer, live.max_body),
             Ok(Err(BodyError::Busy)) => {
                 source.counters.inc(EventOutcome::Busy);
                 tracing::warn!(source = %source.name, %peer, outcome = "busy", max_buffered = self.max_buffered, "refused event: too many request bodies in memory");
@@ -179,7 +221,7 @@ impl Ingress {
             Ok(v) => v,
             Err(rejection) => return self.rejected(source, peer, rejection),
         };
-        let sinks = self
+        let sinks = live
             .router
             .sinks_for(&source.name, verified.event_type.as_deref(), &body);
         let event = NewEvent {
@@ -220,18 +262,6 @@ impl Ingress {
         }
     }
 
-    fn too_large(&self, source: &Source, peer: SocketAddr) -> Response<Full<Bytes>> {
-        source.counters.inc(EventOutcome::TooLarge);
-        tracing::info!(source = %source.name, %peer, outcome = "too_large", max_body = self.max_body, "refused event");
-        json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "body larger than {} bytes ([server] max_body)",
-                self.max_body
-            ),
-        )
-    }
-
     fn rejected(
         &self,
         source: &Source,
@@ -254,7 +284,8 @@ impl Ingress {
 /// progress finish (their commits included) for up to `grace`, and returns.
 ///
 /// With `tls`, every connection is HTTPS (HTTP/2 or HTTP/1.1, by ALPN), and the
-/// certificate is reloaded on SIGHUP and when its files change; without, plain HTTP/1.1.
+/// certificate is reloaded when its files change (and by the caller on SIGHUP); without,
+/// plain HTTP/1.1.
 pub async fn serve(
     listener: TcpListener,
     ingress: Arc<Ingress>,
@@ -344,6 +375,16 @@ pub async fn serve(
     }
 }
 
+/// `413`: the body is (or says it is) larger than `max_body`.
+fn too_large(source: &Source, peer: SocketAddr, max_body: u64) -> Response<Full<Bytes>> {
+    source.counters.inc(EventOutcome::TooLarge);
+    tracing::info!(source = %source.name, %peer, outcome = "too_large", max_body, "refused event");
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("body larger than {max_body} bytes ([server] max_body)"),
+    )
+}
+
 /// `503` with `Retry-After`: nothing was stored; the sender should try again later.
 fn unavailable(message: &str) -> Response<Full<Bytes>> {
     let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, message);
@@ -359,6 +400,8 @@ struct Secure {
     tls: Arc<tls::TlsIngress>,
     http: Arc<auto::Builder<TokioExecutor>>,
     handshake_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/2 `GOAWAY`).
+    idle_timeout: Duration,
     watcher: Arc<tokio::task::AbortHandle>,
 }
 
@@ -370,21 +413,18 @@ fn secure_setup(tls: Arc<tls::TlsIngress>, server: &ServerConfig) -> Secure {
         .header_read_timeout(server.header_timeout)
         .keep_alive(true)
         .max_buf_size(64 * 1024);
-    http.http2().timer(TokioTimer::new());
-    // Installed now, before the first connection is served: a SIGHUP that arrives before
-    // the handler exists would terminate the process.
-    let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => Some(signal),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen for SIGHUP; the TLS certificate is reloaded only when its files change");
-            None
-        }
-    };
-    let watcher = tokio::spawn(tls::watch(tls.clone(), hangup)).abort_handle();
+    // HTTP/2 has no request-head timer between requests: a ping every `header_timeout`
+    // finds a peer that vanished, and `idle_close` closes one that stays silent.
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(server.header_timeout))
+        .keep_alive_timeout(server.header_timeout);
+    let watcher = tokio::spawn(tls::watch(tls.clone())).abort_handle();
     Secure {
         tls,
         http: Arc::new(http),
         handshake_timeout: server.header_timeout,
+        idle_timeout: server.header_timeout,
         watcher: Arc::new(watcher),
     }
 }
@@ -413,9 +453,16 @@ async fn serve_tls(
             return;
         }
     };
+    // Requests in flight on this connection, watched by `idle_close`.
+    let (in_flight, watched) = watch::channel(0usize);
+    let in_flight = Arc::new(in_flight);
     let service = service_fn(move |request| {
         let ingress = ingress.clone();
-        async move { Ok::<_, Infallible>(ingress.handle(request, peer).await) }
+        let in_flight = in_flight.clone();
+        async move {
+            let _busy = Busy::start(in_flight);
+            Ok::<_, Infallible>(ingress.handle(request, peer).await)
+        }
     });
     let connection = secure.http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
@@ -424,6 +471,50 @@ async fn serve_tls(
         _ = async { drop(stop.wait_for(|s| *s).await) } => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
+        }
+        () = idle_close(watched, secure.idle_timeout) => {
+            tracing::debug!(%peer, "closing an idle HTTPS connection");
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// One request in flight on a connection, counted until dropped (also when the request is
+/// cancelled).
+struct Busy(Arc<watch::Sender<usize>>);
+
+impl Busy {
+    fn start(count: Arc<watch::Sender<usize>>) -> Busy {
+        count.send_modify(|n| *n += 1);
+        Busy(count)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Resolves once no request has been in flight for `timeout`. HTTP/2 needs this: hyper's
+/// `header_read_timeout` only guards HTTP/1.1 between requests, so an idle HTTP/2
+/// connection that answers pings would otherwise hold a connection slot for ever.
+async fn idle_close(mut in_flight: watch::Receiver<usize>, timeout: Duration) {
+    loop {
+        let idle = *in_flight.borrow_and_update() == 0;
+        let changed = if idle {
+            match tokio::time::timeout(timeout, in_flight.changed()).await {
+                Err(_) => return,
+                Ok(changed) => changed,
+            }
+        } else {
+            in_flight.changed().await
+        };
+        if changed.is_err() {
+            // The service (and the connection with it) is gone; the connection's own
+            // future ends the select.
+            std::future::pending::<()>().await;
         }
     }
 }

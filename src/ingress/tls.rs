@@ -2,8 +2,9 @@
 //! HTTP/2 and HTTP/1.1 offered by ALPN; client certificates required when
 //! `client_ca_file` is set), and its renewal without a restart.
 //!
-//! The certificate, key and client CA files are read again on SIGHUP and when any of them
-//! changes (their size, modification time or inode, polled every [`POLL`]), so a renewed
+//! The certificate, key and client CA files are read again on SIGHUP (the relay's one
+//! hangup handler, which also reloads the config, calls [`TlsIngress::reload`]) and when
+//! any of them changes (their size, modification time or inode, polled every [`POLL`]), so a renewed
 //! certificate is served from the next connection on; connections already open keep the
 //! session they negotiated.
 //!
@@ -91,23 +92,15 @@ impl TlsIngress {
     }
 }
 
-/// Reloads `tls` on every SIGHUP and whenever its files change, until the task is aborted.
-/// `hangup` is created by the caller before serving starts, so that a SIGHUP sent as soon
-/// as the relay answers is never the default "terminate".
-pub async fn watch(tls: Arc<TlsIngress>, mut hangup: Option<tokio::signal::unix::Signal>) {
+/// Reloads `tls` whenever its files change, until the task is aborted.
+pub async fn watch(tls: Arc<TlsIngress>) {
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        tokio::select! {
-            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                tls.reload("SIGHUP");
-            }
-            _ = tick.tick() => {
-                if tls.changed() {
-                    tls.reload("files changed");
-                }
-            }
+        tick.tick().await;
+        if tls.changed() {
+            tls.reload("files changed");
         }
     }
 }

@@ -161,12 +161,17 @@ pub(super) fn compile(
     default: &str,
     target: Target,
 ) -> Result<Template, SinkBuildError> {
-    let built_in = format!("built-in template of sink \"{name}\"");
-    let (text, at) = match source {
-        Some(s) => (s.text.as_str(), s.at.as_str()),
-        None => (default, built_in.as_str()),
-    };
-    Template::compile(text, target, at).map_err(|e| template_build_error(name, &e))
+    match source {
+        Some(s) => Template::compile(&s.text, target, &s.at),
+        // Built-in messages fold each event value onto one line: their first line is a
+        // headline (an embed or card title, a mail's subject).
+        None => Template::built_in(
+            default,
+            target,
+            &format!("built-in template of sink \"{name}\""),
+        ),
+    }
+    .map_err(|e| template_build_error(name, &e))
 }
 
 /// The build error for a template that does not compile.

@@ -21,7 +21,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
-use minijinja::{Environment, UndefinedBehavior};
 use rand::RngExt as _;
 
 use super::machine::{self, Document, NoDocument};
@@ -30,6 +29,7 @@ use super::{Delivery, Outcome, Sink, SinkBuildError, SinkError};
 use crate::config::{
     DependencyTrackProject, DependencyTrackSinkConfig, DocumentLocation, Outbound,
 };
+use crate::template::{EventContext, Missing, Template};
 
 /// Dependency-Track reads `PUT /api/v1/bom` with Jackson, whose default
 /// `StreamReadConstraints` cap one JSON string at 20,000,000 characters; its API docs say
@@ -54,8 +54,9 @@ pub struct DependencyTrackSink {
 enum Project {
     Uuid(String),
     Named {
-        /// Holds the templates `name` and `version`; boxed, as an environment is large.
-        templates: Box<Environment<'static>>,
+        /// Plain-text templates; a value the event lacks fails the render.
+        name: Box<Template>,
+        version: Box<Template>,
         auto_create: bool,
     },
 }
@@ -120,16 +121,21 @@ impl DependencyTrackSink {
                 version,
                 auto_create,
             } => {
-                let mut templates = Environment::new();
-                // A field the event lacks is an error, not an empty project name.
-                templates.set_undefined_behavior(UndefinedBehavior::Strict);
-                for (key, source) in [("name", name_template), ("version", version)] {
-                    templates
-                        .add_template_owned(key, source.clone())
-                        .map_err(|e| fail(format!("project_{key} is not a valid template: {e}")))?;
-                }
+                // The message templates' engine, escaping and context; a field the event
+                // lacks is an error, not an empty or partial project name.
+                let compile = |source: &crate::config::TemplateSource| {
+                    Template::compile_with(
+                        &source.text,
+                        crate::template::Target::Plain,
+                        &source.at,
+                        Missing::Fail,
+                    )
+                    .map(Box::new)
+                    .map_err(|e| fail(e.to_string()))
+                };
                 Project::Named {
-                    templates: Box::new(templates),
+                    name: compile(name_template)?,
+                    version: compile(version)?,
                     auto_create: *auto_create,
                 }
             }
@@ -147,34 +153,23 @@ impl DependencyTrackSink {
 
     /// The project of this event: the UUID, or the rendered name and version.
     fn target(&self, delivery: &Delivery) -> Result<Target, String> {
-        let (templates, auto_create) = match &self.project {
+        let (name, version, auto_create) = match &self.project {
             Project::Uuid(uuid) => return Ok(Target::Uuid(uuid.clone())),
             Project::Named {
-                templates,
+                name,
+                version,
                 auto_create,
-            } => (templates, *auto_create),
+            } => (name, version, *auto_create),
         };
-        let body: serde_json::Value =
-            serde_json::from_slice(&delivery.body).unwrap_or(serde_json::Value::Null);
-        let context = minijinja::context! {
-            source => delivery.source.as_ref(),
-            event_type => delivery.event_type.as_deref(),
-            delivery_id => delivery.delivery_id.as_deref(),
-            id => delivery.event_id.hyphenated().to_string(),
-            body => minijinja::Value::from(minijinja::value::Serde(&body)),
-        };
-        let render = |key: &str| -> Result<String, String> {
-            let text = templates
-                .get_template(key)
-                .and_then(|t| t.render(&context))
-                .map_err(|e| {
-                    format!(
-                        "project_{key} cannot be rendered for this event: {}; fix [sinks.{}] \
-                         project_{key}",
-                        e.detail().unwrap_or(&e.to_string()),
-                        self.name
-                    )
-                })?;
+        let event = EventContext::new(delivery);
+        let render = |key: &str, template: &Template| -> Result<String, String> {
+            let text = template.render(&event).map_err(|e| {
+                format!(
+                    "project_{key} cannot be rendered for this event: {}; fix [sinks.{}] \
+                     project_{key}",
+                    e.message, self.name
+                )
+            })?;
             let text = text.trim().to_string();
             if text.is_empty() || text.chars().any(char::is_control) {
                 return Err(format!(
@@ -190,8 +185,8 @@ impl DependencyTrackSink {
             Ok(text)
         };
         Ok(Target::Named {
-            name: render("name")?,
-            version: render("version")?,
+            name: render("name", name)?,
+            version: render("version", version)?,
             auto_create,
         })
     }

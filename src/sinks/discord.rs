@@ -1,5 +1,6 @@
 //! The Discord sink (`kind = "discord"`): one embed per event through a channel webhook,
-//! the headline as its title, the detail as its description, within Discord's documented
+//! the headline as its title (plain: its first link becomes the embed's `url`, since Discord
+//! makes no link in a title), the detail as its description, within Discord's documented
 //! limits (title 256, description 4096, footer 2048, 6000 characters in all), cut cleanly.
 //!
 //! Answers: 200/204 delivered (with `wait=true` Discord answers 200 and the message, whose
@@ -84,6 +85,7 @@ impl DiscordSink {
 
     fn payload(&self, delivery: &Delivery, text: &str) -> serde_json::Value {
         let (title, description) = chat::headline(text);
+        let (title, link) = plain_title(&title);
         let title = chat::cut_markup(&title, TITLE);
         let footer_text = match &delivery.event_type {
             Some(t) => format!("{} · {t}", delivery.source),
@@ -99,6 +101,9 @@ impl DiscordSink {
             "footer": {"text": footer},
             "timestamp": chat::context(delivery).received_at,
         });
+        if let Some(url) = link {
+            embed["url"] = json!(url);
+        }
         if !description.is_empty() {
             embed["description"] = json!(description);
         }
@@ -171,6 +176,67 @@ impl Sink for DiscordSink {
 }
 
 /// Float seconds, as Discord writes them.
+/// An embed title from a rendered headline: Discord shows an embed title bold and makes
+/// no link of `[label](url)` in it, so the template's links become their labels (the first
+/// one's URL is returned, for the embed's own `url`, which links the whole title) and its
+/// `**` markers are dropped. Backslash escapes stay, so an event's text stays text.
+fn plain_title(headline: &str) -> (String, Option<String>) {
+    let chars: Vec<char> = headline.chars().collect();
+    let mut out = String::with_capacity(headline.len());
+    let mut first_url = None;
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' if i + 1 < chars.len() => {
+                out.push('\\');
+                out.push(chars[i + 1]);
+                i += 2;
+            }
+            '*' if chars.get(i + 1) == Some(&'*') => i += 2,
+            '[' => match link_at(&chars, i) {
+                Some((label, url, end)) => {
+                    out.push_str(&label);
+                    first_url.get_or_insert(url);
+                    i = end;
+                }
+                None => {
+                    out.push('[');
+                    i += 1;
+                }
+            },
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    (out, first_url)
+}
+
+/// The `[label](url)` starting at `chars[start]`: its label (escapes kept), URL, and the
+/// index after it. Labels never hold an unescaped `]` and URLs never a `)` (the template's
+/// `link` escapes and percent-encodes them).
+fn link_at(chars: &[char], start: usize) -> Option<(String, String, usize)> {
+    let mut i = start + 1;
+    let mut label = String::new();
+    while i < chars.len() && chars[i] != ']' {
+        if chars[i] == '\\' && i + 1 < chars.len() {
+            label.push(chars[i]);
+            i += 1;
+        }
+        label.push(chars[i]);
+        i += 1;
+    }
+    if chars.get(i + 1) != Some(&'(') {
+        return None;
+    }
+    let url_start = i + 2;
+    let close = (url_start..chars.len()).find(|&j| chars[j] == ')')?;
+    let url: String = chars[url_start..close].iter().collect();
+    let label = label.replace("**", "");
+    (url.starts_with("https://") || url.starts_with("http://")).then_some((label, url, close + 1))
+}
+
 fn seconds(text: &str) -> Option<Duration> {
     let s: f64 = text.parse().ok()?;
     (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s.min(86_400.0)))
@@ -210,5 +276,27 @@ fn classify(name: &str, answer: &Answer) -> Outcome {
         _ => Outcome::Failed(answer.error(format!(
             "{said}; not retrying. Discord refused this message; see its answer."
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_title_shows_link_labels_and_links_the_embed_to_the_first() {
+        let (title, url) = plain_title(
+            "**mona** pushed 3 commits to **main** of [octo\\-org/shop](https://github.com/octo-org/shop)",
+        );
+        assert_eq!(title, "mona pushed 3 commits to main of octo\\-org/shop");
+        assert_eq!(url.as_deref(), Some("https://github.com/octo-org/shop"));
+        // An event's escaped text stays escaped, and makes no link.
+        let evil = "\\[click\\](https://evil.example) \\*\\*b\\*\\*";
+        let (title, url) = plain_title(evil);
+        assert_eq!(title, evil);
+        assert_eq!(url, None);
+        let (title, url) = plain_title("[a](https://a.example): [b](https://b.example)");
+        assert_eq!(title, "a: b");
+        assert_eq!(url.as_deref(), Some("https://a.example"));
     }
 }

@@ -104,8 +104,8 @@ pub fn transport_error(sink: &str, err: reqwest::Error, timeout: Duration) -> Si
             "timed out after {}; raise [sinks.{sink}] timeout if the receiver is slow",
             humantime::format_duration(timeout)
         )
-    } else if let Some(tls) = tls_cause(&err) {
-        format!("TLS handshake failed: {}", explain_tls(sink, tls))
+    } else if let Some(handshake) = handshake_failure(sink, RECEIVER, &err) {
+        handshake
     } else if err.is_connect() {
         format!("could not connect: {}", innermost(&err))
     } else {
@@ -137,43 +137,70 @@ pub(super) fn tls_cause<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rus
     None
 }
 
+/// Who is on the other end of a handshake, so a failure names it and the key that says
+/// where it is.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Peer {
+    /// What the operator calls it: "receiver", "SMTP server".
+    pub noun: &'static str,
+    /// The sink key that holds its host name: `url`, `host`.
+    pub address_key: &'static str,
+}
+
+/// The other end of an HTTP sink's request.
+const RECEIVER: Peer = Peer {
+    noun: "receiver",
+    address_key: "url",
+};
+
+/// "TLS handshake failed: …" when a rustls error is somewhere in `err`'s chain: what the
+/// certificate problem is and which key of sink `sink` fixes it. `None` for any other error.
+pub(super) fn handshake_failure(
+    sink: &str,
+    peer: Peer,
+    err: &(dyn StdError + 'static),
+) -> Option<String> {
+    tls_cause(err).map(|tls| format!("TLS handshake failed: {}", explain_tls(sink, peer, tls)))
+}
+
 /// What a handshake failure means for the operator, and which key fixes it.
-pub(super) fn explain_tls(sink: &str, err: &rustls::Error) -> String {
+pub(super) fn explain_tls(sink: &str, peer: Peer, err: &rustls::Error) -> String {
+    let Peer { noun, address_key } = peer;
     let add_ca = format!(
-        "if the receiver's certificate comes from your own CA, add that CA's certificate \
+        "if the {noun}'s certificate comes from your own CA, add that CA's certificate \
          (PEM) with ca_file in [sinks.{sink}] or in [tls]"
     );
     match err {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::UnknownIssuer => format!(
-                "the receiver's certificate is not signed by a trusted certificate authority \
+                "the {noun}'s certificate is not signed by a trusted certificate authority \
                  (unknown issuer); {add_ca}"
             ),
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 format!(
-                    "the receiver's certificate is not valid for the host name in the URL \
-                     ({err}); use a host name the certificate lists in [sinks.{sink}] url, or \
-                     have the certificate reissued"
+                    "the {noun}'s certificate is not valid for the host name it was reached \
+                     at ({err}); use a host name the certificate lists in [sinks.{sink}] \
+                     {address_key}, or have the certificate reissued"
                 )
             }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!(
-                "the receiver's certificate has expired ({err}); the receiver must renew it"
-            ),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                format!("the {noun}'s certificate has expired ({err}); the {noun} must renew it")
+            }
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 format!(
-                    "the receiver's certificate is not valid yet ({err}); check this machine's \
+                    "the {noun}'s certificate is not valid yet ({err}); check this machine's \
                      clock"
                 )
             }
             CertificateError::BadEncoding | CertificateError::BadSignature => {
-                format!("the receiver's certificate is malformed or badly signed ({err}); {add_ca}")
+                format!("the {noun}'s certificate is malformed or badly signed ({err}); {add_ca}")
             }
-            _ => format!("the receiver's certificate was rejected ({err}); {add_ca}"),
+            _ => format!("the {noun}'s certificate was rejected ({err}); {add_ca}"),
         },
         rustls::Error::AlertReceived(
             AlertDescription::CertificateRequired | AlertDescription::HandshakeFailure,
         ) => format!(
-            "the receiver refused the connection ({err}); it probably requires a client \
+            "the {noun} refused the connection ({err}); it probably requires a client \
              certificate: set client_cert and client_key in [sinks.{sink}]"
         ),
         rustls::Error::AlertReceived(
@@ -184,8 +211,8 @@ pub(super) fn explain_tls(sink: &str, err: &rustls::Error) -> String {
             | AlertDescription::CertificateRevoked
             | AlertDescription::AccessDenied,
         ) => format!(
-            "the receiver did not accept the client certificate ({err}); check client_cert \
-             and client_key in [sinks.{sink}] against the CA the receiver trusts"
+            "the {noun} did not accept the client certificate ({err}); check client_cert \
+             and client_key in [sinks.{sink}] against the CA the {noun} trusts"
         ),
         other => format!("{other}"),
     }
@@ -209,6 +236,7 @@ mod tests {
     fn an_unknown_issuer_names_the_key_to_set() {
         let message = explain_tls(
             "audit",
+            RECEIVER,
             &rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
         );
         assert!(message.contains("unknown issuer"), "{message}");
@@ -219,6 +247,7 @@ mod tests {
     fn a_required_client_certificate_names_the_keys_to_set() {
         let message = explain_tls(
             "audit",
+            RECEIVER,
             &rustls::Error::AlertReceived(AlertDescription::CertificateRequired),
         );
         assert!(

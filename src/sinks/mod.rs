@@ -166,6 +166,7 @@ impl AnySink {
             SinkKind::Smtp(c) => Ok(AnySink::Smtp(Box::new(smtp::SmtpSink::new(
                 &config.name,
                 c,
+                &config.outbound,
                 config.timeout,
             )?))),
             SinkKind::Nats(c) => Ok(AnySink::Nats(Box::new(nats::NatsSink::new(

@@ -36,6 +36,11 @@ pub const HEADER_EVENT_ID: &str = "Hookrelay-Event-Id";
 pub const HEADER_SOURCE: &str = "Hookrelay-Source";
 /// Header carrying the sender's event type, when known.
 pub const HEADER_EVENT_TYPE: &str = "Hookrelay-Event-Type";
+/// The other end of the sink's connection, for the words of a failed handshake.
+const NATS_SERVER: super::http::Peer = super::http::Peer {
+    noun: "NATS server",
+    address_key: "url",
+};
 /// Longest subject accepted: far beyond any sensible one, well below the protocol's limits.
 const LONGEST_SUBJECT: usize = 1024;
 
@@ -145,7 +150,7 @@ impl NatsSink {
         if let Some(tls) = super::http::tls_cause(e) {
             return format!(
                 "TLS handshake failed: {}",
-                super::http::explain_tls(sink, tls)
+                super::http::explain_tls(sink, NATS_SERVER, tls)
             );
         }
         match e.kind() {

@@ -1,5 +1,9 @@
 //! The e-mail sink (`kind = "smtp"`): one mail per event through an SMTP server, with lettre
 //! over rustls (`tls = "starttls"` required, `"implicit"` from the first byte, or `"none"`).
+//! Trust and the client certificate come from the sink's [`Outbound`] like every HTTP
+//! sink's (`[tls] ca_file`, the sink's `ca_file`, `client_cert`, `client_key`); a failed
+//! handshake is explained in the same words (`http::handshake_failure`). SMTP never goes
+//! through a proxy.
 //!
 //! The mail is `multipart/alternative`: a plain-text part and an HTML part rendered from the
 //! same template (escaped for each), CRLF line endings. The subject is rendered as plain text
@@ -19,22 +23,36 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{
+    Certificate, CertificateStore, Identity, Tls, TlsParameters,
+};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::chat;
+use super::http::{Peer, handshake_failure};
 use super::{Delivery, Outcome, Sink, SinkBuildError, SinkError};
-use crate::config::{SmtpSinkConfig, SmtpTls};
+use crate::config::{Outbound, SmtpSinkConfig, SmtpTls};
 use crate::template::{DEFAULT_SUBJECT, Target, Template, one_line};
 
 /// Idle pooled connections are closed after this long (servers drop them at about 5 min).
 const POOL_IDLE: Duration = Duration::from_secs(60);
 /// The longest subject sent, in characters.
 const MAX_SUBJECT: usize = 200;
+/// The other end of the sink's connection, for the words of a failed handshake.
+const SERVER: Peer = Peer {
+    noun: "SMTP server",
+    address_key: "host",
+};
 
 /// Sends mail through one SMTP server.
 pub struct SmtpSink {
     name: String,
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// TLS is on and no client certificate is set: a server that hangs up during the
+    /// handshake probably wanted one.
+    may_want_client_cert: bool,
     from: Mailbox,
     to: Vec<Mailbox>,
     subject: Template,
@@ -52,26 +70,27 @@ impl fmt::Debug for SmtpSink {
 }
 
 impl SmtpSink {
-    /// Builds the sink: its transport (no connection yet) and compiled templates.
+    /// Builds the sink: its transport (no connection yet) and compiled templates; trust and
+    /// the client certificate come from `outbound`.
     pub fn new(
         name: &str,
         config: &SmtpSinkConfig,
+        outbound: &Outbound,
         timeout: Duration,
     ) -> Result<SmtpSink, SinkBuildError> {
         let fail = |message: String| SinkBuildError {
             sink: name.to_string(),
             message,
         };
+        // lettre is built without a default crypto provider; installing one twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let builder = match config.tls {
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host),
-            SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host),
-            SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-                &config.host,
-            )),
-        }
-        .map_err(|e| fail(format!("cannot set up TLS for the SMTP server: {e}")))?;
-        let mut builder = builder
+        let tls = match config.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(tls_parameters(name, &config.host, outbound)?),
+            SmtpTls::Implicit => Tls::Wrapper(tls_parameters(name, &config.host, outbound)?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+            .tls(tls)
             .port(config.port)
             .timeout(Some(timeout))
             .pool_config(PoolConfig::new().max_size(1).idle_timeout(POOL_IDLE));
@@ -88,6 +107,7 @@ impl SmtpSink {
         Ok(SmtpSink {
             name: name.to_string(),
             transport: builder.build(),
+            may_want_client_cert: config.tls != SmtpTls::None && outbound.identity.is_none(),
             from: mailbox(&config.from, "from")?,
             to: config
                 .to
@@ -167,21 +187,36 @@ impl Sink for SmtpSink {
                     message_id: None,
                 }
             }
-            Err(err) => classify(&self.name, &err),
+            Err(err) => classify(&self.name, &err, self.may_want_client_cert),
         }
     }
 }
 
-/// What an SMTP failure means.
-fn classify(name: &str, err: &lettre::transport::smtp::Error) -> Outcome {
+/// What an SMTP failure means; `may_want_client_cert` when TLS is on without a client
+/// certificate.
+fn classify(
+    name: &str,
+    err: &lettre::transport::smtp::Error,
+    may_want_client_cert: bool,
+) -> Outcome {
     let code = err.status().map(|c| c.to_string());
     let what = one_line(&err.to_string());
+    let message = match (&code, handshake_failure(name, SERVER, err)) {
+        (Some(code), _) => format!("SMTP server answered {code}: {what}"),
+        (None, Some(handshake)) => handshake,
+        // A server that demands a client certificate and gets none often hangs up with no
+        // TLS alert to say why (TLS 1.3 checks the certificate after the client's handshake
+        // is done; Python's and some other servers send no alert at all).
+        (None, None) if may_want_client_cert && hung_up(err) => format!(
+            "SMTP failed: the SMTP server closed the connection during or right after the \
+             TLS handshake ({what}); if it requires a client certificate, set client_cert \
+             and client_key in [sinks.{name}]"
+        ),
+        (None, None) => format!("SMTP failed: {what}"),
+    };
     let error = SinkError {
         status: None,
-        message: match &code {
-            Some(code) => format!("SMTP server answered {code}: {what}"),
-            None => format!("SMTP failed: {what}"),
-        },
+        message,
     };
     if err.is_permanent() {
         Outcome::Failed(SinkError {
@@ -197,6 +232,71 @@ fn classify(name: &str, err: &lettre::transport::smtp::Error) -> Outcome {
         // 4xx, timeouts, TLS and connection failures.
         Outcome::Retry { after: None, error }
     }
+}
+
+/// The rustls settings of the connection to `host`: the system's roots unless `[tls]
+/// use_system_roots = false`, every configured CA, and the client certificate.
+fn tls_parameters(
+    name: &str,
+    host: &str,
+    outbound: &Outbound,
+) -> Result<TlsParameters, SinkBuildError> {
+    let fail = |message: String| SinkBuildError {
+        sink: name.to_string(),
+        message,
+    };
+    let mut builder = TlsParameters::builder(host.to_string());
+    if !outbound.system_roots {
+        builder = builder.certificate_store(CertificateStore::None);
+    }
+    for der in &outbound.roots {
+        let root = Certificate::from_der(der.to_vec())
+            .map_err(|e| fail(format!("a ca_file certificate is unusable: {e}")))?;
+        builder = builder.add_root_certificate(root);
+    }
+    if let Some(identity) = &outbound.identity {
+        let pem = identity.pem();
+        let chain = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| fail("client_cert cannot be read again".to_string()))?;
+        let Some(leaf) = chain.first() else {
+            return Err(fail("client_cert holds no certificate".to_string()));
+        };
+        if chain.len() > 1 {
+            // lettre's rustls identity takes one DER certificate: intermediates are not sent.
+            tracing::warn!(
+                sink = %name,
+                "client_cert holds a chain; the SMTP sink presents only the first \
+                 (leaf) certificate, so the server must know its intermediate CAs"
+            );
+        }
+        // The first argument is read as one DER certificate by lettre's rustls backend,
+        // the second as PEM holding the private key (the first one found).
+        let identity = Identity::from_pem(leaf.as_ref(), pem)
+            .map_err(|_| fail("client_key cannot be used with client_cert".to_string()))?;
+        builder = builder.identify_with(identity);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| fail(format!("cannot set up TLS for the SMTP server: {e}")))
+}
+
+/// Whether the peer closed the connection unexpectedly somewhere in `err`'s chain.
+fn hung_up(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::UnexpectedEof {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner as &(dyn std::error::Error + 'static));
+                continue;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// `text` with every line ending as CRLF.

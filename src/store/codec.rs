@@ -111,21 +111,16 @@ pub struct DeadValue {
     pub reason: String,
 }
 
-/// Length of an encoded event: callers reserve exactly this many bytes in redb.
-pub fn event_len(meta_bytes: &[u8], body: &[u8]) -> usize {
-    1 + meta_bytes.len() + body.len()
-}
-
-/// Encodes the metadata part of an event (without version byte or body).
-pub fn encode_event_meta(meta: &EventMeta) -> Vec<u8> {
-    postcard::to_stdvec(meta).expect("postcard encoding into a Vec cannot fail")
-}
-
-/// Writes `[version][meta][body]` into `out`, which is exactly `event_len` bytes long.
-pub fn write_event(out: &mut [u8], meta_bytes: &[u8], body: &[u8]) {
-    out[0] = FORMAT_VERSION;
-    out[1..1 + meta_bytes.len()].copy_from_slice(meta_bytes);
-    out[1 + meta_bytes.len()..].copy_from_slice(body);
+/// Encodes an event as stored: `[version][meta][body]`, the body appended raw so reading it
+/// back needs no copy. Done on the caller's thread, so the writer only moves bytes.
+pub fn encode_event(meta: &EventMeta, body: &[u8]) -> Vec<u8> {
+    // Metadata is a few hundred bytes (source, ids, kept headers); one allocation in the
+    // common case.
+    let mut out = Vec::with_capacity(1 + 512 + body.len());
+    out.push(FORMAT_VERSION);
+    postcard::to_io(meta, &mut out).expect("postcard encoding into a Vec cannot fail");
+    out.extend_from_slice(body);
+    out
 }
 
 /// Splits an encoded event into its metadata and body.
@@ -232,10 +227,8 @@ mod tests {
 
     #[test]
     fn event_round_trips_with_body_appended_raw() {
-        let meta_bytes = encode_event_meta(&meta());
         let body = b"{\"a\":1}";
-        let mut out = vec![0; event_len(&meta_bytes, body)];
-        write_event(&mut out, &meta_bytes, body);
+        let out = encode_event(&meta(), body);
         assert_eq!(out[0], FORMAT_VERSION);
         assert!(out.ends_with(body));
         let (decoded, decoded_body) = decode_event(&out).unwrap();
@@ -326,9 +319,7 @@ mod tests {
             body in proptest::collection::vec(any::<u8>(), 0..2048),
         ) {
             let meta = EventMeta { source, event_type, delivery_id: None, content_type: None, received_at_ms: received, headers };
-            let meta_bytes = encode_event_meta(&meta);
-            let mut out = vec![0; event_len(&meta_bytes, &body)];
-            write_event(&mut out, &meta_bytes, &body);
+            let out = encode_event(&meta, &body);
             let (m, b) = decode_event(&out).unwrap();
             prop_assert_eq!(m, meta);
             prop_assert_eq!(b, &body[..]);

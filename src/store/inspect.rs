@@ -367,6 +367,56 @@ impl Store {
         Ok(out)
     }
 
+    /// Names of the sinks the store holds queued entries or dead letters for, configured
+    /// or not (a sink removed from the config keeps its queue), in name order. Blocking;
+    /// one seek per name, whatever the queues' lengths.
+    pub fn sinks_with_entries(&self) -> Result<Vec<String>, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        // Held for the whole read, so a reopen after an I/O error waits for it.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read().map_err(read_err)?;
+        let queue = txn.open_table(QUEUE).map_err(read_err)?;
+        let dead = txn.open_table(DEAD).map_err(read_err)?;
+        let mut names = std::collections::BTreeSet::new();
+        // Each step skips past every key of the name just seen: keys sort by sink first.
+        let mut last: Option<String> = None;
+        loop {
+            let next = match &last {
+                None => queue.range::<(&str, u64, u128)>(..),
+                Some(name) => queue.range::<(&str, u64, u128)>((
+                    Excluded((name.as_str(), u64::MAX, u128::MAX)),
+                    Unbounded,
+                )),
+            }
+            .map_err(read_err)?
+            .next()
+            .transpose()
+            .map_err(read_err)?;
+            let Some((key, _)) = next else { break };
+            let name = key.value().0.to_string();
+            names.insert(name.clone());
+            last = Some(name);
+        }
+        let mut last: Option<String> = None;
+        loop {
+            let next = match &last {
+                None => dead.range::<(&str, u128)>(..),
+                Some(name) => {
+                    dead.range::<(&str, u128)>((Excluded((name.as_str(), u128::MAX)), Unbounded))
+                }
+            }
+            .map_err(read_err)?
+            .next()
+            .transpose()
+            .map_err(read_err)?;
+            let Some((key, _)) = next else { break };
+            let name = key.value().0.to_string();
+            names.insert(name.clone());
+            last = Some(name);
+        }
+        Ok(names.into_iter().collect())
+    }
+
     /// Ids of up to `limit` events received in `[from_ms, to_ms)`, oldest first, after
     /// `after` (the last id of the previous page). Blocking.
     pub fn event_ids_between(
@@ -531,6 +581,34 @@ mod tests {
             message_id: None,
         };
         store.finish(entry, record, next).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sinks_with_entries_names_each_queue_and_dead_letter_holder_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        assert!(store.sinks_with_entries().unwrap().is_empty());
+        for _ in 0..3 {
+            ingest(&store, "github", "push", &["audit", "chat", "gone"]).await;
+        }
+        ingest(&store, "github", "push", &["a"]).await;
+        // "dead" ends with one dead letter and an empty queue.
+        ingest(&store, "github", "push", &["dead"]).await;
+        attempt(
+            &store,
+            "dead",
+            AttemptOutcome::DeadLettered,
+            NextStep::DeadLetter("gave up".into()),
+        )
+        .await;
+        // "done" ends with nothing: it is not named.
+        ingest(&store, "github", "push", &["done"]).await;
+        attempt(&store, "done", AttemptOutcome::Delivered, NextStep::Done).await;
+        assert_eq!(
+            store.sinks_with_entries().unwrap(),
+            ["a", "audit", "chat", "dead", "gone"]
+        );
+        store.close().await;
     }
 
     #[tokio::test]

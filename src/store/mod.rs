@@ -335,13 +335,31 @@ impl Store {
 
     /// Stores the event and one queue entry per sink in one durable commit.
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
+        let received_at_ms = writer::now_ms();
         let fingerprint = event
             .delivery_id
             .as_deref()
             .map(|delivery_id| dedup::fingerprint(&event.source, delivery_id));
-        self.submit(|reply| writer::Op::Ingest {
-            event,
+        // The metadata's strings are freed here, before the wait, on this thread.
+        let record = codec::encode_event(
+            &codec::EventMeta {
+                source: event.source.to_string(),
+                event_type: event.event_type,
+                delivery_id: event.delivery_id,
+                content_type: event.content_type,
+                received_at_ms,
+                headers: event.headers,
+            },
+            &event.body,
+        );
+        let prepared = writer::PreparedEvent {
+            record,
+            received_at_ms,
+            sinks: event.sinks,
             fingerprint,
+        };
+        self.submit(|reply| writer::Op::Ingest {
+            event: prepared,
             reply,
         })
         .await

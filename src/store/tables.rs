@@ -3,7 +3,7 @@
 
 use redb::TableDefinition;
 
-/// Event id → encoded event (`codec::write_event`).
+/// Event id → encoded event (`codec::encode_event`).
 pub const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events");
 
 /// Event id → fingerprint of (source, delivery id), for events that have a delivery id:

@@ -14,18 +14,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::codec::{self, AttemptValue, DeadValue, EventMeta, PendingState, QueueValue};
+use super::codec::{self, AttemptValue, DeadValue, PendingState, QueueValue};
 use super::dedup::DedupIndex;
 use super::health::HealthReport;
 use super::slot::{self, Slot};
 use super::tables::{ATTEMPTS, DEAD, DEDUP_LOG, EVENTS, PENDING, QUEUE};
 use super::{
-    AttemptRecord, EventId, Ingested, NewEvent, NextStep, QueueEntry, Replayed, StoreError,
-    Watchers,
+    AttemptRecord, EventId, Ingested, NextStep, QueueEntry, Replayed, StoreError, Watchers,
 };
 use crate::metrics::StoreMetrics;
 
@@ -38,10 +37,7 @@ const MAX_BATCH_BYTES: usize = 64 << 20;
 /// A request to the writer.
 pub(super) enum Op {
     Ingest {
-        event: NewEvent,
-        /// `dedup::fingerprint` of (source, delivery id), computed by the caller so the
-        /// hash runs on the request's thread, not on this serial one.
-        fingerprint: Option<u64>,
+        event: PreparedEvent,
         reply: oneshot::Sender<Result<Ingested, StoreError>>,
     },
     Finish {
@@ -70,6 +66,20 @@ pub(super) enum Op {
     Ping {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+}
+
+/// An event made ready on the caller's thread: encoded whole and fingerprinted, so this one
+/// serial thread only copies bytes into its transaction (and frees one buffer, not the
+/// dozen strings an event's metadata holds).
+pub(super) struct PreparedEvent {
+    /// The stored value, `codec::encode_event`.
+    pub record: Vec<u8>,
+    /// When ingress received it: the first attempt's due time.
+    pub received_at_ms: u64,
+    /// Sinks that get one queue entry each.
+    pub sinks: Vec<Arc<str>>,
+    /// `dedup::fingerprint` of (source, delivery id), when the sender gave a delivery id.
+    pub fingerprint: Option<u64>,
 }
 
 /// A reply held back until the batch is committed.
@@ -111,7 +121,7 @@ impl Reply {
 impl Op {
     fn body_len(&self) -> usize {
         match self {
-            Op::Ingest { event, .. } => event.body.len(),
+            Op::Ingest { event, .. } => event.record.len(),
             _ => 0,
         }
     }
@@ -234,26 +244,39 @@ fn commit_batch(
     })();
     // Ops an error struck before were never applied; they are answered below.
     let unapplied: Vec<Op> = pending.collect();
-    match result {
-        Ok(()) => {
-            index_changes.apply(dedup);
-            metrics.batch(ops, started.elapsed().as_secs_f64());
-            health.committed();
-            for reply in replies {
-                reply.send_ok();
-            }
-            for sink in &touched {
-                watchers.notify(sink);
-            }
-            tracing::trace!(
-                ops,
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "committed batch"
-            );
-        }
-        Err(err) => {
-            let message = describe(&err);
+    let failure = result.err().map(|err| {
+        let message = describe(&err);
+        // redb refuses every transaction after an I/O error, reads included, until reopened.
+        let reopened = matches!(err, redb::Error::Io(_) | redb::Error::PreviousIo).then(|| {
+            drop(db);
+            slot.reopen()
+        });
+        (message, reopened)
+    });
+    // A commit can report an error after its data became durable (the failing write came
+    // after the header switch). Its callers must then hear "stored": a sender told 503
+    // would retry an event that is already queued, and its first copy would be delivered
+    // although it was refused.
+    let landed_anyway = match &failure {
+        Some((_, Some(Ok(reopened)))) => commit_landed(reopened, &replies),
+        _ => false,
+    };
+    if let Some((message, reopened)) = failure {
+        if landed_anyway {
+            tracing::warn!(ops, error = %message, "store commit reported an error, but the reopened store holds the batch; its callers were told it was stored");
+        } else {
             tracing::error!(ops, error = %message, "store commit failed; the batch was not written and its callers were told");
+        }
+        match &reopened {
+            Some(Ok(_)) => {
+                tracing::info!("store reopened after the failed commit; it takes writes again")
+            }
+            Some(Err(reason)) => {
+                tracing::error!(error = %reason, "cannot reopen the store after the failed commit; will try again with the next write")
+            }
+            None => {}
+        }
+        if !landed_anyway {
             health.failed(&message, now_ms());
             for reply in replies {
                 reply.send_err(&message);
@@ -261,20 +284,41 @@ fn commit_batch(
             for op in unapplied {
                 op.fail(&message);
             }
-            if matches!(err, redb::Error::Io(_) | redb::Error::PreviousIo) {
-                // redb now refuses every transaction, reads included, until reopened.
-                drop(db);
-                match slot.reopen() {
-                    Ok(_) => tracing::info!(
-                        "store reopened after the failed commit; it takes writes again"
-                    ),
-                    Err(reason) => {
-                        tracing::error!(error = %reason, "cannot reopen the store after the failed commit; will try again with the next write")
-                    }
-                }
-            }
+            return;
         }
     }
+    index_changes.apply(dedup);
+    metrics.batch(ops, started.elapsed().as_secs_f64());
+    health.committed();
+    for reply in replies {
+        reply.send_ok();
+    }
+    for sink in &touched {
+        watchers.notify(sink);
+    }
+    tracing::trace!(
+        ops,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "committed batch"
+    );
+}
+
+/// Whether a batch whose commit reported an error is in the store all the same, judged by
+/// its first new event (a transaction lands whole or not at all). A batch without one is
+/// taken as lost: its finishes and replays are safe to repeat.
+fn commit_landed(db: &redb::Database, replies: &[Reply]) -> bool {
+    let Some(probe) = replies.iter().find_map(|reply| match reply {
+        Reply::Ingest(_, Ingested::Accepted(id)) => Some(id.as_u128()),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let found = || -> Result<bool, redb::Error> {
+        let txn = db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        Ok(events.get(probe)?.is_some())
+    };
+    found().unwrap_or(false)
 }
 
 /// A message for a failed commit that says what to do; the most common cause in the field is
@@ -309,14 +353,14 @@ impl IndexChanges {
     }
 }
 
-/// The id of a stored event with exactly this source and delivery id, if there is one.
+/// The id of a stored event with the same source and delivery id as `record`, if there is
+/// one.
 fn find_duplicate(
     events: &redb::Table<u128, &[u8]>,
     dedup: &DedupIndex,
     changes: &IndexChanges,
     fingerprint: u64,
-    source: &str,
-    delivery_id: &str,
+    record: &[u8],
 ) -> Result<Option<u128>, redb::Error> {
     let candidate = changes
         .pending
@@ -327,13 +371,19 @@ fn find_duplicate(
         return Ok(None);
     };
     // Confirm against the stored event: a 64-bit collision must never turn a new event
-    // into a "duplicate" and drop it.
+    // into a "duplicate" and drop it. Decoding is rare: only on a fingerprint match.
     let Some(stored) = events.get(candidate)? else {
         return Ok(None);
     };
-    let same = codec::decode_event(stored.value())
-        .map(|(meta, _)| meta.source == source && meta.delivery_id.as_deref() == Some(delivery_id))
-        .unwrap_or(false);
+    let key = |bytes: &[u8]| {
+        codec::decode_event(bytes)
+            .ok()
+            .map(|(meta, _)| (meta.source, meta.delivery_id))
+    };
+    let same = match (key(stored.value()), key(record)) {
+        (Some(stored), Some(new)) => stored == new,
+        _ => false,
+    };
     Ok(same.then_some(candidate))
 }
 
@@ -358,14 +408,11 @@ fn apply_all(
     });
     for op in ops {
         match op {
-            Op::Ingest {
-                event,
-                fingerprint: print,
-                reply,
-            } => {
-                if let (Some(print), Some(delivery_id)) = (print, &event.delivery_id)
+            Op::Ingest { event, reply } => {
+                let print = event.fingerprint;
+                if let Some(print) = print
                     && let Some(existing) =
-                        find_duplicate(&events, dedup, changes, print, &event.source, delivery_id)?
+                        find_duplicate(&events, dedup, changes, print, &event.record)?
                 {
                     replies.push(Reply::Ingest(
                         reply,
@@ -375,31 +422,16 @@ fn apply_all(
                 }
                 let id = ids.next();
                 let key = id.as_u128();
-                let received_at_ms = now_ms();
-                let meta = EventMeta {
-                    source: event.source.to_string(),
-                    event_type: event.event_type,
-                    delivery_id: event.delivery_id,
-                    content_type: event.content_type,
-                    received_at_ms,
-                    headers: event.headers,
-                };
-                let meta_bytes = codec::encode_event_meta(&meta);
-                {
-                    let len = codec::event_len(&meta_bytes, &event.body);
-                    let mut slot = events.insert_reserve(key, len)?;
-                    codec::write_event(slot.as_mut(), &meta_bytes, &event.body);
-                }
+                events.insert(key, event.record.as_slice())?;
                 if let Some(print) = print {
                     dedup_log.insert(key, print)?;
                     changes.pending.insert(print, key);
                     changes.added.push((print, key));
                 }
-                let state = codec::encode(&PendingState::Queued {
-                    due_ms: received_at_ms,
-                });
+                let due_ms = event.received_at_ms;
+                let state = codec::encode(&PendingState::Queued { due_ms });
                 for sink in &event.sinks {
-                    queue.insert((&**sink, received_at_ms, key), queue_value.as_slice())?;
+                    queue.insert((&**sink, due_ms, key), queue_value.as_slice())?;
                     pending.insert((key, &**sink), state.as_slice())?;
                     touched.insert(sink.clone());
                 }

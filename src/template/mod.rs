@@ -54,6 +54,30 @@ pub enum Target {
     Plain,
 }
 
+/// What a template does with a value the event does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Prints nothing: a message stays readable when one sender lacks a field.
+    Empty,
+    /// Fails the render, naming the value, and a name outside [`EventContext`]'s fields is
+    /// refused at compile time: for a name that must be whole, such as a Dependency-Track
+    /// project's.
+    Fail,
+}
+
+/// The top-level names a template sees: [`EventContext`]'s fields.
+pub const VARIABLES: &[&str] = &[
+    "source",
+    "event_type",
+    "delivery_id",
+    "event_id",
+    "received_at",
+    "headers",
+    "body",
+    "summary",
+    "test",
+];
+
 /// A template that cannot be used: where it was written and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{at}: {message}")]
@@ -88,8 +112,38 @@ impl Template {
     /// template is then rendered once against a sample event, so an unknown filter or
     /// function on its main path is caught here (at `hookrelay check`) too.
     pub fn compile(source: &str, target: Target, at: &str) -> Result<Template, TemplateError> {
+        Template::build(source, target, at, Missing::Empty, false)
+    }
+
+    /// [`Template::compile`] with a choice of what a missing value does.
+    pub fn compile_with(
+        source: &str,
+        target: Target,
+        at: &str,
+        missing: Missing,
+    ) -> Result<Template, TemplateError> {
+        Template::build(source, target, at, missing, false)
+    }
+
+    /// Compiles one of hookrelay's built-in messages: like [`Template::compile`], and every
+    /// printed value is folded onto one line ([`one_line`]), so a line break in an event's
+    /// field (a pusher's name, a repository) cannot split the headline or add a line.
+    pub fn built_in(source: &str, target: Target, at: &str) -> Result<Template, TemplateError> {
+        Template::build(source, target, at, Missing::Empty, true)
+    }
+
+    fn build(
+        source: &str,
+        target: Target,
+        at: &str,
+        missing: Missing,
+        fold: bool,
+    ) -> Result<Template, TemplateError> {
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_undefined_behavior(match missing {
+            Missing::Empty => UndefinedBehavior::Chainable,
+            Missing::Fail => UndefinedBehavior::Strict,
+        });
         env.set_fuel(Some(FUEL));
         // Keep whitespace as people expect from a message: no newline after a block tag.
         env.set_syntax(
@@ -103,16 +157,16 @@ impl Template {
             if let Some(markup) = value.downcast_object_ref::<Markup>() {
                 out.write_str(&markup.0)?;
             } else if !(value.is_undefined() || value.is_none()) {
-                out.write_str(&escape(target, &value.to_string()))?;
+                out.write_str(&escape(target, &folded(fold, value.to_string())))?;
             }
             Ok(())
         });
         // `safe` would print an event's text as markup; nothing needs it.
         env.remove_filter("safe");
         env.add_function("link", move |url: Value, text: Option<Value>| {
-            link(target, &url, text.as_ref())
+            link(target, fold, &url, text.as_ref())
         });
-        env.add_function("bold", move |text: Value| bold(target, &text));
+        env.add_function("bold", move |text: Value| bold(target, fold, &text));
         env.add_filter("firstline", |text: Value| firstline(&text));
         env.add_filter("shorten", |text: Value, chars: Option<usize>| {
             shorten(&text, chars.unwrap_or(SHORTEN_DEFAULT))
@@ -125,8 +179,17 @@ impl Template {
             target,
             at: Arc::from(at),
         };
-        template.render(&sample())?;
-        Ok(template)
+        if missing == Missing::Fail {
+            template.known_variables_only()?;
+        }
+        match template.render_value(&sample()) {
+            Ok(_) => Ok(template),
+            // The sample event need not carry the fields a strict template reads.
+            Err(e) if missing == Missing::Fail && e.kind() == ErrorKind::UndefinedError => {
+                Ok(template)
+            }
+            Err(e) => Err(error(at, &e)),
+        }
     }
 
     /// The target it escapes for.
@@ -136,13 +199,40 @@ impl Template {
 
     /// Renders the template for one event.
     pub fn render(&self, event: &EventContext) -> Result<String, TemplateError> {
+        self.render_value(event).map_err(|e| error(&self.at, &e))
+    }
+
+    fn render_value(&self, event: &EventContext) -> Result<String, minijinja::Error> {
+        self.env
+            .get_template(NAME)?
+            .render(Value::from(minijinja::value::Serde(event)))
+    }
+
+    /// Refuses a top-level name that is neither an [`EventContext`] field nor a function.
+    fn known_variables_only(&self) -> Result<(), TemplateError> {
         let template = self
             .env
             .get_template(NAME)
             .map_err(|e| error(&self.at, &e))?;
-        template
-            .render(Value::from(minijinja::value::Serde(event)))
-            .map_err(|e| error(&self.at, &e))
+        let globals: Vec<&str> = self.env.globals().map(|(name, _)| name).collect();
+        let mut unknown: Vec<String> = template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|v| !VARIABLES.contains(&v.as_str()) && !globals.contains(&v.as_str()))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort();
+        Err(TemplateError {
+            at: self.at.to_string(),
+            message: format!(
+                "uses unknown variable{} {}; a template may use {}",
+                if unknown.len() == 1 { "" } else { "s" },
+                unknown.join(", "),
+                VARIABLES.join(", ")
+            ),
+        })
     }
 }
 
@@ -272,14 +362,17 @@ fn text_of(value: &Value) -> String {
 
 /// `link(url, text)`: a link in the target's syntax; just the (escaped) text when `url` is
 /// not an http(s) URL, so an event cannot make a `javascript:` or `mailto:` link.
-fn link(target: Target, url: &Value, text: Option<&Value>) -> Value {
+fn link(target: Target, fold: bool, url: &Value, text: Option<&Value>) -> Value {
     let url = text_of(url);
-    let text = text.map(text_of).filter(|t| !t.is_empty());
+    let text = text
+        .map(|t| folded(fold, text_of(t)))
+        .filter(|t| !t.is_empty());
     let lower = url.to_ascii_lowercase();
     let usable = (lower.starts_with("https://") || lower.starts_with("http://"))
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());
     if !usable {
-        return markup(escape(target, text.as_deref().unwrap_or(&url)));
+        let shown = text.unwrap_or_else(|| folded(fold, url));
+        return markup(escape(target, &shown));
     }
     let label = text.as_deref().unwrap_or(&url);
     let out = match target {
@@ -314,8 +407,8 @@ fn percent_brackets(url: &str) -> String {
 }
 
 /// `bold(text)`: strong text in the target's syntax.
-fn bold(target: Target, text: &Value) -> Value {
-    let text = text_of(text);
+fn bold(target: Target, fold: bool, text: &Value) -> Value {
+    let text = folded(fold, text_of(text));
     if text.is_empty() {
         return markup(String::new());
     }
@@ -326,6 +419,11 @@ fn bold(target: Target, text: &Value) -> Value {
         Target::Html => format!("<b>{inner}</b>"),
         Target::Plain => inner,
     })
+}
+
+/// `text` on one line when `fold` (a built-in message), as is otherwise.
+fn folded(fold: bool, text: String) -> String {
+    if fold { one_line(&text) } else { text }
 }
 
 /// `|firstline`: the first non-empty line, trimmed (a commit message's subject).

@@ -345,6 +345,86 @@ fn the_event_summary_reaches_templates_escaped() {
     assert_eq!(out, "uploaded releases &lt;b&gt; 1.4.2|False");
 }
 
+fn strict(source: &str) -> Result<Template, TemplateError> {
+    Template::compile_with(
+        source,
+        Target::Plain,
+        "t.toml:3:16: sinks.dt.project_name",
+        Missing::Fail,
+    )
+}
+
+#[test]
+fn a_strict_template_refuses_unknown_names_and_bad_syntax_at_compile_time() {
+    let err = strict("{{ sorce }}-{{ repo }}").unwrap_err();
+    assert_eq!(err.at, "t.toml:3:16: sinks.dt.project_name");
+    assert!(
+        err.message
+            .starts_with("uses unknown variables repo, sorce; a template may use source,"),
+        "{err}"
+    );
+    let err = strict("{{ source ").unwrap_err();
+    assert!(err.message.contains("syntax error"), "{err}");
+    // Fields the sample event lacks are fine; functions and filters are not variables.
+    strict("{{ body.sbom.metadata.component.name | lower }}{{ range(1)|length }}").unwrap();
+}
+
+#[test]
+fn a_strict_template_fails_on_a_field_the_event_lacks_instead_of_printing_nothing() {
+    let template = strict("{{ source }}-{{ body.component.name }}").unwrap();
+    let ev = event("push", serde_json::json!({"component": {"name": "shop"}}));
+    assert_eq!(template.render(&ev).unwrap(), "github-shop");
+    let ev = event("push", serde_json::json!({"other": 1}));
+    let err = template.render(&ev).unwrap_err();
+    assert!(err.message.contains("undefined value"), "{err}");
+}
+
+#[test]
+fn a_strict_template_prints_event_text_as_is() {
+    // Plain target: the same escaping rule as a mail's text part, so a project name keeps
+    // its characters (Dependency-Track shows them as text).
+    let template = strict("{{ body.name }}").unwrap();
+    let ev = event("push", serde_json::json!({"name": "a&b <c>"}));
+    assert_eq!(template.render(&ev).unwrap(), "a&b <c>");
+}
+
+/// Regression: a line break in an event field split the built-in message's headline.
+#[test]
+fn regression_a_newline_in_an_event_field_does_not_split_the_headline() {
+    let ev = event(
+        "push",
+        serde_json::json!({
+            "ref": "refs/heads/main",
+            "pusher": {"name": "mona\r\nBcc: x@example.com"},
+            "repository": {"full_name": "octo/app\n\u{2028}more", "html_url": "https://github.com/octo/app"},
+            "commits": [{"id": "0123456789abcdef", "message": "Fix", "url": "https://x.example/c",
+                         "author": {"name": "Mo\nna"}}],
+        }),
+    );
+    for target in [
+        Target::Slack,
+        Target::Discord,
+        Target::Teams,
+        Target::Html,
+        Target::Plain,
+    ] {
+        let out = Template::built_in(DEFAULT_MESSAGE, target, "built-in")
+            .unwrap()
+            .render(&ev)
+            .unwrap();
+        let lines: Vec<&str> = out.trim().lines().collect();
+        assert_eq!(lines.len(), 2, "{target:?}: {out}");
+        assert!(
+            lines[0].contains("Bcc: x") && lines[0].contains("more"),
+            "{target:?}: {out}"
+        );
+        assert!(lines[1].contains("Mo na"), "{target:?}: {out}");
+    }
+    // A template of one's own prints values as they are.
+    let own = render("{{ body.pusher.name }}", Target::Plain, &ev);
+    assert_eq!(own, "mona\r\nBcc: x@example.com");
+}
+
 fn notice(body: serde_json::Value) -> EventContext {
     let kind = body["type"].as_str().unwrap().to_string();
     let mut ev = event(&kind, body);

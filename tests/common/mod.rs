@@ -13,6 +13,7 @@ pub mod moto;
 pub mod nats;
 pub mod presets;
 pub mod python;
+pub mod reload;
 pub mod smtp;
 pub mod tls;
 

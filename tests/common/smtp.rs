@@ -2,8 +2,13 @@
 //! into the test virtualenv) on an ephemeral loopback port. Every accepted mail is parsed
 //! by Python's `email` package and handed to the test as JSON; recipients whose local part
 //! is `reject` get a permanent 550, and `busy` a transient 451 the first time.
+//!
+//! [`SmtpServer::start_tls`] serves with a certificate: STARTTLS required before any mail
+//! (`require_starttls`), or TLS from the first byte (an SSL socket); optionally demanding
+//! a client certificate signed by a given CA.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
@@ -11,7 +16,7 @@ use super::WAIT;
 use super::python::python_with;
 
 const SERVER: &str = r#"
-import asyncio, json, sys
+import asyncio, json, ssl, sys
 from email import message_from_bytes
 from email.policy import default
 from aiosmtpd.smtp import SMTP
@@ -48,8 +53,22 @@ class Handler:
         return "250 Message accepted"
 
 async def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else "none"
+    context = None
+    if mode != "none":
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        if len(sys.argv) > 4:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(sys.argv[4])
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(Handler()), "127.0.0.1", 0)
+    if mode == "starttls":
+        factory = lambda: SMTP(Handler(), require_starttls=True, tls_context=context)
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+    elif mode == "implicit":
+        server = await loop.create_server(lambda: SMTP(Handler()), "127.0.0.1", 0, ssl=context)
+    else:
+        server = await loop.create_server(lambda: SMTP(Handler()), "127.0.0.1", 0)
     print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
     await server.serve_forever()
 
@@ -65,11 +84,37 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// Starts the server and waits until it listens.
+    /// Starts a plain-text server and waits until it listens.
     pub fn start() -> SmtpServer {
+        SmtpServer::spawn(&["none"])
+    }
+
+    /// Starts a server with the certificate `dir/{name}.pem` and key `dir/{name}.key`:
+    /// `implicit` TLS from the first byte, else STARTTLS required. With `client_ca`, a
+    /// client certificate signed by that CA (PEM file) is required too.
+    pub fn start_tls(
+        implicit: bool,
+        dir: &Path,
+        name: &str,
+        client_ca: Option<&Path>,
+    ) -> SmtpServer {
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}.key"));
+        let mut args = vec![
+            if implicit { "implicit" } else { "starttls" }.to_string(),
+            cert.display().to_string(),
+            key.display().to_string(),
+        ];
+        args.extend(client_ca.map(|ca| ca.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        SmtpServer::spawn(&args)
+    }
+
+    fn spawn(args: &[&str]) -> SmtpServer {
         let python = python_with(&["aiosmtpd"], &["aiosmtpd"]);
         let mut child = Command::new(python)
             .args(["-c", SERVER])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

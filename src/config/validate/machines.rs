@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::super::raw::{Entry, RawSink, Strings};
 use super::super::{
     ArchiveSinkConfig, DependencyTrackProject, DependencyTrackSinkConfig, DocumentEncoding,
-    DocumentLocation, GuacSinkConfig, GuacTarget, S3Config, SinkKind,
+    DocumentLocation, GuacSinkConfig, GuacTarget, S3Config, SinkKind, TemplateSource,
 };
 use super::{Validator, check_pointer};
 
@@ -19,9 +19,6 @@ use super::{Validator, check_pointer};
 const DEFAULT_MAX_FILE_SIZE: u64 = 100 * 1024 * 1024;
 /// The region S3-compatible servers that ignore regions (MinIO, moto, Ceph) are happy with.
 const DEFAULT_REGION: &str = "us-east-1";
-/// The variables a Dependency-Track project template may use.
-pub(in crate::config) const TEMPLATE_VARIABLES: &[&str] =
-    &["source", "event_type", "delivery_id", "id", "body"];
 
 impl Validator<'_> {
     pub(super) fn dependency_track_sink(
@@ -136,39 +133,18 @@ impl Validator<'_> {
         }
     }
 
-    /// A project name or version template: it must compile and use only known variables.
-    fn project_template(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
-        let source = value.get_ref();
-        let env = minijinja::Environment::new();
-        let message = match env.template_from_str(source) {
-            Err(e) => format!(
-                "is not a valid template: {}",
-                e.detail().unwrap_or("syntax error")
-            ),
-            Ok(t) => {
-                let mut unknown: Vec<String> = t
-                    .undeclared_variables(false)
-                    .into_iter()
-                    .filter(|v| !TEMPLATE_VARIABLES.contains(&v.as_str()))
-                    .collect();
-                if unknown.is_empty() && !source.trim().is_empty() {
-                    return Some(source.clone());
-                }
-                if unknown.is_empty() {
-                    "is empty; write a name, or a template such as \"{{ source }}\"".to_string()
-                } else {
-                    unknown.sort();
-                    format!(
-                        "uses unknown variable{} {}; a template may use {}",
-                        if unknown.len() == 1 { "" } else { "s" },
-                        unknown.join(", "),
-                        TEMPLATE_VARIABLES.join(", ")
-                    )
-                }
-            }
-        };
-        self.problem(value.span(), key, message);
-        None
+    /// A project name or version template, recorded with its place; the sink compiles it
+    /// (also at `hookrelay check`), through the same engine as every message template.
+    fn project_template(&mut self, value: &Spanned<String>, key: &str) -> Option<TemplateSource> {
+        if value.get_ref().trim().is_empty() {
+            self.problem(
+                value.span(),
+                key,
+                "is empty; write a name, or a template such as \"{{ source }}\"",
+            );
+            return None;
+        }
+        Some(self.source_of(value, key))
     }
 
     pub(super) fn guac_sink(
@@ -507,14 +483,22 @@ mod tests {
             panic!("not a dependency-track sink");
         };
         assert_eq!(c.api_key, Secret::new("k"));
-        assert_eq!(
-            c.project,
-            DependencyTrackProject::Named {
-                name: "{{ source }}".into(),
-                version: "{{ body.tag }}".into(),
-                auto_create: true
-            }
+        let DependencyTrackProject::Named {
+            name,
+            version,
+            auto_create,
+        } = &c.project
+        else {
+            panic!("not a named project: {:?}", c.project);
+        };
+        assert_eq!(name.text, "{{ source }}");
+        assert!(
+            name.at.starts_with("t.toml:") && name.at.ends_with(": sinks.s.project_name"),
+            "{}",
+            name.at
         );
+        assert_eq!(version.text, "{{ body.tag }}");
+        assert!(auto_create);
         assert_eq!(
             c.bom,
             DocumentLocation {
@@ -553,14 +537,9 @@ mod tests {
         );
         one_problem(base, "sinks.s", "missing project");
         one_problem(
-            &format!("{base}project_name = \"{{{{ sorce }}}}\"\nproject_version = \"1\""),
+            &format!("{base}project_name = \" \"\nproject_version = \"1\""),
             "sinks.s.project_name",
-            "unknown variable sorce; a template may use source, event_type",
-        );
-        one_problem(
-            &format!("{base}project_name = \"{{{{ source \"\nproject_version = \"1\""),
-            "sinks.s.project_name",
-            "is not a valid template",
+            "is empty",
         );
         one_problem(
             &format!(

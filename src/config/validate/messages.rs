@@ -67,7 +67,8 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
     ("max_file_size", &["archive"]),
     ("nkey", &["nats"]),
     ("creds_file", &["nats"]),
-    // The HTTP client's settings; the smtp sink trusts the system's roots only, for now.
+    // Trust and client certificates: every sink that connects over TLS. `proxy` is for
+    // HTTP clients only; SMTP and NATS connect directly.
     (
         "ca_file",
         &[
@@ -78,6 +79,7 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
             "dependency-track",
             "guac",
             "nats",
+            "smtp",
         ],
     ),
     (
@@ -90,6 +92,7 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
             "dependency-track",
             "guac",
             "nats",
+            "smtp",
         ],
     ),
     (
@@ -102,6 +105,7 @@ const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
             "dependency-track",
             "guac",
             "nats",
+            "smtp",
         ],
     ),
     (
@@ -418,7 +422,7 @@ impl Validator<'_> {
     }
 
     /// A templated value written in the file, with its place.
-    fn source_of(&self, value: &Spanned<String>, key: &str) -> TemplateSource {
+    pub(super) fn source_of(&self, value: &Spanned<String>, key: &str) -> TemplateSource {
         let (line, column, _) = locate(self.text, value.span());
         TemplateSource {
             text: value.get_ref().clone(),
