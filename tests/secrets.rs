@@ -1,12 +1,15 @@
-//! No secret ever leaves in a log line or in what a sink receives: a run that takes every
-//! path (accepted, duplicate, every kind of refusal, a failing sink retried, a dead letter,
-//! shutdown) is searched for every configured secret and signing key, in every form a
-//! careless line could print it (as written, the `whsec_` key's base64, its bytes in hex).
+//! No secret ever leaves in a log line, in what a sink receives, or in an admin API answer:
+//! a run that takes every path (accepted, duplicate, every kind of refusal, a failing sink
+//! retried, a dead letter, a test message, the admin API's reads and its error answers,
+//! shutdown) is searched for every configured secret, signing key, admin token and secret
+//! in a sink URL, in every form a careless line could print it (as written, the `whsec_`
+//! key's base64, its bytes in hex).
 
 mod common;
 
 use base64::Engine;
 
+use common::admin::{admin_addr, call};
 use common::*;
 
 const GITHUB: &str = "gh-secret-7f3a9c";
@@ -15,6 +18,9 @@ const GITLAB_TOKEN: &str = "gitlab-token-0b4c61";
 /// Inbound Standard Webhooks key and outbound signing key.
 const WHSEC_IN: &str = "whsec_c2VjcmV0LWluYm91bmQtMTIzNDU2Nzg=";
 const WHSEC_OUT: &str = "whsec_c2VjcmV0LW91dGJvdW5kLTg3NjU0MzIx";
+const ADMIN_TOKEN: &str = "admin-token-9e27c4";
+/// A credential in a sink's URL, as some receivers take it.
+const URL_SECRET: &str = "url-secret-3a8d17";
 
 fn forms(secret: &str) -> Vec<String> {
     let mut forms = vec![secret.to_string()];
@@ -30,7 +36,7 @@ fn forms(secret: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn no_secret_appears_in_any_log_line_or_delivery() {
+async fn no_secret_appears_in_any_log_line_delivery_or_admin_answer() {
     let dir = tempfile::tempdir().unwrap();
     // The good sink fails once, then takes everything; the bad one refuses for good.
     let mut good = Receiver::with_script(vec![Answer::status(503)]).await;
@@ -42,6 +48,10 @@ async fn no_secret_appears_in_any_log_line_or_delivery() {
         "max_body = \"1KiB\"",
         &format!(
             r#"
+[admin]
+listen = "127.0.0.1:0"
+token = "{ADMIN_TOKEN}"
+
 [sources.github]
 kind = "github"
 secret = "{GITHUB}"
@@ -62,7 +72,7 @@ secret = "{WHSEC_IN}"
 
 [sinks.good]
 kind = "webhook"
-url = "{}"
+url = "{}?key={URL_SECRET}"
 signing_secret = "{WHSEC_OUT}"
 retry = {{ max_attempts = 5, initial = "10ms", max = "50ms" }}
 
@@ -216,15 +226,88 @@ to = ["bad"]
     }
     received.push(bad.next().await);
     relay.wait_for_log("dead-lettered").await;
+
+    // Every admin API answer: each read, each event, a test message, and the refusals.
+    let admin = admin_addr(&relay).await;
+    let mut answers = Vec::new();
+    let mut ask = async |method: &str, path: &str, token: Option<&str>, status: u16| {
+        let reply = call(admin, method, path, token).await;
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.text);
+        answers.push((format!("{method} {path}"), reply.text.clone()));
+        reply
+    };
+    let list = ask("GET", "/api/events?limit=100", Some(ADMIN_TOKEN), 200).await;
+    let events = list.json()["events"].as_array().unwrap().clone();
+    // The relay's own notices (a sink turning unhealthy) are listed beside them.
+    let accepted = events.iter().filter(|e| e["source"] != "hookrelay").count();
+    assert_eq!(accepted, 5, "every accepted event is listed: {}", list.text);
+    for event in &events {
+        let id = event["id"].as_str().unwrap();
+        ask("GET", &format!("/api/events/{id}"), Some(ADMIN_TOKEN), 200).await;
+    }
+    ask("GET", "/api/sinks", Some(ADMIN_TOKEN), 200).await;
+    ask(
+        "GET",
+        "/api/sinks/good/dead-letters",
+        Some(ADMIN_TOKEN),
+        200,
+    )
+    .await;
+    let dead = ask("GET", "/api/sinks/bad/dead-letters", Some(ADMIN_TOKEN), 200).await;
+    assert!(
+        dead.text.contains("400"),
+        "the dead letter names its error: {}",
+        dead.text
+    );
+    ask("POST", "/api/sinks/bad/test", Some(ADMIN_TOKEN), 200).await;
+    ask("POST", "/api/sinks/good/test", Some(ADMIN_TOKEN), 200).await;
+    ask("GET", "/metrics", Some(ADMIN_TOKEN), 200).await;
+    ask("GET", "/readyz", Some(ADMIN_TOKEN), 200).await;
+    ask("GET", "/api/openapi.json", Some(ADMIN_TOKEN), 200).await;
+    ask("GET", "/api/events", None, 401).await;
+    ask("GET", "/api/events", Some(&ADMIN_TOKEN[1..]), 401).await;
+    ask("GET", "/api/events", Some(GITHUB), 401).await;
+    ask("GET", "/api/events/not-an-id", Some(ADMIN_TOKEN), 400).await;
+    ask(
+        "GET",
+        "/api/events/00000000-0000-7000-8000-000000000000",
+        Some(ADMIN_TOKEN),
+        404,
+    )
+    .await;
+    ask(
+        "GET",
+        "/api/sinks/nope/dead-letters",
+        Some(ADMIN_TOKEN),
+        404,
+    )
+    .await;
+    ask("GET", "/api/nope", Some(ADMIN_TOKEN), 404).await;
+    ask("DELETE", "/api/sinks", Some(ADMIN_TOKEN), 405).await;
+
     let logs = relay.logs();
     assert_eq!(relay.terminate().code(), Some(0));
 
-    for secret in [GITHUB, TOKEN, GITLAB_TOKEN, WHSEC_IN, WHSEC_OUT] {
+    for secret in [
+        GITHUB,
+        TOKEN,
+        GITLAB_TOKEN,
+        WHSEC_IN,
+        WHSEC_OUT,
+        ADMIN_TOKEN,
+        URL_SECRET,
+    ] {
         for form in forms(secret) {
             for line in &logs {
                 assert!(
                     !line.contains(&form),
                     "a form of a secret is in the log: {line}"
+                );
+            }
+            for (request, text) in &answers {
+                assert!(
+                    !text.contains(&form),
+                    "a form of a secret is in the admin answer to {request}: {text}"
                 );
             }
             for got in &received {
