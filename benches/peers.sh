@@ -22,8 +22,10 @@ set -euo pipefail
 seconds=${PEER_SECONDS:-10}
 connections=${PEER_CONNECTIONS:-64}
 root=$(cd "$(dirname "$0")/.." && pwd)
-body_file="$root/benches/fixtures/push.json"
-secret="bench-secret-0123456789"
+# shellcheck source=benches/lib.sh
+source "$root/benches/lib.sh"
+body_file=$BENCH_BODY
+secret=$BENCH_SECRET
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -51,20 +53,6 @@ need() {
     fi
 }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-await_port() {
-    local port=$1
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "peers.sh: nothing listens on 127.0.0.1:$port" >&2
-    exit 1
-}
-
 # wrk's requests/s from its summary.
 wrk_rate() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
 wrk_latency() { awk -v p="$2" '$1 == p {print $2}' "$1"; }
@@ -78,38 +66,10 @@ wrk_check() {
 }
 
 need
-signature=$(openssl dgst -sha256 -hmac "$secret" -r "$body_file" | cut -d' ' -f1)
-sha1=$(openssl dgst -sha1 -hmac "$secret" -r "$body_file" | cut -d' ' -f1)
 cores=$(nproc)
 threads=$((cores < 2 ? 1 : 2))
 
-# wrk script: the GitHub headers, and a delivery id unique per thread and request.
-cat >"$work/github.lua" <<EOF
-local body_file = io.open("$body_file", "rb")
-wrk.method = "POST"
-wrk.body = body_file:read("*a")
-body_file:close()
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["User-Agent"] = "GitHub-Hookshot/bench"
-wrk.headers["X-GitHub-Event"] = "push"
-wrk.headers["X-Hub-Signature-256"] = "sha256=$signature"
-wrk.headers["X-Hub-Signature"] = "sha1=$sha1"
-local next_thread = 0
-function setup(thread)
-  next_thread = next_thread + 1
-  thread:set("thread_id", next_thread)
-end
-local counter = 0
-local prefix
-function init(args)
-  prefix = string.format("%08x-%d-", os.time(), thread_id)
-end
-function request()
-  counter = counter + 1
-  wrk.headers["X-GitHub-Delivery"] = prefix .. counter
-  return wrk.format()
-end
-EOF
+write_github_lua "$work/github.lua"
 
 echo "machine: $cores cores, $(uname -r); load generator and servers share them"
 echo "$seconds s per phase, $connections connections, $(wc -c <"$body_file") B body"
@@ -118,15 +78,7 @@ echo "[1/3] hookrelay (release)"
 (cd "$root" && cargo build --release --quiet)
 relay_port=$(free_port)
 mkdir -p "$work/relay"
-cat >"$work/relay/hookrelay.toml" <<EOF
-[server]
-listen = "127.0.0.1:$relay_port"
-[storage]
-path = "$work/relay/store"
-[sources.github]
-kind = "github"
-secret = "$secret"
-EOF
+write_relay_config "$work/relay/hookrelay.toml" "$work/relay/store" "$relay_port"
 RUST_LOG=warn "$root/target/release/hookrelay" serve --config "$work/relay/hookrelay.toml" \
     2>"$work/relay/log" &
 pids+=($!)
