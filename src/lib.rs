@@ -199,12 +199,28 @@ pub async fn run_with(
         }
         None => (None, Some(dispatcher)),
     };
+    // One deadline for the whole stop, taken when the signal comes: ingress, admin and
+    // dispatch drain at the same time against it, so the process exits within
+    // `shutdown_timeout` (plus the store's close), not one timeout per part.
+    let stop_started = Arc::new(std::sync::OnceLock::new());
+    let shutdown = {
+        let stop_started = stop_started.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_started.set(tokio::time::Instant::now());
+            let _ = admin_stop.send(());
+        }
+    };
     ingress::serve(listener, ingress, &server, tls, shutdown, grace).await;
+    let deadline = stop_started
+        .get()
+        .copied()
+        .unwrap_or_else(tokio::time::Instant::now)
+        + grace;
     tracing::info!("ingress stopped; finishing deliveries in flight");
     if let Some(hangup) = hangup {
         hangup.abort();
     }
-    let _ = admin_stop.send(());
     if let Some(task) = admin_task {
         let _ = task.await;
     }
@@ -219,7 +235,8 @@ pub async fn run_with(
         }
     }
     if let Some(dispatcher) = dispatcher {
-        dispatcher.shutdown(grace).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        dispatcher.shutdown(left).await;
     }
     notice_tasks.stop();
     store.close().await;

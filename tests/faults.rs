@@ -534,3 +534,77 @@ to = ["slow"]
         arrived.len() - stuck_ids.len()
     );
 }
+
+/// SIGTERM while a sender trickles a body into ingress and a delivery hangs at its sink:
+/// every part drains against one deadline, so the exit comes within `shutdown_timeout`
+/// (plus a margin), not after one timeout for ingress and another for dispatch.
+#[tokio::test]
+async fn regression_shutdown_timeout_bounds_the_whole_stop_not_each_part() {
+    const GRACE: Duration = Duration::from_secs(3);
+    /// Parts drained one after another would take at least twice `GRACE`.
+    const BOUND: Duration = Duration::from_secs(5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut hang = HangServer::start().await;
+    let config_path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+shutdown_timeout = "{}s"
+body_timeout = "60s"
+
+[storage]
+path = "store/hookrelay.redb"
+
+[sources.github]
+kind = "github"
+secret = "{SECRET}"
+
+[sinks.hang]
+kind = "webhook"
+url = "http://{}/hook"
+timeout = "60s"
+
+[[routes]]
+from = "github"
+to = ["hang"]
+"#,
+            GRACE.as_secs(),
+            hang.addr,
+        ),
+    )
+    .unwrap();
+    let relay = Relay::start_with_file(dir.path(), &config_path);
+    send(&relay, "held").await;
+    hang.accepted(1).await;
+
+    // A request whose body never completes: ingress waits for it until the deadline.
+    let url = relay.hook_url("github");
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut trickle = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut trickle,
+        format!(
+            "POST /hooks/github HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"a\":"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    wait_for_logs(&relay, "the trickling request reached ingress", |_| true).await;
+
+    let (status, took, _) = relay.terminate_timed().await;
+    eprintln!("SIGTERM with a trickling sender and a hanging delivery: exit after {took:?}");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= GRACE - Duration::from_millis(200) && took < BOUND,
+        "exited {took:?} after SIGTERM; shutdown_timeout is {GRACE:?}"
+    );
+    drop(trickle);
+}
