@@ -3,6 +3,7 @@
 # move with a noisy neighbour, for comparing two builds of the ingest path.
 #
 #   benches/callgrind-ingest.sh [SECONDS]    # default 20
+#   HOOKRELAY_BIN=path/to/hookrelay benches/callgrind-ingest.sh   # another build
 #
 # Runs the release binary under callgrind with one `kind = "github"` source and no routes
 # (the load bench's phase 2), switches collection on once it is listening, drives it with
@@ -23,13 +24,18 @@ for tool in valgrind callgrind_control wrk openssl; do
     command -v "$tool" >/dev/null || { echo "callgrind-ingest.sh: needs $tool (apt-get install valgrind wrk openssl)" >&2; exit 2; }
 done
 
-(cd "$root" && cargo build --release --quiet)
+# HOOKRELAY_BIN measures another build (e.g. one made with other profile settings).
+bin=${HOOKRELAY_BIN:-}
+if [[ -z $bin ]]; then
+    (cd "$root" && cargo build --release --quiet)
+    bin="$root/target/release/hookrelay"
+fi
 port=$(free_port)
 write_relay_config "$work/hookrelay.toml" "$work/store" "$port"
 write_github_lua "$work/github.lua"
 
 RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes \
-    --callgrind-out-file="$work/cg.%p" "$root/target/release/hookrelay" serve \
+    --callgrind-out-file="$work/cg.%p" "$bin" serve \
     --config "$work/hookrelay.toml" 2>"$work/valgrind.log" &
 relay_pid=$!
 await_port "$port"
