@@ -379,41 +379,27 @@ impl Store {
         let dead = txn.open_table(DEAD).map_err(read_err)?;
         let mut names = std::collections::BTreeSet::new();
         // Each step skips past every key of the name just seen: keys sort by sink first.
-        let mut last: Option<String> = None;
-        loop {
-            let next = match &last {
+        each_leading_name(&mut names, |after| {
+            let mut range = match after {
                 None => queue.range::<(&str, u64, u128)>(..),
-                Some(name) => queue.range::<(&str, u64, u128)>((
-                    Excluded((name.as_str(), u64::MAX, u128::MAX)),
-                    Unbounded,
-                )),
-            }
-            .map_err(read_err)?
-            .next()
-            .transpose()
-            .map_err(read_err)?;
-            let Some((key, _)) = next else { break };
-            let name = key.value().0.to_string();
-            names.insert(name.clone());
-            last = Some(name);
-        }
-        let mut last: Option<String> = None;
-        loop {
-            let next = match &last {
+                Some(name) => queue
+                    .range::<(&str, u64, u128)>((Excluded((name, u64::MAX, u128::MAX)), Unbounded)),
+            }?;
+            Ok(range
+                .next()
+                .transpose()?
+                .map(|(key, _)| key.value().0.to_string()))
+        })?;
+        each_leading_name(&mut names, |after| {
+            let mut range = match after {
                 None => dead.range::<(&str, u128)>(..),
-                Some(name) => {
-                    dead.range::<(&str, u128)>((Excluded((name.as_str(), u128::MAX)), Unbounded))
-                }
-            }
-            .map_err(read_err)?
-            .next()
-            .transpose()
-            .map_err(read_err)?;
-            let Some((key, _)) = next else { break };
-            let name = key.value().0.to_string();
-            names.insert(name.clone());
-            last = Some(name);
-        }
+                Some(name) => dead.range::<(&str, u128)>((Excluded((name, u128::MAX)), Unbounded)),
+            }?;
+            Ok(range
+                .next()
+                .transpose()?
+                .map(|(key, _)| key.value().0.to_string()))
+        })?;
         Ok(names.into_iter().collect())
     }
 
@@ -531,6 +517,20 @@ fn status_of(
     } else {
         EventStatus::Unrouted
     })
+}
+
+/// Adds to `names` every distinct sink name that leads a table's keys, one seek per name:
+/// `first_after` returns the first name after the given one (or the table's first).
+fn each_leading_name(
+    names: &mut std::collections::BTreeSet<String>,
+    mut first_after: impl FnMut(Option<&str>) -> Result<Option<String>, redb::StorageError>,
+) -> Result<(), StoreError> {
+    let mut last: Option<String> = None;
+    while let Some(name) = first_after(last.as_deref()).map_err(read_err)? {
+        names.insert(name.clone());
+        last = Some(name);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
