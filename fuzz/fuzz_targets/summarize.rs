@@ -12,35 +12,9 @@ use hookrelay::config::{Config, SummaryField};
 use hookrelay::summary::Summarizer;
 use libfuzzer_sys::fuzz_target;
 
-const CONFIG: &str = r#"
-[sources.github]
-kind = "github"
-secret = "s"
-
-[sources.gitlab]
-kind = "gitlab"
-token = "s"
-
-[sources.nexus]
-kind = "nexus"
-secret = "s"
-
-[sources.artifactory]
-kind = "artifactory"
-secret = "s"
-
-[sources.harbor]
-kind = "harbor"
-secret = "s"
-
-[sources.gitea]
-kind = "gitea"
-secret = "s"
-
-[sources.bitbucket]
-kind = "bitbucket"
-secret = "s"
-
+const CONFIG: &str = concat!(
+    include_str!("every_summarized_source.toml"),
+    r#"
 [sources.pointers]
 kind = "none"
 summary = { action = "/a", repository = "/r/0", component = "/c~1d", path = "/p/~0", version = "/v", actor = "/x/y/z", url = "/", ref = "/ref" }
@@ -49,7 +23,8 @@ summary = { action = "/a", repository = "/r/0", component = "/c~1d", path = "/p/
 kind = "github"
 secret = "s"
 summary = { version = "/release/tag_name", repository = "/repository/name" }
-"#;
+"#
+);
 
 const FIELDS: &[SummaryField] = &[
     SummaryField::Action,

@@ -49,39 +49,14 @@ const LINKS: &str = r#"{{ link(summary.url, summary.repository) }}
 {{ bold(event_type) }}"#;
 
 /// The sources whose summaries an event may get, in the order the first byte picks them.
-const CONFIG: &str = r#"
-[sources.github]
-kind = "github"
-secret = "s"
-
-[sources.gitlab]
-kind = "gitlab"
-token = "s"
-
-[sources.nexus]
-kind = "nexus"
-secret = "s"
-
-[sources.artifactory]
-kind = "artifactory"
-secret = "s"
-
-[sources.harbor]
-kind = "harbor"
-secret = "s"
-
-[sources.gitea]
-kind = "gitea"
-secret = "s"
-
-[sources.bitbucket]
-kind = "bitbucket"
-secret = "s"
-
+const CONFIG: &str = concat!(
+    include_str!("every_summarized_source.toml"),
+    r#"
 [sources.plain]
 kind = "none"
 summary = { url = "/url", repository = "/title", action = "/a" }
-"#;
+"#
+);
 
 struct Templates {
     /// Per target: built-in message, built-in subject, prints, links.
