@@ -29,19 +29,27 @@ struct Cli {
     command: Command,
 }
 
+/// `--config`, the same for every command.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The configuration file: the store, sources, sinks and routes every command reads.
+    #[arg(
+        long = "config",
+        short = 'c',
+        global = true,
+        default_value = "config/hookrelay.toml",
+        env = "HOOKRELAY_CONFIG"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the relay.
     #[command(after_help = EXIT_CODES)]
     Serve {
-        /// The configuration file.
-        #[arg(
-            long,
-            short,
-            default_value = "config/hookrelay.toml",
-            env = "HOOKRELAY_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Log line format. The level is set with RUST_LOG (default: info).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -49,58 +57,32 @@ enum Command {
     /// Validate a configuration file and print every problem found.
     #[command(after_help = EXIT_CODES)]
     Check {
-        /// The configuration file.
-        #[arg(
-            long,
-            short,
-            default_value = "config/hookrelay.toml",
-            env = "HOOKRELAY_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Send a clearly labelled test message through one sink and report its answer.
     #[command(after_help = EXIT_CODES)]
     TestSink {
         /// The sink's name, as in [sinks.NAME].
         name: String,
-        /// The configuration file.
-        #[arg(
-            long,
-            short,
-            default_value = "config/hookrelay.toml",
-            env = "HOOKRELAY_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Offline: list or show stored events (the relay must be stopped).
     #[command(subcommand_required = true, after_help = OFFLINE)]
     Events {
         #[command(subcommand)]
         command: offline::EventsCommand,
-        /// The configuration file: it names the store and which headers to mask.
-        #[arg(
-            long,
-            short,
-            global = true,
-            default_value = "config/hookrelay.toml",
-            env = "HOOKRELAY_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Offline: list dead letters (the relay must be stopped).
     #[command(subcommand_required = true, after_help = OFFLINE)]
     Dlq {
         #[command(subcommand)]
         command: offline::DlqCommand,
-        /// The configuration file: it names the store and the sinks.
-        #[arg(
-            long,
-            short,
-            global = true,
-            default_value = "config/hookrelay.toml",
-            env = "HOOKRELAY_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Offline: queue deliveries again, by event, sink or time range; the relay sends them at
     /// its next start.
@@ -108,28 +90,16 @@ enum Command {
     Replay {
         #[command(flatten)]
         what: offline::ReplayArgs,
-        /// The configuration file: it names the store and the sinks.
-        #[arg(
-            long,
-            short,
-            default_value = "config/hookrelay.toml",
-            env = "HOOKRELAY_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Offline: write stored events as JSON lines, oldest first, for audit.
     #[command(after_help = OFFLINE)]
     Export {
         #[command(flatten)]
         what: offline::ExportArgs,
-        /// The configuration file: it names the store and which headers to mask.
-        #[arg(
-            long,
-            short,
-            default_value = "config/hookrelay.toml",
-            env = "HOOKRELAY_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -154,7 +124,9 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check {
+            config: ConfigArg { path: config },
+        } => match Config::load(&config) {
             Ok(loaded) => {
                 let problems = match check_sinks(&loaded) {
                     Ok(problems) => problems,
@@ -184,7 +156,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::TestSink { name, config } => {
+        Command::TestSink {
+            name,
+            config: ConfigArg { path: config },
+        } => {
             let loaded = match Config::load(&config) {
                 Ok(c) => c,
                 Err(err) => {
@@ -203,13 +178,26 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Events { command, config } => {
-            offline_command(&config, |c| offline::events(c, command))
-        }
-        Command::Dlq { command, config } => offline_command(&config, |c| offline::dlq(c, command)),
-        Command::Replay { what, config } => offline_command(&config, |c| offline::replay(c, what)),
-        Command::Export { what, config } => offline_command(&config, |c| offline::export(c, what)),
-        Command::Serve { config, log_format } => {
+        Command::Events {
+            command,
+            config: ConfigArg { path: config },
+        } => offline_command(&config, |c| offline::events(c, command)),
+        Command::Dlq {
+            command,
+            config: ConfigArg { path: config },
+        } => offline_command(&config, |c| offline::dlq(c, command)),
+        Command::Replay {
+            what,
+            config: ConfigArg { path: config },
+        } => offline_command(&config, |c| offline::replay(c, what)),
+        Command::Export {
+            what,
+            config: ConfigArg { path: config },
+        } => offline_command(&config, |c| offline::export(c, what)),
+        Command::Serve {
+            config: ConfigArg { path: config },
+            log_format,
+        } => {
             init_logging(log_format);
             let loaded = match Config::load(&config) {
                 Ok(c) => c,
