@@ -382,9 +382,14 @@ fn link(target: Target, fold: bool, url: &Value, text: Option<&Value>) -> Value 
             escape(Target::Slack, &url).replace('|', "%7C"),
             escape(Target::Slack, label)
         ),
-        Target::Discord | Target::Teams => {
-            format!("[{}]({})", escape(target, label), percent_brackets(&url))
-        }
+        // In Discord an `@` is percent-encoded too: event text is never left able to read
+        // as a mention, even inside a link target (`allowed_mentions` is the other guard).
+        Target::Discord => format!(
+            "[{}]({})",
+            escape(target, label),
+            percent_brackets(&url).replace('@', "%40")
+        ),
+        Target::Teams => format!("[{}]({})", escape(target, label), percent_brackets(&url)),
         Target::Html => format!(
             "<a href=\"{}\">{}</a>",
             escape(Target::Html, &url),

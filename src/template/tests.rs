@@ -121,6 +121,25 @@ fn links_are_written_per_target_and_only_for_http_urls() {
     );
 }
 
+/// Found by the `template_render` fuzz target (a GitHub push whose `compare` URL held an
+/// `@`): the built-in Discord message printed it raw inside the link target.
+#[test]
+fn regression_an_at_in_a_discord_link_url_cannot_start_a_mention() {
+    let ev = event(
+        "push",
+        serde_json::json!({"u": "https://h.example/@everyone/x?to=a@b.example"}),
+    );
+    let out = render("{{ link(body.u, 'go') }}", Target::Discord, &ev);
+    assert_eq!(
+        out,
+        "[go](https://h.example/%40everyone/x?to=a%40b.example)"
+    );
+    assert_eq!(
+        render("{{ link(body.u, 'go') }}", Target::Teams, &ev),
+        "[go](https://h.example/@everyone/x?to=a@b.example)"
+    );
+}
+
 #[test]
 fn syntax_errors_say_where() {
     let err = Template::compile(
