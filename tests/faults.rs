@@ -16,6 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use common::admin::wait_until;
 use common::admin::{admin_addr, call};
 use common::faults::{HangServer, SlowReceiver, json_logs, wait_for_logs};
+use common::smtp::SmtpServer;
 use common::*;
 use serde_json::Value;
 
@@ -332,6 +333,127 @@ to = ["hang", "other"]
         got.insert(other.next().await.header("webhook-id").to_string());
     }
     assert_eq!(got, ids[4..].iter().cloned().collect());
+}
+
+/// The chat and mail sinks against receivers that hang (accept the connection, never
+/// answer; for SMTP, never greet): each attempt ends at the sink's timeout, the failure names
+/// the key to raise, the attempt is recorded and retried, and every event goes out once a
+/// real receiver answers on the same address.
+#[tokio::test]
+async fn hanging_chat_and_mail_receivers_time_out_name_their_key_and_deliver_once_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chat_hang = HangServer::start().await;
+    let mut mail_hang = HangServer::start().await;
+    let relay = Relay::start(
+        dir.path(),
+        &format!(
+            r#"{ADMIN}
+[sources.github]
+kind = "github"
+secret = "{SECRET}"
+
+[sinks.chat]
+kind = "slack"
+url = "http://{}/services/T0/B0/x"
+timeout = "300ms"
+retry = {{ max_attempts = 1000, initial = "50ms", max = "100ms" }}
+
+[sinks.mail]
+kind = "smtp"
+host = "127.0.0.1"
+port = {}
+tls = "none"
+from = "hookrelay <relay@example.com>"
+to = ["team@example.com"]
+timeout = "300ms"
+retry = {{ max_attempts = 1000, initial = "50ms", max = "100ms" }}
+
+[[routes]]
+from = "github"
+to = ["chat", "mail"]
+"#,
+            chat_hang.addr,
+            mail_hang.addr.port()
+        ),
+    );
+    let admin = admin_addr(&relay).await;
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        ids.push(send(&relay, &format!("hang-chat-mail-{i}")).await);
+    }
+    chat_hang.accepted(1).await;
+    mail_hang.accepted(1).await;
+
+    let lines = wait_for_logs(&relay, "every event timed out on both sinks", |lines| {
+        each_failed(lines, "chat", &ids, 1) && each_failed(lines, "mail", &ids, 1)
+    })
+    .await;
+    for sink in ["chat", "mail"] {
+        let errors: Vec<&str> = lines
+            .iter()
+            .filter(|l| l["sink"] == sink && l["message"] == "delivery failed; will retry")
+            .filter_map(|l| l["error"].as_str())
+            .collect();
+        assert!(!errors.is_empty(), "{sink}: no failure logged");
+        for error in errors {
+            assert!(
+                error.starts_with("timed out after 300ms; raise ")
+                    && error.contains(&format!("[sinks.{sink}] timeout")),
+                "{sink}: cut off at its own timeout, naming the key to change: {error}"
+            );
+        }
+    }
+    for id in &ids {
+        let detail = event(admin, id).await;
+        for sink in ["chat", "mail"] {
+            let first = attempts(&detail, sink)
+                .into_iter()
+                .find(|a| a["number"] == 1)
+                .unwrap_or_else(|| panic!("{id}: no first {sink} attempt: {detail:#}"))
+                .clone();
+            assert_eq!(first["outcome"], "retrying", "{id} {sink}: {first}");
+            let waited = first["duration_ms"].as_u64().unwrap();
+            assert!(
+                (300..2000).contains(&waited),
+                "{id} {sink}: the attempt ended at its timeout, not dispatch's backstop: {first}"
+            );
+        }
+    }
+
+    // Real receivers on the same addresses: both events reach both sinks, once each.
+    let chat_addr = chat_hang.stop().await;
+    let mail_port = mail_hang.stop().await.port();
+    let mut chat = Receiver::start_on(chat_addr, Vec::new()).await;
+    let mail = SmtpServer::start_on(mail_port);
+    for _ in 0..ids.len() {
+        let got = chat.next().await;
+        assert_eq!(got.path, "/services/T0/B0/x");
+        let message: Value = serde_json::from_slice(&got.body).unwrap();
+        assert!(message["text"].is_string(), "a Slack message: {message}");
+    }
+    for _ in 0..ids.len() {
+        let got = mail.next();
+        assert_eq!(got["rcpt_tos"], serde_json::json!(["team@example.com"]));
+    }
+    // Each event delivered once per sink, after its timed-out attempts.
+    for id in &ids {
+        wait_until(
+            admin,
+            &format!("/api/events/{id}"),
+            ADMIN_TOKEN,
+            "both sinks delivered",
+            |detail| {
+                ["chat", "mail"].iter().all(|sink| {
+                    attempts(detail, sink)
+                        .iter()
+                        .filter(|a| a["outcome"] == "delivered")
+                        .count()
+                        == 1
+                })
+            },
+        )
+        .await;
+    }
 }
 
 /// SIGTERM while senders post and deliveries run, some of them stuck in a receiver that

@@ -53,6 +53,10 @@ pub struct SmtpSink {
     /// TLS is on and no client certificate is set: a server that hangs up during the
     /// handshake probably wanted one.
     may_want_client_cert: bool,
+    /// Bounds a whole send: lettre's own timeout covers only the TCP connect, so a server
+    /// that accepts and never greets (or stalls mid-transaction) would hold the slot until
+    /// dispatch's backstop.
+    timeout: Duration,
     from: Mailbox,
     to: Vec<Mailbox>,
     subject: Template,
@@ -108,6 +112,7 @@ impl SmtpSink {
             name: name.to_string(),
             transport: builder.build(),
             may_want_client_cert: config.tls != SmtpTls::None && outbound.identity.is_none(),
+            timeout,
             from: mailbox(&config.from, "from")?,
             to: config
                 .to
@@ -179,7 +184,21 @@ impl Sink for SmtpSink {
             Ok(m) => m,
             Err(outcome) => return outcome,
         };
-        match self.transport.send(message).await {
+        let Ok(sent) = tokio::time::timeout(self.timeout, self.transport.send(message)).await
+        else {
+            return Outcome::Retry {
+                after: None,
+                error: SinkError {
+                    status: None,
+                    message: format!(
+                        "timed out after {}; raise [sinks.{}] timeout if the SMTP server is slow",
+                        humantime::format_duration(self.timeout),
+                        self.name
+                    ),
+                },
+            };
+        };
+        match sent {
             Ok(response) => {
                 tracing::debug!(sink = %self.name, code = %response.code(), "mail accepted");
                 Outcome::Delivered {
@@ -313,6 +332,53 @@ fn crlf(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `tests/faults.rs` (a server that accepts and never greets): lettre's timeout
+    /// covers only the TCP connect, so each attempt ran until dispatch's backstop
+    /// (`timeout` + 2 s) and the failure named that figure, not the configured one.
+    #[tokio::test]
+    async fn regression_a_server_that_never_greets_is_cut_off_at_the_sinks_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        let config = SmtpSinkConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            credentials: None,
+            from: "hookrelay <relay@example.com>".into(),
+            to: vec!["team@example.com".into()],
+            subject: None,
+            template: None,
+        };
+        let timeout = Duration::from_millis(200);
+        let sink = SmtpSink::new("mail", &config, &Outbound::default(), timeout).unwrap();
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            sink.deliver(&crate::sinks::test_delivery()),
+        )
+        .await
+        .expect("the send ends on its own, not only at dispatch's backstop");
+        let took = started.elapsed();
+        held.abort();
+        match outcome {
+            Outcome::Retry { error, .. } => assert_eq!(
+                error.message,
+                "timed out after 200ms; raise [sinks.mail] timeout if the SMTP server is slow"
+            ),
+            other => panic!("a silent server is retried: {other:?}"),
+        }
+        assert!(
+            took >= timeout && took < Duration::from_secs(1),
+            "cut off at the sink's timeout: {took:?}"
+        );
+    }
 
     #[test]
     fn line_endings_become_crlf() {

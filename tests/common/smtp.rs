@@ -16,7 +16,7 @@ use super::WAIT;
 use super::python::python_with;
 
 const SERVER: &str = r#"
-import asyncio, json, ssl, sys
+import asyncio, json, os, ssl, sys
 from email import message_from_bytes
 from email.policy import default
 from aiosmtpd.smtp import SMTP
@@ -68,7 +68,8 @@ async def main():
     elif mode == "implicit":
         server = await loop.create_server(lambda: SMTP(Handler()), "127.0.0.1", 0, ssl=context)
     else:
-        server = await loop.create_server(lambda: SMTP(Handler()), "127.0.0.1", 0)
+        port = int(os.environ.get("SMTP_TEST_PORT", "0"))
+        server = await loop.create_server(lambda: SMTP(Handler()), "127.0.0.1", port)
     print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
     await server.serve_forever()
 
@@ -86,7 +87,12 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts a plain-text server and waits until it listens.
     pub fn start() -> SmtpServer {
-        SmtpServer::spawn(&["none"])
+        SmtpServer::spawn(&["none"], None)
+    }
+
+    /// Starts a plain-text server on `port` (one a test freed) and waits until it listens.
+    pub fn start_on(port: u16) -> SmtpServer {
+        SmtpServer::spawn(&["none"], Some(port))
     }
 
     /// Starts a server with the certificate `dir/{name}.pem` and key `dir/{name}.key`:
@@ -107,14 +113,15 @@ impl SmtpServer {
         ];
         args.extend(client_ca.map(|ca| ca.display().to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        SmtpServer::spawn(&args)
+        SmtpServer::spawn(&args, None)
     }
 
-    fn spawn(args: &[&str]) -> SmtpServer {
+    fn spawn(args: &[&str], port: Option<u16>) -> SmtpServer {
         let python = python_with(&["aiosmtpd"], &["aiosmtpd"]);
         let mut child = Command::new(python)
             .args(["-c", SERVER])
             .args(args)
+            .env("SMTP_TEST_PORT", port.unwrap_or(0).to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
