@@ -140,6 +140,58 @@ fn regression_an_at_in_a_discord_link_url_cannot_start_a_mention() {
     );
 }
 
+/// Found by the `template_render` fuzz target (a GitHub push whose commit `id` was an
+/// object): the built-in message sliced it and failed, so the event was dead-lettered with
+/// "fix the template" for a template the user cannot change.
+#[test]
+fn regression_the_built_in_message_renders_whatever_type_a_field_has() {
+    let odd = [
+        serde_json::json!({"ref": "refs/heads/main", "pusher": {"name": "p"},
+            "repository": {"full_name": "o/a"}, "commits": [{"id": {"name": "x"}}, {"id": 42}, 7, null]}),
+        serde_json::json!({"ref": "refs/heads/main", "pusher": {"name": "p"},
+            "repository": {"full_name": "o/a"}, "commits": {"id": "0123456789"}}),
+        serde_json::json!({"ref": "refs/heads/main", "pusher": {"name": "p"},
+            "repository": {"full_name": "o/a"}, "commits": "many"}),
+        serde_json::json!({"object_kind": "push", "user_name": "u", "total_commits_count": "9",
+            "commits": [{"id": ["a"]}], "project": {"path_with_namespace": "g/p"}}),
+        serde_json::json!({"object_kind": "push", "user_name": "u", "total_commits_count": 9,
+            "commits": {"0": 1}, "project": {"path_with_namespace": "g/p"}}),
+        serde_json::json!({"repositoryName": "r", "action": 3, "component": {"name": ["n"], "group": 1}}),
+    ];
+    for body in odd {
+        let ev = event("push", body.clone());
+        for target in [
+            Target::Slack,
+            Target::Discord,
+            Target::Teams,
+            Target::Html,
+            Target::Plain,
+        ] {
+            let template = Template::built_in(DEFAULT_MESSAGE, target, "built-in").unwrap();
+            let out = template
+                .render(&ev)
+                .unwrap_or_else(|e| panic!("{target:?} on {body}: {}", e.message));
+            assert!(!out.trim().is_empty(), "{target:?} on {body}");
+        }
+    }
+    // The usual case still reads as before.
+    let ev = event(
+        "push",
+        serde_json::json!({"ref": "refs/heads/main", "pusher": {"name": "p"},
+            "repository": {"full_name": "o/a", "html_url": "https://github.com/o/a"},
+            "commits": [{"id": "0123456789abcdef", "message": "Fix it", "url": "https://github.com/o/a/commit/0123456",
+                         "author": {"name": "A"}}]}),
+    );
+    let plain = Template::built_in(DEFAULT_MESSAGE, Target::Plain, "built-in")
+        .unwrap()
+        .render(&ev)
+        .unwrap();
+    assert!(
+        plain.contains("0123456 (https://github.com/o/a/commit/0123456) Fix it (A)"),
+        "{plain}"
+    );
+}
+
 #[test]
 fn syntax_errors_say_where() {
     let err = Template::compile(
