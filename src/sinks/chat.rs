@@ -191,9 +191,17 @@ pub(super) fn message_template(
     compile(name, source, DEFAULT_MESSAGE, target)
 }
 
-/// Renders `template` for `delivery`; a failure is permanent for this event.
+/// Renders `template` for `delivery`; a failure of the user's template is permanent for
+/// this event. A built-in message that fails (a defect of hookrelay's) falls back to one
+/// line naming the event, and says so in the log.
 pub(super) fn render(template: &Template, event: &EventContext) -> Result<String, Outcome> {
-    template.render(event).map_err(|e| {
+    template.render(event).or_else(|e| {
+        if template.is_built_in() {
+            tracing::warn!(template = %e.at, error = %e.message, source = %event.source, event_id = %event.event_id, "a built-in message could not render this event; sent a one-line fallback (please report it)");
+            return Ok(template.fallback(event));
+        }
+        Err(e)
+    }).map_err(|e| {
         Outcome::Failed(SinkError {
             status: None,
             message: format!(
@@ -267,6 +275,43 @@ pub(super) fn cut_markup(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A template that reads fine on the sample event and fails on one whose `boom` is an
+    /// object (slicing a map).
+    const FAILS_ON_BOOM: &str = "{% if body.boom is defined %}{{ body.boom[:1] }}{% endif %}x";
+
+    fn boom_event() -> EventContext {
+        let mut delivery = crate::sinks::test_delivery();
+        delivery.source = std::sync::Arc::from("gh");
+        delivery.event_type = Some("push <@here>".into());
+        delivery.body = bytes::Bytes::from_static(br#"{"boom": {"a": 1}}"#);
+        context(&delivery)
+    }
+
+    #[test]
+    fn a_built_in_message_that_cannot_render_falls_back_to_one_escaped_line() {
+        let built_in = Template::built_in(FAILS_ON_BOOM, Target::Slack, "built-in").unwrap();
+        assert_eq!(
+            render(&built_in, &boom_event()).unwrap(),
+            "push &lt;@here&gt; from gh"
+        );
+    }
+
+    #[test]
+    fn a_users_template_that_cannot_render_is_a_permanent_failure_naming_it() {
+        let own = Template::compile(FAILS_ON_BOOM, Target::Slack, "f.toml:3:1: sinks.s.template")
+            .unwrap();
+        match render(&own, &boom_event()) {
+            Err(Outcome::Failed(error)) => assert!(
+                error
+                    .message
+                    .starts_with("template at f.toml:3:1: sinks.s.template cannot render"),
+                "{}",
+                error.message
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn cutting_never_splits_a_link_an_entity_or_an_escape() {

@@ -93,6 +93,8 @@ pub struct Template {
     env: Environment<'static>,
     target: Target,
     at: Arc<str>,
+    /// One of hookrelay's own messages (`Template::built_in`).
+    built_in: bool,
 }
 
 impl fmt::Debug for Template {
@@ -178,6 +180,7 @@ impl Template {
             env,
             target,
             at: Arc::from(at),
+            built_in: fold,
         };
         if missing == Missing::Fail {
             template.known_variables_only()?;
@@ -195,6 +198,23 @@ impl Template {
     /// The target it escapes for.
     pub fn target(&self) -> Target {
         self.target
+    }
+
+    /// Whether it is one of hookrelay's own messages, which a user cannot fix.
+    pub fn is_built_in(&self) -> bool {
+        self.built_in
+    }
+
+    /// What a sink sends when a built-in message cannot render an event (a defect of the
+    /// message, never of the event): one escaped line naming the event, so the event is
+    /// still announced instead of dead-lettered.
+    pub fn fallback(&self, event: &EventContext) -> String {
+        let line = format!(
+            "{} from {}",
+            event.event_type.as_deref().unwrap_or("event"),
+            event.source
+        );
+        escape(self.target, &one_line(&line))
     }
 
     /// Renders the template for one event.
