@@ -67,6 +67,8 @@ mod fanout;
 mod halfpeak;
 #[path = "load/receiver.rs"]
 mod receiver;
+#[path = "load/rounds.rs"]
+mod rounds;
 
 /// The source's secret in the relay's config; the client signs with it.
 const SECRET: &str = "bench-secret-0123456789";
@@ -268,6 +270,9 @@ fn run() -> anyhow::Result<()> {
     };
     report_phase(&relay_result, &machine);
 
+    println!("\n[2/6, again] bare hyper and hookrelay in alternating rounds");
+    let rounds = rounds::alternating_rounds(&client, &body, plan, &machine)?;
+
     println!("\n[3/6] hookrelay publishing every event to NATS JetStream");
     let jetstream = jetstream_phase(&client, &body, plan, &machine, &relay_result)?;
 
@@ -296,6 +301,7 @@ fn run() -> anyhow::Result<()> {
         plan,
         body.len(),
     );
+    markdown.push_str(&rounds.text);
     if let Some(section) = jetstream {
         markdown.push_str(&section);
     }
