@@ -8,7 +8,8 @@
 //!    verification, no storage: the best any relay could do on this machine.
 //! 2. **hookrelay, signed + durable**: the release binary (`CARGO_BIN_EXE_hookrelay`) as a
 //!    child process with one `kind = "github"` source and no routes, so every request is
-//!    HMAC-verified and fsync'd to redb before its `202`, and nothing else runs.
+//!    HMAC-verified and fsync'd to redb before its `202`, and nothing else runs. Then both
+//!    again in alternating rounds (`load/rounds.rs`): the median ratio, robust to a noisy host.
 //! 3. **hookrelay + JetStream**: the same, plus one `kind = "nats"` sink every event is
 //!    routed to, publishing to a `nats-server -js` started here; reported as a ratio to
 //!    phase 2, with the publish rate and how long the backlog took to drain. Skipped, saying
@@ -33,7 +34,8 @@
 //! the split can be read off.
 //!
 //! Knobs (environment): `LOAD_SECONDS` (measured, default 10), `LOAD_WARMUP` (default 3),
-//! `LOAD_CONNECTIONS` (default 64), `LOAD_FANOUT_SECONDS`, `LOAD_BACKLOG_EVENTS`. Run with
+//! `LOAD_CONNECTIONS` (default 64), `LOAD_ROUNDS` and `LOAD_ROUND_SECONDS` (default 5 × 5 s),
+//! `LOAD_FANOUT_SECONDS`, `LOAD_BACKLOG_EVENTS`. Run with
 //! `cargo bench --bench load`; the table is also written to `target/load-bench.md`. Without
 //! `--bench` (as `cargo test --benches` runs it) it is a smoke run of every phase (1 s
 //! windows, a 2,000-event backlog) that writes nothing.
