@@ -335,15 +335,34 @@ to = ["hang", "other"]
     assert_eq!(got, ids[4..].iter().cloned().collect());
 }
 
-/// The chat and mail sinks against receivers that hang (accept the connection, never
-/// answer; for SMTP, never greet): each attempt ends at the sink's timeout, the failure names
+/// The chat sinks (Slack, Discord, Teams) and the mail sink against receivers that hang
+/// (accept the connection, never answer; for SMTP, never greet): each attempt ends at the sink's timeout, the failure names
 /// the key to raise, the attempt is recorded and retried, and every event goes out once a
 /// real receiver answers on the same address.
 #[tokio::test]
 async fn hanging_chat_and_mail_receivers_time_out_name_their_key_and_deliver_once_back() {
+    /// The chat sinks under test: name, kind, and the path their URL gets.
+    const CHAT: [(&str, &str, &str); 3] = [
+        ("chat", "slack", "/services/T0/B0/x"),
+        ("discord", "discord", "/api/webhooks/1/x"),
+        ("teams", "teams", "/workflows/x"),
+    ];
+    const SINKS: [&str; 4] = ["chat", "discord", "teams", "mail"];
     let dir = tempfile::tempdir().unwrap();
-    let mut chat_hang = HangServer::start().await;
+    let mut chat_hangs = Vec::new();
+    for _ in CHAT {
+        chat_hangs.push(HangServer::start().await);
+    }
     let mut mail_hang = HangServer::start().await;
+    let retry = r#"timeout = "300ms"
+retry = { max_attempts = 1000, initial = "50ms", max = "100ms" }"#;
+    let mut sinks = String::new();
+    for ((name, kind, path), hang) in CHAT.iter().zip(&chat_hangs) {
+        sinks.push_str(&format!(
+            "[sinks.{name}]\nkind = \"{kind}\"\nurl = \"http://{}{path}\"\n{retry}\n\n",
+            hang.addr
+        ));
+    }
     let relay = Relay::start(
         dir.path(),
         &format!(
@@ -352,12 +371,7 @@ async fn hanging_chat_and_mail_receivers_time_out_name_their_key_and_deliver_onc
 kind = "github"
 secret = "{SECRET}"
 
-[sinks.chat]
-kind = "slack"
-url = "http://{}/services/T0/B0/x"
-timeout = "300ms"
-retry = {{ max_attempts = 1000, initial = "50ms", max = "100ms" }}
-
+{sinks}
 [sinks.mail]
 kind = "smtp"
 host = "127.0.0.1"
@@ -365,14 +379,12 @@ port = {}
 tls = "none"
 from = "hookrelay <relay@example.com>"
 to = ["team@example.com"]
-timeout = "300ms"
-retry = {{ max_attempts = 1000, initial = "50ms", max = "100ms" }}
+{retry}
 
 [[routes]]
 from = "github"
-to = ["chat", "mail"]
+to = {SINKS:?}
 "#,
-            chat_hang.addr,
             mail_hang.addr.port()
         ),
     );
@@ -381,14 +393,16 @@ to = ["chat", "mail"]
     for i in 0..2 {
         ids.push(send(&relay, &format!("hang-chat-mail-{i}")).await);
     }
-    chat_hang.accepted(1).await;
+    for hang in &mut chat_hangs {
+        hang.accepted(1).await;
+    }
     mail_hang.accepted(1).await;
 
-    let lines = wait_for_logs(&relay, "every event timed out on both sinks", |lines| {
-        each_failed(lines, "chat", &ids, 1) && each_failed(lines, "mail", &ids, 1)
+    let lines = wait_for_logs(&relay, "every event timed out on every sink", |lines| {
+        SINKS.iter().all(|sink| each_failed(lines, sink, &ids, 1))
     })
     .await;
-    for sink in ["chat", "mail"] {
+    for sink in SINKS {
         let errors: Vec<&str> = lines
             .iter()
             .filter(|l| l["sink"] == sink && l["message"] == "delivery failed; will retry")
@@ -405,7 +419,7 @@ to = ["chat", "mail"]
     }
     for id in &ids {
         let detail = event(admin, id).await;
-        for sink in ["chat", "mail"] {
+        for sink in SINKS {
             let first = attempts(&detail, sink)
                 .into_iter()
                 .find(|a| a["number"] == 1)
@@ -420,16 +434,21 @@ to = ["chat", "mail"]
         }
     }
 
-    // Real receivers on the same addresses: both events reach both sinks, once each.
-    let chat_addr = chat_hang.stop().await;
+    // Real receivers on the same addresses: both events reach every sink, once each.
+    let mut receivers = Vec::new();
+    for hang in chat_hangs {
+        let addr = hang.stop().await;
+        receivers.push(Receiver::start_on(addr, Vec::new()).await);
+    }
     let mail_port = mail_hang.stop().await.port();
-    let mut chat = Receiver::start_on(chat_addr, Vec::new()).await;
     let mail = SmtpServer::start_on(mail_port);
-    for _ in 0..ids.len() {
-        let got = chat.next().await;
-        assert_eq!(got.path, "/services/T0/B0/x");
-        let message: Value = serde_json::from_slice(&got.body).unwrap();
-        assert!(message["text"].is_string(), "a Slack message: {message}");
+    for ((name, _, path), receiver) in CHAT.iter().zip(&mut receivers) {
+        for _ in 0..ids.len() {
+            let got = receiver.next().await;
+            assert_eq!(got.path, *path, "{name}");
+            let message: Value = serde_json::from_slice(&got.body).unwrap();
+            assert!(message.is_object(), "{name}: a JSON message: {message}");
+        }
     }
     for _ in 0..ids.len() {
         let got = mail.next();
@@ -441,9 +460,9 @@ to = ["chat", "mail"]
             admin,
             &format!("/api/events/{id}"),
             ADMIN_TOKEN,
-            "both sinks delivered",
+            "every sink delivered",
             |detail| {
-                ["chat", "mail"].iter().all(|sink| {
+                SINKS.iter().all(|sink| {
                     attempts(detail, sink)
                         .iter()
                         .filter(|a| a["outcome"] == "delivered")
