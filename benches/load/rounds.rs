@@ -99,7 +99,7 @@ pub(crate) fn alternating_rounds(
     let ratios: Vec<f64> = results.iter().map(Round::ratio).collect();
     let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
     let high = ratios.iter().copied().fold(0.0, f64::max);
-    let middle = median(ratios.clone());
+    let middle = median(ratios);
     println!("  median ratio {middle:.2}× (rounds {low:.2}× to {high:.2}×)");
     let listed = results
         .iter()

@@ -20,6 +20,15 @@ fn event(event_type: &str, body: serde_json::Value) -> EventContext {
     EventContext::new(&delivery)
 }
 
+/// Every target a template is compiled for.
+const EVERY_TARGET: [Target; 5] = [
+    Target::Slack,
+    Target::Discord,
+    Target::Teams,
+    Target::Html,
+    Target::Plain,
+];
+
 fn render(source: &str, target: Target, ev: &EventContext) -> String {
     Template::compile(source, target, "test.toml:1:1: sinks.s.template")
         .unwrap()
@@ -160,13 +169,7 @@ fn regression_the_built_in_message_renders_whatever_type_a_field_has() {
     ];
     for body in odd {
         let ev = event("push", body.clone());
-        for target in [
-            Target::Slack,
-            Target::Discord,
-            Target::Teams,
-            Target::Html,
-            Target::Plain,
-        ] {
+        for target in EVERY_TARGET {
             let template = Template::built_in(DEFAULT_MESSAGE, target, "built-in").unwrap();
             let out = template
                 .render(&ev)
@@ -472,13 +475,7 @@ fn regression_a_newline_in_an_event_field_does_not_split_the_headline() {
                          "author": {"name": "Mo\nna"}}],
         }),
     );
-    for target in [
-        Target::Slack,
-        Target::Discord,
-        Target::Teams,
-        Target::Html,
-        Target::Plain,
-    ] {
+    for target in EVERY_TARGET {
         let out = Template::built_in(DEFAULT_MESSAGE, target, "built-in")
             .unwrap()
             .render(&ev)
