@@ -1,6 +1,6 @@
 //! Sink faults and shutdown under load, through the real binary: a sink that is down for a
-//! long time, a sink that accepts connections and never answers, and SIGTERM while senders
-//! and deliveries are running.
+//! long time, sinks of every kind whose peer accepts connections and never answers, and
+//! SIGTERM while senders and deliveries are running.
 //!
 //! Each test states the contract it holds (DESIGN.md): an acknowledged event is never lost,
 //! a failing sink never slows ingestion or another sink, and shutdown keeps its bound.
@@ -473,6 +473,172 @@ to = {SINKS:?}
         )
         .await;
     }
+}
+
+/// The machine sinks (Dependency-Track, GUAC into S3) and the NATS sink against peers that
+/// hang (accept the connection, never answer; for NATS, never send its greeting): each
+/// attempt ends at the sink's timeout with an error that says what to check or raise, the
+/// attempt is recorded and retried, and the event goes out once a real peer answers on the
+/// same address.
+#[tokio::test]
+async fn hanging_machine_and_nats_peers_time_out_and_deliver_once_back() {
+    const SINKS: [&str; 3] = ["dtrack", "guac", "nats"];
+    let dir = tempfile::tempdir().unwrap();
+    let mut dtrack_hang = HangServer::start().await;
+    let mut s3_hang = HangServer::start().await;
+    let mut nats_hang = HangServer::start().await;
+    let retry = r#"timeout = "300ms"
+retry = { max_attempts = 1000, initial = "50ms", max = "100ms" }"#;
+    let relay = Relay::start(
+        dir.path(),
+        &format!(
+            r#"{ADMIN}
+[sources.github]
+kind = "github"
+secret = "{SECRET}"
+
+[sinks.dtrack]
+kind = "dependency-track"
+url = "http://{}"
+api_key = "odt_test-key"
+project_name = "shop"
+project_version = "1.0"
+auto_create = true
+pointer = "/sbom"
+{retry}
+
+[sinks.guac]
+kind = "guac"
+bucket = "guac-inbox"
+endpoint = "http://{}"
+access_key_id = "AKIDTEST"
+secret_access_key = "s3cr3t"
+pointer = "/sbom"
+{retry}
+
+[sinks.nats]
+kind = "nats"
+url = "nats://{}"
+subject = "hooks.faults"
+{retry}
+
+[[routes]]
+from = "github"
+to = {SINKS:?}
+"#,
+            dtrack_hang.addr, s3_hang.addr, nats_hang.addr
+        ),
+    );
+    let admin = admin_addr(&relay).await;
+    let sbom = serde_json::json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "components": [{"type": "library", "name": "serde", "version": "1.0.0"}]
+    });
+    let body = serde_json::to_vec(&serde_json::json!({ "sbom": sbom })).unwrap();
+    let reply = post(
+        &relay.hook_url("github"),
+        &github_headers(SECRET, "release", "hang-machines-1", &body),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{:?}", reply.json);
+    let id = reply.id();
+    for hang in [&mut dtrack_hang, &mut s3_hang, &mut nats_hang] {
+        hang.accepted(1).await;
+    }
+
+    let ids = [id.clone()];
+    let lines = wait_for_logs(&relay, "the event timed out on every sink", |lines| {
+        SINKS.iter().all(|sink| each_failed(lines, sink, &ids, 1))
+    })
+    .await;
+    for sink in SINKS {
+        let errors: Vec<&str> = lines
+            .iter()
+            .filter(|l| l["sink"] == sink && l["message"] == "delivery failed; will retry")
+            .filter_map(|l| l["error"].as_str())
+            .collect();
+        assert!(!errors.is_empty(), "{sink}: no failure logged");
+        for error in errors {
+            let names_the_way_out = if sink == "nats" {
+                error.contains("within the sink's timeout (300ms)")
+            } else {
+                error.starts_with("timed out after 300ms; raise ")
+                    && error.contains(&format!("[sinks.{sink}] timeout"))
+            };
+            assert!(
+                names_the_way_out,
+                "{sink}: cut off at its own timeout: {error}"
+            );
+        }
+    }
+    let detail = event(admin, &id).await;
+    for sink in SINKS {
+        let first = attempts(&detail, sink)
+            .into_iter()
+            .find(|a| a["number"] == 1)
+            .unwrap_or_else(|| panic!("no first {sink} attempt: {detail:#}"))
+            .clone();
+        assert_eq!(first["outcome"], "retrying", "{sink}: {first}");
+        let waited = first["duration_ms"].as_u64().unwrap();
+        assert!(
+            (300..2000).contains(&waited),
+            "{sink}: the attempt ended at its timeout, not dispatch's backstop: {first}"
+        );
+    }
+
+    // Real peers on the same addresses.
+    let dtrack_addr = dtrack_hang.stop().await;
+    let mut dtrack = Receiver::start_on(
+        dtrack_addr,
+        vec![
+            Answer::status(200)
+                .with_header("content-type", "application/json")
+                .with_body("{\"token\":\"t-1\"}"),
+        ],
+    )
+    .await;
+    let s3_addr = s3_hang.stop().await;
+    let mut s3 = Receiver::start_on(s3_addr, vec![Answer::status(200)]).await;
+    let nats_port = nats_hang.stop().await.port();
+    let nats = common::nats::NatsServer::start_on(&dir.path().join("nats"), nats_port);
+    let js = nats.jetstream().await;
+    let mut stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "HOOKS".into(),
+            subjects: vec!["hooks.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let put = dtrack.next().await;
+    assert_eq!(
+        (put.method.as_str(), put.path.as_str()),
+        ("PUT", "/api/v1/bom")
+    );
+    let object = s3.next().await;
+    assert_eq!(object.method, "PUT");
+    assert!(object.path.starts_with("/guac-inbox/"), "{}", object.path);
+    assert_eq!(serde_json::from_slice::<Value>(&object.body).unwrap(), sbom);
+    wait_until(
+        admin,
+        &format!("/api/events/{id}"),
+        ADMIN_TOKEN,
+        "every sink delivered once",
+        |detail| {
+            SINKS.iter().all(|sink| {
+                attempts(detail, sink)
+                    .iter()
+                    .filter(|a| a["outcome"] == "delivered")
+                    .count()
+                    == 1
+            })
+        },
+    )
+    .await;
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
 }
 
 /// SIGTERM while senders post and deliveries run, some of them stuck in a receiver that

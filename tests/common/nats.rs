@@ -22,7 +22,11 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server storing JetStream data under `dir`; returns once it is ready.
     pub fn start(dir: &Path) -> NatsServer {
-        let port = free_port();
+        NatsServer::start_on(dir, free_port())
+    }
+
+    /// Like [`NatsServer::start`], on a given loopback port (one a test freed).
+    pub fn start_on(dir: &Path, port: u16) -> NatsServer {
         let mut command = Command::new("nats-server");
         command
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
