@@ -201,7 +201,7 @@ impl Store {
             let key = key.value();
             last_key = Some(key);
             let id = Uuid::from_u128(key);
-            let (meta, body) = codec::decode_event(value.value())
+            let (meta, body_len) = codec::decode_event_head(value.value())
                 .map_err(|e| StoreError::Read(format!("event {id}: {e}")))?;
             if query.source.as_ref().is_some_and(|s| *s != meta.source)
                 || query
@@ -221,7 +221,7 @@ impl Store {
                 event_type: meta.event_type,
                 delivery_id: meta.delivery_id,
                 received_at_ms: meta.received_at_ms,
-                size: body.len(),
+                size: body_len,
                 status,
             });
         }

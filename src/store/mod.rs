@@ -20,6 +20,7 @@ pub use inspect::{
     Replayed, SinkStats,
 };
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,7 @@ pub mod fuzzing {
     /// Decodes bytes as every kind of stored record; must never panic.
     pub fn decode_records(bytes: &[u8]) {
         let _ = super::codec::decode_event(bytes);
+        let _ = super::codec::decode_event_head(bytes);
         let _ = super::codec::decode_queue(bytes);
         let _ = super::codec::decode_attempt(bytes);
         let _ = super::codec::decode::<super::codec::DeadValue>(bytes);
@@ -578,7 +580,7 @@ impl Store {
 }
 
 impl StoredEvent {
-    fn from_parts(id: EventId, meta: codec::EventMeta, body: &[u8]) -> StoredEvent {
+    fn from_parts(id: EventId, meta: codec::EventMeta, body: Cow<'_, [u8]>) -> StoredEvent {
         StoredEvent {
             id,
             source: Arc::from(meta.source),
@@ -587,7 +589,10 @@ impl StoredEvent {
             content_type: meta.content_type,
             received_at_ms: meta.received_at_ms,
             headers: meta.headers,
-            body: Bytes::copy_from_slice(body),
+            body: match body {
+                Cow::Borrowed(stored) => Bytes::copy_from_slice(stored),
+                Cow::Owned(decompressed) => Bytes::from(decompressed),
+            },
         }
     }
 }

@@ -394,7 +394,7 @@ fn find_duplicate(
         return Ok(None);
     };
     let key = |bytes: &[u8]| {
-        codec::decode_event(bytes)
+        codec::decode_event_head(bytes)
             .ok()
             .map(|(meta, _)| (meta.source, meta.delivery_id))
     };
