@@ -335,6 +335,78 @@ to = ["hang", "other"]
     assert_eq!(got, ids[4..].iter().cloned().collect());
 }
 
+/// Whether a failure says the attempt was cut at 300 ms and names the key to raise.
+fn says_raise_the_timeout(sink: &str, error: &str) -> bool {
+    error.starts_with("timed out after 300ms; raise ")
+        && error.contains(&format!("[sinks.{sink}] timeout"))
+}
+
+/// Waits until every event of `ids` failed on every sink of `sinks`; then checks that each
+/// failure logged is worded as `worded` accepts, and that each first attempt was recorded as
+/// retried after the sink's own 300 ms timeout, not dispatch's backstop.
+async fn each_timed_out_at_its_timeout(
+    relay: &Relay,
+    admin: std::net::SocketAddr,
+    sinks: &[&str],
+    ids: &[String],
+    worded: impl Fn(&str, &str) -> bool,
+) {
+    let lines = wait_for_logs(relay, "every event timed out on every sink", |lines| {
+        sinks.iter().all(|sink| each_failed(lines, sink, ids, 1))
+    })
+    .await;
+    for sink in sinks {
+        let errors: Vec<&str> = lines
+            .iter()
+            .filter(|l| l["sink"] == *sink && l["message"] == "delivery failed; will retry")
+            .filter_map(|l| l["error"].as_str())
+            .collect();
+        assert!(!errors.is_empty(), "{sink}: no failure logged");
+        for error in errors {
+            assert!(
+                worded(sink, error),
+                "{sink}: cut off at its own timeout: {error}"
+            );
+        }
+    }
+    for id in ids {
+        let detail = event(admin, id).await;
+        for sink in sinks {
+            let first = attempts(&detail, sink)
+                .into_iter()
+                .find(|a| a["number"] == 1)
+                .unwrap_or_else(|| panic!("{id}: no first {sink} attempt: {detail:#}"))
+                .clone();
+            assert_eq!(first["outcome"], "retrying", "{id} {sink}: {first}");
+            let waited = first["duration_ms"].as_u64().unwrap();
+            assert!(
+                (300..2000).contains(&waited),
+                "{id} {sink}: the attempt ended at its timeout, not dispatch's backstop: {first}"
+            );
+        }
+    }
+}
+
+/// Waits until event `id` has exactly one delivered attempt on every sink of `sinks`.
+async fn delivered_once_to_each(admin: std::net::SocketAddr, id: &str, sinks: &[&str]) {
+    wait_until(
+        admin,
+        &format!("/api/events/{id}"),
+        ADMIN_TOKEN,
+        "every sink delivered once",
+        |detail| {
+            sinks.iter().all(|sink| {
+                attempts(detail, sink)
+                    .iter()
+                    .filter(|a| a["outcome"] == "delivered")
+                    .count()
+                    == 1
+            })
+        },
+    )
+    .await;
+}
+
 /// The chat sinks (Slack, Discord, Teams) and the mail sink against receivers that hang
 /// (accept the connection, never answer; for SMTP, never greet): each attempt ends at the sink's timeout, the failure names
 /// the key to raise, the attempt is recorded and retried, and every event goes out once a
@@ -398,41 +470,7 @@ to = {SINKS:?}
     }
     mail_hang.accepted(1).await;
 
-    let lines = wait_for_logs(&relay, "every event timed out on every sink", |lines| {
-        SINKS.iter().all(|sink| each_failed(lines, sink, &ids, 1))
-    })
-    .await;
-    for sink in SINKS {
-        let errors: Vec<&str> = lines
-            .iter()
-            .filter(|l| l["sink"] == sink && l["message"] == "delivery failed; will retry")
-            .filter_map(|l| l["error"].as_str())
-            .collect();
-        assert!(!errors.is_empty(), "{sink}: no failure logged");
-        for error in errors {
-            assert!(
-                error.starts_with("timed out after 300ms; raise ")
-                    && error.contains(&format!("[sinks.{sink}] timeout")),
-                "{sink}: cut off at its own timeout, naming the key to change: {error}"
-            );
-        }
-    }
-    for id in &ids {
-        let detail = event(admin, id).await;
-        for sink in SINKS {
-            let first = attempts(&detail, sink)
-                .into_iter()
-                .find(|a| a["number"] == 1)
-                .unwrap_or_else(|| panic!("{id}: no first {sink} attempt: {detail:#}"))
-                .clone();
-            assert_eq!(first["outcome"], "retrying", "{id} {sink}: {first}");
-            let waited = first["duration_ms"].as_u64().unwrap();
-            assert!(
-                (300..2000).contains(&waited),
-                "{id} {sink}: the attempt ended at its timeout, not dispatch's backstop: {first}"
-            );
-        }
-    }
+    each_timed_out_at_its_timeout(&relay, admin, &SINKS, &ids, says_raise_the_timeout).await;
 
     // Real receivers on the same addresses: both events reach every sink, once each.
     let mut receivers = Vec::new();
@@ -456,22 +494,7 @@ to = {SINKS:?}
     }
     // Each event delivered once per sink, after its timed-out attempts.
     for id in &ids {
-        wait_until(
-            admin,
-            &format!("/api/events/{id}"),
-            ADMIN_TOKEN,
-            "every sink delivered",
-            |detail| {
-                SINKS.iter().all(|sink| {
-                    attempts(detail, sink)
-                        .iter()
-                        .filter(|a| a["outcome"] == "delivered")
-                        .count()
-                        == 1
-                })
-            },
-        )
-        .await;
+        delivered_once_to_each(admin, id, &SINKS).await;
     }
 }
 
@@ -548,45 +571,21 @@ to = {SINKS:?}
         hang.accepted(1).await;
     }
 
-    let ids = [id.clone()];
-    let lines = wait_for_logs(&relay, "the event timed out on every sink", |lines| {
-        SINKS.iter().all(|sink| each_failed(lines, sink, &ids, 1))
-    })
-    .await;
-    for sink in SINKS {
-        let errors: Vec<&str> = lines
-            .iter()
-            .filter(|l| l["sink"] == sink && l["message"] == "delivery failed; will retry")
-            .filter_map(|l| l["error"].as_str())
-            .collect();
-        assert!(!errors.is_empty(), "{sink}: no failure logged");
-        for error in errors {
-            let names_the_way_out = if sink == "nats" {
+    // NATS words it its own way: its client, not an HTTP request, gave up.
+    each_timed_out_at_its_timeout(
+        &relay,
+        admin,
+        &SINKS,
+        std::slice::from_ref(&id),
+        |sink, error| {
+            if sink == "nats" {
                 error.contains("within the sink's timeout (300ms)")
             } else {
-                error.starts_with("timed out after 300ms; raise ")
-                    && error.contains(&format!("[sinks.{sink}] timeout"))
-            };
-            assert!(
-                names_the_way_out,
-                "{sink}: cut off at its own timeout: {error}"
-            );
-        }
-    }
-    let detail = event(admin, &id).await;
-    for sink in SINKS {
-        let first = attempts(&detail, sink)
-            .into_iter()
-            .find(|a| a["number"] == 1)
-            .unwrap_or_else(|| panic!("no first {sink} attempt: {detail:#}"))
-            .clone();
-        assert_eq!(first["outcome"], "retrying", "{sink}: {first}");
-        let waited = first["duration_ms"].as_u64().unwrap();
-        assert!(
-            (300..2000).contains(&waited),
-            "{sink}: the attempt ended at its timeout, not dispatch's backstop: {first}"
-        );
-    }
+                says_raise_the_timeout(sink, error)
+            }
+        },
+    )
+    .await;
 
     // Real peers on the same addresses.
     let dtrack_addr = dtrack_hang.stop().await;
@@ -622,22 +621,7 @@ to = {SINKS:?}
     assert_eq!(object.method, "PUT");
     assert!(object.path.starts_with("/guac-inbox/"), "{}", object.path);
     assert_eq!(serde_json::from_slice::<Value>(&object.body).unwrap(), sbom);
-    wait_until(
-        admin,
-        &format!("/api/events/{id}"),
-        ADMIN_TOKEN,
-        "every sink delivered once",
-        |detail| {
-            SINKS.iter().all(|sink| {
-                attempts(detail, sink)
-                    .iter()
-                    .filter(|a| a["outcome"] == "delivered")
-                    .count()
-                    == 1
-            })
-        },
-    )
-    .await;
+    delivered_once_to_each(admin, &id, &SINKS).await;
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
 }
 
