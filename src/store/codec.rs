@@ -171,56 +171,64 @@ pub fn encode_event(meta: &EventMeta, body: &[u8]) -> Vec<u8> {
 
 /// Splits an encoded event into its metadata and body (borrowed when stored raw).
 pub fn decode_event(bytes: &[u8]) -> Result<(EventMeta, Cow<'_, [u8]>), DecodeError> {
-    let (version, stored) = decode_event_meta(bytes)?;
-    if version == FORMAT_VERSION {
-        return Ok((stored.0, Cow::Borrowed(stored.1)));
+    let (meta, body) = split_event(bytes)?;
+    let body = match body {
+        StoredBody::Raw(body) => Cow::Borrowed(body),
+        StoredBody::Lz4 { len, block } => Cow::Owned(decompress(len, block)?),
+    };
+    Ok((meta, body))
+}
+
+/// An event's metadata and its body's length, without decompressing the body: what dedup
+/// and listings need.
+pub fn decode_event_head(bytes: &[u8]) -> Result<(EventMeta, usize), DecodeError> {
+    let (meta, body) = split_event(bytes)?;
+    let len = match body {
+        StoredBody::Raw(body) => body.len(),
+        StoredBody::Lz4 { len, .. } => len,
+    };
+    Ok((meta, len))
+}
+
+/// An event's body as it lies in the record.
+enum StoredBody<'a> {
+    Raw(&'a [u8]),
+    /// An LZ4 block holding `len` bytes.
+    Lz4 {
+        len: usize,
+        block: &'a [u8],
+    },
+}
+
+/// An event record's metadata and its body, still as stored; of either version.
+fn split_event(bytes: &[u8]) -> Result<(EventMeta, StoredBody<'_>), DecodeError> {
+    let (version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if !matches!(*version, FORMAT_VERSION | EVENT_VERSION) {
+        return Err(DecodeError::Version(*version));
     }
-    let (meta, rest) = stored;
+    let (meta, rest) = postcard::take_from_bytes::<EventMeta>(rest)?;
+    if *version == FORMAT_VERSION {
+        return Ok((meta, StoredBody::Raw(rest)));
+    }
     let body = match rest.split_first() {
-        Some((&BODY_RAW, body)) => Cow::Borrowed(body),
-        Some((&BODY_LZ4, block)) => Cow::Owned(decompress(block)?),
+        Some((&BODY_RAW, body)) => StoredBody::Raw(body),
+        Some((&BODY_LZ4, stored)) => {
+            let (len, block) = stored
+                .split_first_chunk::<4>()
+                .ok_or_else(|| DecodeError::Body("compressed body without its length".into()))?;
+            StoredBody::Lz4 {
+                len: u32::from_le_bytes(*len) as usize,
+                block,
+            }
+        }
         Some((&other, _)) => return Err(DecodeError::Body(format!("unknown encoding {other}"))),
         None => return Err(DecodeError::Body("no body encoding".into())),
     };
     Ok((meta, body))
 }
 
-/// An event's metadata, with its version and what follows it, without touching the body.
-fn decode_event_meta(bytes: &[u8]) -> Result<(u8, (EventMeta, &[u8])), DecodeError> {
-    match bytes.split_first() {
-        None => Err(DecodeError::Empty),
-        Some((&version @ (FORMAT_VERSION | EVENT_VERSION), rest)) => {
-            Ok((version, postcard::take_from_bytes::<EventMeta>(rest)?))
-        }
-        Some((&other, _)) => Err(DecodeError::Version(other)),
-    }
-}
-
-/// An event's metadata and its body's length, without decompressing the body: what dedup
-/// and listings need.
-pub fn decode_event_head(bytes: &[u8]) -> Result<(EventMeta, usize), DecodeError> {
-    let (version, (meta, rest)) = decode_event_meta(bytes)?;
-    let len = match (version, rest.split_first()) {
-        (FORMAT_VERSION, _) => rest.len(),
-        (_, Some((&BODY_RAW, body))) => body.len(),
-        (_, Some((&BODY_LZ4, block))) => block
-            .first_chunk::<4>()
-            .map(|len| u32::from_le_bytes(*len) as usize)
-            .ok_or_else(|| DecodeError::Body("compressed body without its length".into()))?,
-        (_, Some((&other, _))) => {
-            return Err(DecodeError::Body(format!("unknown encoding {other}")));
-        }
-        (_, None) => return Err(DecodeError::Body("no body encoding".into())),
-    };
-    Ok((meta, len))
-}
-
-/// A body stored as `[length u32][LZ4 block]`.
-fn decompress(stored: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    let (len, block) = stored
-        .split_first_chunk::<4>()
-        .ok_or_else(|| DecodeError::Body("compressed body without its length".into()))?;
-    let len = u32::from_le_bytes(*len) as usize;
+/// The `len` bytes an LZ4 block holds.
+fn decompress(len: usize, block: &[u8]) -> Result<Vec<u8>, DecodeError> {
     if len > MAX_DECOMPRESSED || len > block.len().saturating_mul(255) {
         return Err(DecodeError::Body(format!(
             "a {}-byte block cannot hold a {len}-byte body",
@@ -422,7 +430,8 @@ mod tests {
     fn a_damaged_compressed_body_is_an_error_not_a_huge_allocation() {
         let body = json_body(20);
         let out = encode_event(&meta(), &body);
-        let head = out.len() - (out.len() - 1 - postcard::to_allocvec(&meta()).unwrap().len());
+        // The encoding byte follows the version byte and the metadata.
+        let head = 1 + postcard::to_allocvec(&meta()).unwrap().len();
         // The declared length, just after the encoding byte, claims 3 GiB.
         let mut lying = out.clone();
         lying[head + 1..head + 5].copy_from_slice(&(3u32 << 30).to_le_bytes());
