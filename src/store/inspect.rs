@@ -12,10 +12,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTableMetadata};
+use redb::ReadableDatabase;
 use uuid::Uuid;
 
 use super::codec::{self, DeadValue, PendingState};
+use super::pack::{self, Row};
 use super::tables::{ATTEMPTS, DEAD, EVENTS, PENDING, QUEUE};
 use super::{AttemptRecord, EventId, Store, StoreError, StoredEvent, writer};
 
@@ -191,39 +192,46 @@ impl Store {
         let upper = query.before.map_or(u128::MAX, |id| id.as_u128());
         let mut page = EventPage::default();
         let mut last_key = None;
-        for (scanned, item) in events.range(..upper).map_err(read_err)?.rev().enumerate() {
-            if page.events.len() >= query.limit || scanned >= SCAN_PER_PAGE {
-                // More may follow: resume below the last one looked at.
-                page.next = last_key.map(Uuid::from_u128);
-                return Ok(page);
+        let mut scanned = 0;
+        for item in events.range(..upper).map_err(read_err)?.rev() {
+            let (row_key, value) = item.map_err(read_err)?;
+            let row_key = row_key.value();
+            let row = Row::parse(row_key, value.value()).map_err(|e| {
+                StoreError::Read(format!("event row {}: {e}", Uuid::from_u128(row_key)))
+            })?;
+            for (key, record) in row.members().rev().filter(|(key, _)| *key < upper) {
+                if page.events.len() >= query.limit || scanned >= SCAN_PER_PAGE {
+                    // More may follow: resume below the last one looked at.
+                    page.next = last_key.map(Uuid::from_u128);
+                    return Ok(page);
+                }
+                scanned += 1;
+                last_key = Some(key);
+                let id = Uuid::from_u128(key);
+                let (meta, body_len) = codec::decode_event_head(record)
+                    .map_err(|e| StoreError::Read(format!("event {id}: {e}")))?;
+                if query.source.as_ref().is_some_and(|s| *s != meta.source)
+                    || query
+                        .event_type
+                        .as_ref()
+                        .is_some_and(|t| Some(t) != meta.event_type.as_ref())
+                {
+                    continue;
+                }
+                let status = status_of(&pending, &attempts, key)?;
+                if query.status.is_some_and(|s| s != status) {
+                    continue;
+                }
+                page.events.push(EventSummary {
+                    id,
+                    source: meta.source,
+                    event_type: meta.event_type,
+                    delivery_id: meta.delivery_id,
+                    received_at_ms: meta.received_at_ms,
+                    size: body_len,
+                    status,
+                });
             }
-            let (key, value) = item.map_err(read_err)?;
-            let key = key.value();
-            last_key = Some(key);
-            let id = Uuid::from_u128(key);
-            let (meta, body_len) = codec::decode_event_head(value.value())
-                .map_err(|e| StoreError::Read(format!("event {id}: {e}")))?;
-            if query.source.as_ref().is_some_and(|s| *s != meta.source)
-                || query
-                    .event_type
-                    .as_ref()
-                    .is_some_and(|t| Some(t) != meta.event_type.as_ref())
-            {
-                continue;
-            }
-            let status = status_of(&pending, &attempts, key)?;
-            if query.status.is_some_and(|s| s != status) {
-                continue;
-            }
-            page.events.push(EventSummary {
-                id,
-                source: meta.source,
-                event_type: meta.event_type,
-                delivery_id: meta.delivery_id,
-                received_at_ms: meta.received_at_ms,
-                size: body_len,
-                status,
-            });
         }
         Ok(page)
     }
@@ -244,12 +252,9 @@ impl Store {
         let attempts = txn.open_table(ATTEMPTS).map_err(read_err)?;
         let dead = txn.open_table(DEAD).map_err(read_err)?;
         let key = id.as_u128();
-        let Some(stored) = events.get(key).map_err(read_err)? else {
+        let Some(event) = super::read_event(&events, id)? else {
             return Ok(None);
         };
-        let (meta, body) = codec::decode_event(stored.value())
-            .map_err(|e| StoreError::Read(format!("event {id}: {e}")))?;
-        let event = StoredEvent::from_parts(id, meta, body);
 
         let mut history = Vec::new();
         let mut states: BTreeMap<String, DeliveryState> = BTreeMap::new();
@@ -427,23 +432,22 @@ impl Store {
         if lower >= upper {
             return Ok(out);
         }
-        for item in events.range(lower..upper).map_err(read_err)? {
-            if out.len() >= limit {
-                break;
+        for item in pack::rows_between(&events, lower, upper).map_err(read_err)? {
+            let (row_key, value) = item.map_err(read_err)?;
+            let row_key = row_key.value();
+            let row = Row::parse(row_key, value.value()).map_err(|e| {
+                StoreError::Read(format!("event row {}: {e}", Uuid::from_u128(row_key)))
+            })?;
+            for (key, _) in row.members() {
+                if out.len() >= limit || key >= upper {
+                    return Ok(out);
+                }
+                if key >= lower {
+                    out.push(Uuid::from_u128(key));
+                }
             }
-            let (key, _) = item.map_err(read_err)?;
-            out.push(Uuid::from_u128(key.value()));
         }
         Ok(out)
-    }
-
-    /// Events stored, all told. Blocking.
-    pub fn event_count(&self) -> Result<u64, StoreError> {
-        // Held for the whole read, so a reopen after an I/O error waits for it.
-        let db = self.inner.db.get()?;
-        let txn = db.begin_read().map_err(read_err)?;
-        let events = txn.open_table(EVENTS).map_err(read_err)?;
-        events.len().map_err(read_err)
     }
 
     /// The redb file's size in bytes.

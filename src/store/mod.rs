@@ -9,6 +9,7 @@ mod codec;
 mod dedup;
 mod health;
 mod inspect;
+mod pack;
 mod retention;
 mod slot;
 mod tables;
@@ -32,7 +33,8 @@ use slot::Slot;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
-use tables::{ATTEMPTS, DEAD, DEDUP_LOG, EVENTS, PENDING, QUEUE};
+use pack::Row;
+use tables::{ATTEMPTS, DEAD, DEDUP_LOG, DEDUP_PACKS, EVENTS, PENDING, QUEUE};
 
 use crate::config::StorageConfig;
 use crate::metrics::StoreMetrics;
@@ -44,6 +46,12 @@ pub mod fuzzing {
     pub fn decode_records(bytes: &[u8]) {
         let _ = super::codec::decode_event(bytes);
         let _ = super::codec::decode_event_head(bytes);
+        if let Ok(row) = super::pack::Row::parse(0, bytes) {
+            for (_, record) in row.members() {
+                let _ = super::codec::decode_event(record);
+            }
+        }
+        let _ = super::pack::decode_dedup_pack(bytes);
         let _ = super::codec::decode_queue(bytes);
         let _ = super::codec::decode_attempt(bytes);
         let _ = super::codec::decode::<super::codec::DeadValue>(bytes);
@@ -292,6 +300,7 @@ impl Store {
         })?;
         create_tables(&db).map_err(|e| open_err(e.to_string()))?;
         let dedup = load_dedup_index(&db).map_err(|e| open_err(e.to_string()))?;
+        let last_id = last_event_id(&db).map_err(|e| open_err(e.to_string()))?;
         let db = Arc::new(Slot::new(path.clone(), db));
         let watchers = Arc::new(Watchers::default());
         let (tx, rx) = mpsc::channel(OPS_CHANNEL);
@@ -301,7 +310,7 @@ impl Store {
             let watchers = watchers.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(db, rx, watchers, dedup, metrics, report))
+                .spawn(move || writer::run(db, rx, watchers, (dedup, last_id), metrics, report))
                 .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Store {
@@ -420,12 +429,10 @@ impl Store {
             let (attempt, first_attempt) = codec::decode_queue(value.value())
                 .map(|v| (v.attempt, v.first_attempt))
                 .unwrap_or((1, 1));
-            let Some(stored) = events.get(id).map_err(|e| read(e.into()))? else {
+            let Some(event) = read_event(&events, event_id)? else {
                 tracing::error!(%event_id, sink, "queue entry without its event; skipping it");
                 continue;
             };
-            let (meta, body) = codec::decode_event(stored.value())
-                .map_err(|e| StoreError::Read(format!("event {event_id}: {e}")))?;
             batch.entries.push(Due {
                 entry: QueueEntry {
                     event_id,
@@ -434,7 +441,7 @@ impl Store {
                     attempt,
                     first_attempt,
                 },
-                event: Arc::new(StoredEvent::from_parts(event_id, meta, body)),
+                event: Arc::new(event),
             });
         }
         Ok(batch)
@@ -483,12 +490,7 @@ impl Store {
         let db = self.inner.db.get()?;
         let txn = db.begin_read().map_err(|e| read(e.into()))?;
         let events = txn.open_table(EVENTS).map_err(|e| read(e.into()))?;
-        let Some(stored) = events.get(id.as_u128()).map_err(|e| read(e.into()))? else {
-            return Ok(None);
-        };
-        let (meta, body) = codec::decode_event(stored.value())
-            .map_err(|e| StoreError::Read(format!("event {id}: {e}")))?;
-        Ok(Some(StoredEvent::from_parts(id, meta, body)))
+        read_event(&events, id)
     }
 
     /// The recorded attempts of one event, per sink, in order. Blocking.
@@ -597,21 +599,74 @@ impl StoredEvent {
     }
 }
 
-/// Rebuilds the in-memory dedup index from its log: one sequential read of 24-byte rows.
+/// Reads event `id` from the `EVENTS` table; `None` if it is not stored.
+fn read_event(
+    events: &impl ReadableTable<u128, &'static [u8]>,
+    id: EventId,
+) -> Result<Option<StoredEvent>, StoreError> {
+    let key = id.as_u128();
+    let found = pack::row_for(events, key).map_err(|e| StoreError::Read(e.to_string()))?;
+    let Some((row_key, value)) = found else {
+        return Ok(None);
+    };
+    let damaged = |e: codec::DecodeError| StoreError::Read(format!("event {id}: {e}"));
+    let row = Row::parse(row_key.value(), value.value()).map_err(damaged)?;
+    let Some(record) = row.get(key) else {
+        return Ok(None);
+    };
+    let (meta, body) = codec::decode_event(record).map_err(damaged)?;
+    Ok(Some(StoredEvent::from_parts(id, meta, body)))
+}
+
+/// Rebuilds the in-memory dedup index from its packs (and the one-row-per-event log of
+/// older stores): one sequential read of 24 bytes per event.
 fn load_dedup_index(db: &Database) -> Result<dedup::DedupIndex, redb::Error> {
     let txn = db.begin_read()?;
     let log = txn.open_table(DEDUP_LOG)?;
+    let packs = txn.open_table(DEDUP_PACKS)?;
     let mut index = dedup::DedupIndex::with_capacity(log.len()? as usize);
     for item in log.iter()? {
         let (event, print) = item?;
         index.insert(print.value(), event.value());
     }
+    for item in packs.iter()? {
+        let (key, value) = item?;
+        match pack::decode_dedup_pack(value.value()) {
+            Ok(entries) => {
+                for (event, print) in entries {
+                    index.insert(print, event);
+                }
+            }
+            // Its events are still delivered; only a re-sent copy of one would not be
+            // recognised.
+            Err(err) => tracing::error!(
+                row = %Uuid::from_u128(key.value()),
+                error = %err,
+                "damaged dedup entries: re-sent copies of these events will be taken as new"
+            ),
+        }
+    }
     Ok(index)
+}
+
+/// The largest stored event id (0 in an empty store): new ids start above it.
+fn last_event_id(db: &Database) -> Result<u128, redb::Error> {
+    let txn = db.begin_read()?;
+    let events = txn.open_table(EVENTS)?;
+    let Some(last) = events.last()? else {
+        return Ok(0);
+    };
+    let key = last.0.value();
+    // A damaged last row: its key is the best bound there is.
+    Ok(Row::parse(key, last.1.value())
+        .map(|row| row.member(row.len() - 1).0)
+        .unwrap_or(key))
 }
 
 fn create_tables(db: &Database) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     txn.open_table(EVENTS)?;
+    txn.open_table(DEDUP_PACKS)?;
     txn.open_table(DEDUP_LOG)?;
     txn.open_table(QUEUE)?;
     txn.open_table(PENDING)?;

@@ -1,10 +1,12 @@
 //! Retention's sweep: which expired events go, in steps small enough that a purge never
 //! holds the writer long, and resuming where the last step stopped.
 //!
-//! Events are keyed by UUIDv7, so "received before the cutoff" is a key range. The sweep walks
-//! that range once, from its cursor up: an event with no pending or dead-lettered delivery
-//! (no `PENDING` row) is removed with everything keyed by it (its attempts, its dedup log row
-//! and in-memory index entry); one that still has work is kept back and stepped over. Every
+//! Events are keyed by UUIDv7, so "received before the cutoff" is an id range. The sweep walks
+//! that range once, from its cursor up, event by event through the packs that hold them: an
+//! event with no pending or dead-lettered delivery (no `PENDING` row) is removed with
+//! everything keyed by it (its attempts, its dedup entry and in-memory index entry; its pack
+//! is rewritten without it, or removed with its last event); one that still has work is kept
+//! back and stepped over. Every
 //! event below the cursor has been looked at, so the events left there are exactly the kept
 //! ones, and a later pass reads none of them again. When the last delivery of a kept event
 //! ends (`note_done`, called by the writer as it records a delivered attempt), the event is
@@ -22,6 +24,7 @@ use std::collections::BTreeSet;
 use redb::ReadableTable;
 
 use super::PurgeStep;
+use super::pack::{self, Row};
 
 /// Where the sweep stands; held by the writer.
 #[derive(Debug, Default)]
@@ -96,6 +99,7 @@ impl Sweep {
         let cutoff_key = u128::from(cutoff_ms.min((1 << 48) - 1)) << 80;
         let mut step = PurgeStep::default();
         let mut looked = 0;
+        let mut doomed = Vec::new();
         // Only committed releases: one made earlier in this batch waits for the next step.
         for &key in self.released.range(..cutoff_key).take(budget) {
             looked += 1;
@@ -104,34 +108,54 @@ impl Sweep {
                 // Replayed since: kept again, released again when this round ends.
                 changes.kept += 1;
             } else {
-                remove_event(tables, removed_prints, key)?;
-                step.removed += 1;
+                doomed.push(key);
             }
         }
         let start = changes.cursor.unwrap_or(self.cursor);
-        let mut doomed = Vec::new();
         let mut next = start;
         let mut exhausted = true;
         if start < cutoff_key {
-            for item in tables.events.range(start..cutoff_key)? {
-                if looked >= budget {
-                    exhausted = false;
-                    break;
-                }
-                looked += 1;
-                let key = item?.0.value();
-                next = key + 1;
-                if has_work(tables.pending, key)? {
-                    changes.kept += 1;
-                } else {
-                    doomed.push(key);
+            'rows: for item in pack::rows_between(&*tables.events, start, cutoff_key)? {
+                let (row_key, value) = item?;
+                let row_key = row_key.value();
+                let row = match Row::parse(row_key, value.value()) {
+                    Ok(row) => row,
+                    Err(_) if row_key < start => continue,
+                    Err(err) => {
+                        if looked >= budget {
+                            exhausted = false;
+                            break;
+                        }
+                        // Its events cannot be told apart: kept, as one, and reported.
+                        tracing::error!(row = %uuid::Uuid::from_u128(row_key), error = %err, "retention skips a damaged event row");
+                        looked += 1;
+                        next = row_key + 1;
+                        changes.kept += 1;
+                        continue;
+                    }
+                };
+                for (key, _) in row.members() {
+                    if key < start {
+                        continue;
+                    }
+                    if key >= cutoff_key {
+                        break 'rows;
+                    }
+                    if looked >= budget {
+                        exhausted = false;
+                        break 'rows;
+                    }
+                    looked += 1;
+                    next = key + 1;
+                    if has_work(tables.pending, key)? {
+                        changes.kept += 1;
+                    } else {
+                        doomed.push(key);
+                    }
                 }
             }
         }
-        for key in doomed {
-            remove_event(tables, removed_prints, key)?;
-            step.removed += 1;
-        }
+        step.removed = remove_events(tables, removed_prints, &mut doomed)?;
         // One past the last key looked at, not the cutoff: a new event's key is above every
         // stored one, but may be below an old cutoff if the clock stepped back.
         changes.cursor = Some(next);
@@ -145,6 +169,7 @@ impl Sweep {
 /// The tables a sweep step reads and writes, open in the writer's transaction.
 pub(super) struct Tables<'a, 't> {
     pub(super) events: &'a mut redb::Table<'t, u128, &'static [u8]>,
+    pub(super) dedup_packs: &'a mut redb::Table<'t, u128, &'static [u8]>,
     pub(super) dedup_log: &'a mut redb::Table<'t, u128, u64>,
     pub(super) pending: &'a redb::Table<'t, (u128, &'static str), &'static [u8]>,
     pub(super) attempts: &'a mut redb::Table<'t, (u128, &'static str, u32), &'static [u8]>,
@@ -159,22 +184,82 @@ fn has_work(pending: &redb::Table<(u128, &str), &[u8]>, key: u128) -> Result<boo
         .is_some())
 }
 
-/// Removes an event and everything keyed by it: its attempts and its dedup log row (whose
-/// fingerprint goes to `removed_prints`, for the in-memory index once the batch commits).
-/// Queue and dead-letter rows exist only beside a `PENDING` row, so an event without one
-/// has none.
-fn remove_event(
+/// Removes events and everything keyed by them: their attempts and their dedup entries
+/// (whose fingerprints go to `removed_prints`, for the in-memory index once the batch
+/// commits). Each pack holding some of them is rewritten once without them, or removed with
+/// its last event. Queue and dead-letter rows exist only beside a `PENDING` row, so an event
+/// without one has none. Returns how many were removed.
+fn remove_events(
     tables: &mut Tables<'_, '_>,
     removed_prints: &mut Vec<(u64, u128)>,
-    key: u128,
-) -> Result<(), redb::Error> {
-    tables.events.remove(key)?;
-    if let Some(print) = tables.dedup_log.remove(key)? {
-        removed_prints.push((print.value(), key));
+    ids: &mut [u128],
+) -> Result<usize, redb::Error> {
+    ids.sort_unstable();
+    let mut removed = 0;
+    let mut rest = &ids[..];
+    while let Some(&first) = rest.first() {
+        let found = pack::row_for(&*tables.events, first)?
+            .map(|(key, value)| (key.value(), value.value().to_vec()));
+        let Some((row_key, bytes)) = found else {
+            rest = &rest[1..];
+            continue;
+        };
+        let Ok(row) = Row::parse(row_key, &bytes) else {
+            rest = &rest[1..];
+            continue;
+        };
+        let last = row.member(row.len() - 1).0;
+        let in_row = rest.iter().take_while(|id| **id <= last).count().max(1);
+        let (gone, later) = rest.split_at(in_row);
+        rest = later;
+        let stays = |id: &u128| gone.binary_search(id).is_err();
+        let kept: Vec<(u128, &[u8])> = row.members().filter(|(id, _)| stays(id)).collect();
+        removed += row.len() - kept.len();
+        if kept.is_empty() {
+            tables.events.remove(row_key)?;
+        } else if kept.len() < row.len() {
+            let value = pack::encode_pack(kept.iter().copied());
+            tables.events.insert(row_key, value.as_slice())?;
+        }
+        if row.is_single() {
+            if kept.is_empty()
+                && let Some(print) = tables.dedup_log.remove(row_key)?
+            {
+                removed_prints.push((print.value(), row_key));
+            }
+        } else {
+            remove_dedup_entries(tables.dedup_packs, removed_prints, row_key, &stays)?;
+        }
+        for &id in gone {
+            tables
+                .attempts
+                .retain_in((id, "", 0)..(id + 1, "", 0), |_, _| false)?;
+        }
     }
-    tables
-        .attempts
-        .retain_in((key, "", 0)..(key + 1, "", 0), |_, _| false)?;
+    Ok(removed)
+}
+
+/// Rewrites the dedup pack under `row_key` with only the events that stay.
+fn remove_dedup_entries(
+    dedup_packs: &mut redb::Table<u128, &[u8]>,
+    removed_prints: &mut Vec<(u64, u128)>,
+    row_key: u128,
+    stays: &impl Fn(&u128) -> bool,
+) -> Result<(), redb::Error> {
+    let Some(value) = dedup_packs.get(row_key)? else {
+        return Ok(());
+    };
+    // A damaged dedup pack cannot be read: it goes, and the events that stay lose only
+    // their dedup entry.
+    let entries = pack::decode_dedup_pack(value.value()).unwrap_or_default();
+    drop(value);
+    let (kept, gone): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(id, _)| stays(id));
+    removed_prints.extend(gone.iter().map(|&(id, print)| (print, id)));
+    if kept.is_empty() {
+        dedup_packs.remove(row_key)?;
+    } else if !gone.is_empty() {
+        dedup_packs.insert(row_key, pack::encode_dedup_pack(&kept).as_slice())?;
+    }
     Ok(())
 }
 
@@ -185,9 +270,10 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use redb::{ReadableDatabase, ReadableTableMetadata};
+    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-    use super::super::tables::{ATTEMPTS, DEDUP_LOG};
+    use super::super::pack;
+    use super::super::tables::{ATTEMPTS, DEDUP_LOG, DEDUP_PACKS};
     use super::super::writer::now_ms;
     use super::super::{
         AttemptOutcome, AttemptRecord, EventId, Ingested, NewEvent, NextStep, PurgeStep, Replayed,
@@ -264,10 +350,21 @@ mod tests {
         store.finish(entry, attempt, next).await.unwrap();
     }
 
-    fn dedup_log_len(store: &Store) -> u64 {
+    /// Dedup entries on disk: in packs and in the older one-row-per-event log.
+    fn dedup_entries(store: &Store) -> u64 {
         let db = store.inner.db.get().unwrap();
         let txn = db.begin_read().unwrap();
-        txn.open_table(DEDUP_LOG).unwrap().len().unwrap()
+        let packs = txn.open_table(DEDUP_PACKS).unwrap();
+        let in_packs: usize = packs
+            .iter()
+            .unwrap()
+            .map(|item| {
+                pack::decode_dedup_pack(item.unwrap().1.value())
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        in_packs as u64 + txn.open_table(DEDUP_LOG).unwrap().len().unwrap()
     }
 
     fn attempts_len(store: &Store) -> u64 {
@@ -339,7 +436,7 @@ mod tests {
 
         assert!(store.event(id).unwrap().is_none());
         assert_eq!(attempts_len(&store), 0, "its attempts went with it");
-        assert_eq!(dedup_log_len(&store), 0, "its dedup log row went with it");
+        assert_eq!(dedup_entries(&store), 0, "its dedup entry went with it");
         // The same delivery id is a new event now.
         let again = ingest(&store, "d-1", &[]).await;
         assert_ne!(again, id);

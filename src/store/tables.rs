@@ -3,11 +3,17 @@
 
 use redb::TableDefinition;
 
-/// Event id → encoded event (`codec::encode_event`).
+/// Id of a row's first event → a pack of events (`pack`), or one encoded event
+/// (`codec::encode_event`) in stores written before packs.
 pub const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events");
 
-/// Event id → fingerprint of (source, delivery id), for events that have a delivery id:
-/// the persisted half of `dedup::DedupIndex`, appended in id order.
+/// Pack key → the (event id, fingerprint of (source, delivery id)) pairs of that pack's
+/// events that have a delivery id: the persisted half of `dedup::DedupIndex`, appended in
+/// id order.
+pub const DEDUP_PACKS: TableDefinition<u128, &[u8]> = TableDefinition::new("dedup_packs");
+
+/// Event id → fingerprint, for single-event rows written before packs; read at open and
+/// emptied by retention, never written.
 pub const DEDUP_LOG: TableDefinition<u128, u64> = TableDefinition::new("dedup_log");
 
 /// (sink, due ms, event id) → `QueueValue`: each sink's queue in due order.

@@ -21,9 +21,10 @@ use uuid::Uuid;
 use super::codec::{self, AttemptValue, DeadValue, PendingState, QueueValue};
 use super::dedup::DedupIndex;
 use super::health::HealthReport;
+use super::pack::{self, Row};
 use super::retention::{Sweep, SweepChanges, Tables};
 use super::slot::{self, Slot};
-use super::tables::{ATTEMPTS, DEAD, DEDUP_LOG, EVENTS, PENDING, QUEUE};
+use super::tables::{ATTEMPTS, DEAD, DEDUP_LOG, DEDUP_PACKS, EVENTS, PENDING, QUEUE};
 use super::{
     AttemptRecord, EventId, Ingested, NextStep, PurgeStep, QueueEntry, Replayed, StoreError,
     Watchers,
@@ -145,7 +146,8 @@ impl Op {
 }
 
 /// Ids sort by arrival: a UUIDv7, bumped past the previous one when the clock has not moved
-/// (or moved back), so ids are strictly increasing in commit order.
+/// (or moved back), so ids are strictly increasing in commit order, also across restarts
+/// (it starts above the largest stored id): packs rely on it (see `pack`).
 struct IdGenerator {
     last: u128,
 }
@@ -173,16 +175,17 @@ struct Memory {
 }
 
 /// Runs the writer until every sender is dropped; then returns.
+/// `last_id` is the largest event id stored.
 pub(super) fn run(
     db: Arc<Slot>,
     mut rx: mpsc::Receiver<Op>,
     watchers: Arc<Watchers>,
-    dedup: DedupIndex,
+    (dedup, last_id): (DedupIndex, u128),
     metrics: StoreMetrics,
     mut health: HealthReport,
 ) {
     let mut memory = Memory {
-        ids: IdGenerator { last: 0 },
+        ids: IdGenerator { last: last_id },
         dedup,
         sweep: Sweep::default(),
     };
@@ -330,7 +333,7 @@ fn commit_landed(db: &redb::Database, replies: &[Reply]) -> bool {
     let found = || -> Result<bool, redb::Error> {
         let txn = db.begin_read()?;
         let events = txn.open_table(EVENTS)?;
-        Ok(events.get(probe)?.is_some())
+        Ok(pack::contains(&events, probe)?)
     };
     found().unwrap_or(false)
 }
@@ -371,12 +374,13 @@ impl IndexChanges {
     }
 }
 
-/// The id of a stored event with the same source and delivery id as `record`, if there is
-/// one.
+/// The id of a stored event (or one accepted earlier in this batch, in `fresh`) with the
+/// same source and delivery id as `record`, if there is one.
 fn find_duplicate(
     events: &redb::Table<u128, &[u8]>,
     dedup: &DedupIndex,
     changes: &IndexChanges,
+    fresh: &[FreshEvent],
     fingerprint: u64,
     record: &[u8],
 ) -> Result<Option<u128>, redb::Error> {
@@ -390,19 +394,68 @@ fn find_duplicate(
     };
     // Confirm against the stored event: a 64-bit collision must never turn a new event
     // into a "duplicate" and drop it. Decoding is rare: only on a fingerprint match.
-    let Some(stored) = events.get(candidate)? else {
-        return Ok(None);
-    };
     let key = |bytes: &[u8]| {
         codec::decode_event_head(bytes)
             .ok()
             .map(|(meta, _)| (meta.source, meta.delivery_id))
     };
-    let same = match (key(stored.value()), key(record)) {
+    let stored = if let Ok(i) = fresh.binary_search_by_key(&candidate, |e| e.id) {
+        key(&fresh[i].record)
+    } else {
+        match pack::row_for(events, candidate)? {
+            Some((row_key, row)) => Row::parse(row_key.value(), row.value())
+                .ok()
+                .and_then(|row| row.get(candidate))
+                .and_then(key),
+            None => None,
+        }
+    };
+    let same = match (stored, key(record)) {
         (Some(stored), Some(new)) => stored == new,
         _ => false,
     };
     Ok(same.then_some(candidate))
+}
+
+/// An event accepted in the batch being applied, written with the others as packs at its
+/// end.
+struct FreshEvent {
+    id: u128,
+    record: Vec<u8>,
+    fingerprint: Option<u64>,
+}
+
+/// Stores a batch's new events (in id order) as packs of about `PACK_TARGET_BYTES` each, and
+/// their fingerprints as one dedup pack per pack.
+fn write_packs(
+    events: &mut redb::Table<u128, &[u8]>,
+    dedup_packs: &mut redb::Table<u128, &[u8]>,
+    fresh: &[FreshEvent],
+) -> Result<(), redb::Error> {
+    let mut rest = fresh;
+    while let Some(first) = rest.first() {
+        let mut bytes = 0;
+        let count = rest
+            .iter()
+            .take_while(|e| {
+                let take = bytes == 0 || bytes + e.record.len() <= pack::PACK_TARGET_BYTES;
+                bytes += e.record.len();
+                take
+            })
+            .count();
+        let (members, later) = rest.split_at(count);
+        rest = later;
+        let value = pack::encode_pack(members.iter().map(|e| (e.id, e.record.as_slice())));
+        events.insert(first.id, value.as_slice())?;
+        let prints: Vec<(u128, u64)> = members
+            .iter()
+            .filter_map(|e| e.fingerprint.map(|print| (e.id, print)))
+            .collect();
+        if !prints.is_empty() {
+            dedup_packs.insert(first.id, pack::encode_dedup_pack(&prints).as_slice())?;
+        }
+    }
+    Ok(())
 }
 
 fn apply_all(
@@ -414,6 +467,7 @@ fn apply_all(
     touched: &mut HashSet<Arc<str>>,
 ) -> Result<(), redb::Error> {
     let mut events = txn.open_table(EVENTS)?;
+    let mut dedup_packs = txn.open_table(DEDUP_PACKS)?;
     let mut dedup_log = txn.open_table(DEDUP_LOG)?;
     let mut queue = txn.open_table(QUEUE)?;
     let mut pending = txn.open_table(PENDING)?;
@@ -424,13 +478,14 @@ fn apply_all(
         attempt: 1,
         first_attempt: 1,
     });
+    let mut fresh: Vec<FreshEvent> = Vec::new();
     for op in ops {
         match op {
             Op::Ingest { event, reply } => {
                 let print = event.fingerprint;
                 if let Some(print) = print
                     && let Some(existing) =
-                        find_duplicate(&events, dedup, changes, print, &event.record)?
+                        find_duplicate(&events, dedup, changes, &fresh, print, &event.record)?
                 {
                     replies.push(Reply::Ingest(
                         reply,
@@ -440,9 +495,7 @@ fn apply_all(
                 }
                 let id = ids.next();
                 let key = id.as_u128();
-                events.insert(key, event.record.as_slice())?;
                 if let Some(print) = print {
-                    dedup_log.insert(key, print)?;
                     changes.pending.insert(print, key);
                     changes.added.push((print, key));
                 }
@@ -453,6 +506,11 @@ fn apply_all(
                     pending.insert((key, &**sink), state.as_slice())?;
                     touched.insert(sink.clone());
                 }
+                fresh.push(FreshEvent {
+                    id: key,
+                    record: event.record,
+                    fingerprint: print,
+                });
                 replies.push(Reply::Ingest(reply, Ingested::Accepted(id)));
             }
             Op::Finish {
@@ -523,6 +581,7 @@ fn apply_all(
             } => {
                 let mut tables = Tables {
                     events: &mut events,
+                    dedup_packs: &mut dedup_packs,
                     dedup_log: &mut dedup_log,
                     pending: &pending,
                     attempts: &mut attempts,
@@ -543,7 +602,7 @@ fn apply_all(
             } => {
                 let key = event_id.as_u128();
                 let mut outcomes = Vec::with_capacity(sinks.len());
-                let exists = events.get(key)?.is_some();
+                let exists = pack::contains(&events, key)?;
                 for sink in &sinks {
                     if !exists {
                         outcomes.push(Replayed::NoSuchEvent);
@@ -603,7 +662,7 @@ fn apply_all(
             Op::Ping { reply } => replies.push(Reply::Done(reply)),
         }
     }
-    Ok(())
+    write_packs(&mut events, &mut dedup_packs, &fresh)
 }
 
 /// Puts one delivery back in `sink`'s queue, due now, as a new round (the attempt numbers
