@@ -3,9 +3,10 @@
 //! A B-tree keyed by (source, delivery id) puts every insert on a random leaf: with group
 //! commits, each event then dirties a page of its own, which doubled the bytes written per
 //! event (measured: 7.3 KiB against 3.0 KiB per 1 KiB event, `examples`-style store bench).
-//! Instead, each event with a delivery id appends one row to `DEDUP_LOG` (keyed by event id,
-//! so appends land on the tail page) holding a 64-bit fingerprint of (source, delivery id),
-//! and the writer keeps fingerprint → event id in memory, rebuilt from the log at open.
+//! Instead, each pack of events (`pack`) appends one row to `DEDUP_PACKS` (keyed by the pack's
+//! key, so appends land on the tail page) holding the 64-bit fingerprint of (source, delivery
+//! id) of each of its events that has one, and the writer keeps fingerprint → event id in
+//! memory, rebuilt from those rows (and the per-event `DEDUP_LOG` of older stores) at open.
 //!
 //! Invariants: only the writer thread touches the index, so it needs no lock. A fingerprint
 //! match is only a candidate: the writer confirms it against the stored event before
