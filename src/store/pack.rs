@@ -304,6 +304,21 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_seeds_of_packs_decode() {
+        // The two event seeds packed by hand, so the fuzzer starts from valid packs.
+        let seed = include_bytes!("../../fuzz/corpus/record_decode/event-pack");
+        let first_id = 0x0190_0000_0000_7000_8000_0000_0000_0000;
+        let row = Row::parse(first_id, seed).unwrap();
+        assert_eq!(row.len(), 2);
+        for (id, record) in row.members() {
+            let (meta, _) = super::super::codec::decode_event(record).unwrap();
+            assert_eq!(meta.source, "github", "member {id:x}");
+        }
+        let seed = include_bytes!("../../fuzz/corpus/record_decode/dedup-pack");
+        assert_eq!(decode_dedup_pack(seed).unwrap().len(), 3);
+    }
+
+    #[test]
     fn dedup_packs_round_trip_and_refuse_cut_entries() {
         let entries = vec![(1u128, 0xdead_beef_u64), (u128::MAX, u64::MAX)];
         let bytes = encode_dedup_pack(&entries);
