@@ -175,6 +175,12 @@ fn read_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Read(e.into().to_string())
 }
 
+/// An `EVENTS` row, or a read error that names it.
+fn parse_row(key: u128, bytes: &[u8]) -> Result<Row<'_>, StoreError> {
+    Row::parse(key, bytes)
+        .map_err(|e| StoreError::Read(format!("event row {}: {e}", Uuid::from_u128(key))))
+}
+
 /// The Unix millisecond time a UUIDv7 key carries in its top 48 bits.
 fn key_ms(key: u128) -> u64 {
     (key >> 80) as u64
@@ -195,10 +201,7 @@ impl Store {
         let mut scanned = 0;
         for item in events.range(..upper).map_err(read_err)?.rev() {
             let (row_key, value) = item.map_err(read_err)?;
-            let row_key = row_key.value();
-            let row = Row::parse(row_key, value.value()).map_err(|e| {
-                StoreError::Read(format!("event row {}: {e}", Uuid::from_u128(row_key)))
-            })?;
+            let row = parse_row(row_key.value(), value.value())?;
             for (key, record) in row.members().rev().filter(|(key, _)| *key < upper) {
                 if page.events.len() >= query.limit || scanned >= SCAN_PER_PAGE {
                     // More may follow: resume below the last one looked at.
@@ -434,10 +437,7 @@ impl Store {
         }
         for item in pack::rows_between(&events, lower, upper).map_err(read_err)? {
             let (row_key, value) = item.map_err(read_err)?;
-            let row_key = row_key.value();
-            let row = Row::parse(row_key, value.value()).map_err(|e| {
-                StoreError::Read(format!("event row {}: {e}", Uuid::from_u128(row_key)))
-            })?;
+            let row = parse_row(row_key.value(), value.value())?;
             for (key, _) in row.members() {
                 if out.len() >= limit || key >= upper {
                     return Ok(out);

@@ -310,7 +310,7 @@ impl Store {
             let watchers = watchers.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(db, rx, watchers, (dedup, last_id), metrics, report))
+                .spawn(move || writer::run(db, rx, watchers, dedup, last_id, metrics, report))
                 .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Store {

@@ -6,15 +6,14 @@
 //! event with no pending or dead-lettered delivery (no `PENDING` row) is removed with
 //! everything keyed by it (its attempts, its dedup entry and in-memory index entry; its pack
 //! is rewritten without it, or removed with its last event); one that still has work is kept
-//! back and stepped over. Every
-//! event below the cursor has been looked at, so the events left there are exactly the kept
-//! ones, and a later pass reads none of them again. When the last delivery of a kept event
-//! ends (`note_done`, called by the writer as it records a delivered attempt), the event is
-//! *released*; the next step re-checks it and removes it.
+//! back and stepped over. Every event below the cursor has been looked at, so the events left
+//! there are exactly the kept ones, and a later pass reads none of them again. When the last
+//! delivery of a kept event ends (`note_done`, called by the writer as it records a delivered
+//! attempt), the event is *released*; the next step re-checks it and removes it.
 //!
 //! Invariants: only the writer thread holds a `Sweep`, so it needs no lock. A step changes the
 //! sweep only through `SweepChanges`, applied once its transaction is committed: a failed
-//! commit leaves the sweep as the file is. Ids are strictly increasing within a run and every
+//! commit leaves the sweep as the file is. Ids are strictly increasing (across restarts too) and every
 //! new event is newer than the cutoff, so no event appears below the cursor after the sweep
 //! passed. The sweep lives in memory: at each start it begins at the oldest event again,
 //! which costs one walk over the kept events per start, in the same small steps.

@@ -174,13 +174,14 @@ struct Memory {
     sweep: Sweep,
 }
 
-/// Runs the writer until every sender is dropped; then returns.
-/// `last_id` is the largest event id stored.
+/// Runs the writer until every sender is dropped; then returns. `last_id` is the largest
+/// event id stored.
 pub(super) fn run(
     db: Arc<Slot>,
     mut rx: mpsc::Receiver<Op>,
     watchers: Arc<Watchers>,
-    (dedup, last_id): (DedupIndex, u128),
+    dedup: DedupIndex,
+    last_id: u128,
     metrics: StoreMetrics,
     mut health: HealthReport,
 ) {
