@@ -13,10 +13,10 @@
 //!
 //! Invariants: only the writer thread holds a `Sweep`, so it needs no lock. A step changes the
 //! sweep only through `SweepChanges`, applied once its transaction is committed: a failed
-//! commit leaves the sweep as the file is. Ids are strictly increasing (across restarts too) and every
-//! new event is newer than the cutoff, so no event appears below the cursor after the sweep
-//! passed. The sweep lives in memory: at each start it begins at the oldest event again,
-//! which costs one walk over the kept events per start, in the same small steps.
+//! commit leaves the sweep as the file is. Ids are strictly increasing (across restarts too)
+//! and every new event is newer than the cutoff, so no event appears below the cursor after
+//! the sweep passed. The sweep lives in memory: at each start it begins at the oldest event
+//! again, which costs one walk over the kept events per start, in the same small steps.
 
 use std::collections::BTreeSet;
 
