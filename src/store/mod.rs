@@ -10,6 +10,7 @@ mod dedup;
 mod health;
 mod inspect;
 mod pack;
+mod prefill;
 mod retention;
 mod slot;
 mod tables;

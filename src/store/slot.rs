@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use redb::Database;
 
 use super::StoreError;
+use super::prefill::PrefilledFile;
 
 /// redb's page cache. Small, because the queue is read in due order and the events once
 /// each: a large cache would only hold RSS.
@@ -35,7 +36,15 @@ pub(super) struct Slot {
 
 /// Opens (or creates) the file.
 pub(super) fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
-    Database::builder().set_cache_size(CACHE_BYTES).create(path)
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create_with_backend(PrefilledFile::new(file)?)
 }
 
 impl Slot {

@@ -1,0 +1,543 @@
+//! The store file's redb backend: redb's own file backend, plus a thread that writes zeros
+//! into the file's holes just ahead of redb's writes, so that a commit's sync lands on blocks
+//! the file already has instead of allocating them.
+//!
+//! Why: redb grows its file with `set_len`, which leaves the new space as a hole, and an
+//! ingest-heavy store keeps writing its newest pages there. Syncing a write into a hole makes
+//! the file system allocate blocks and write its own metadata in the same `fdatasync`. On this
+//! project's ext4 test machine, ten scattered 4 KiB pages and one 32 KiB value synced in a
+//! median 747 µs into a hole and 412 µs over blocks written before (BENCHMARKS.md).
+//!
+//! Why it is safe: only holes are filled, and a hole already reads as zeros, so filling one
+//! never changes what the file holds, in whatever order the writes reach the disk. A hole is
+//! looked up (`SEEK_HOLE`) and claimed under the lock every redb write takes, and only above
+//! the end of the highest write redb has made through this backend; a write into a range being
+//! filled waits for it. So zeros never land on anything redb wrote in this process, and data
+//! from earlier processes is data to `SEEK_HOLE`. Where the file system cannot report holes the
+//! whole file counts as data and nothing is filled. The filler stops before `close` returns,
+//! so a reopened database never races an old filler.
+
+use std::fs::File;
+use std::ops::{Bound, Range};
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redb::{BackendError, StorageBackend, backends::FileBackend};
+
+/// What redb's backend methods fail with (without its `experimental-api-5` feature).
+type BackendIoError = std::io::Error;
+
+/// How far above redb's highest write the filler keeps the file free of holes. A busy store
+/// grows by tens of MiB a second; this is about a second of that, and bounds the space filled
+/// ahead of need.
+const AHEAD: u64 = 32 << 20;
+
+/// Zeros written, then synced, per step: small, so that a commit's sync, which waits for pages
+/// already being written back, never waits for much.
+const CHUNK: u64 = 1 << 20;
+
+/// How long the filler rests after its own write or sync failed (a full disk, say) before it
+/// looks for work again. redb's own writes report such errors; the filler only steps aside.
+const REST_AFTER_ERROR: Duration = Duration::from_secs(5);
+
+/// redb's file backend with holes filled ahead of its writes.
+#[derive(Debug)]
+pub(super) struct PrefilledFile {
+    inner: FileBackend,
+    shared: Arc<Shared>,
+    filler: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// The same open file as `inner`'s, for `SEEK_HOLE` and the filler's own writes and syncs.
+    file: File,
+    state: Mutex<State>,
+    /// The filler waits here for work.
+    work: Condvar,
+    /// redb's writes, `set_len` and `close` wait here for a fill in progress to end.
+    filled: Condvar,
+    /// Tests: told the next range claimed, while the filler pauses before writing to it.
+    #[cfg(test)]
+    on_claim: Mutex<Option<std::sync::mpsc::Sender<Range<u64>>>>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The file's length as redb last set it: zeros never extend the file.
+    len: u64,
+    /// The end of the highest range redb has written through this backend.
+    written_end: u64,
+    /// Up to here (from `written_end`) the filler found no hole left to fill.
+    filled_to: u64,
+    /// The range the filler is writing zeros into right now, claimed under the lock.
+    filling: Option<Range<u64>>,
+    /// A write whose end passes this wakes the filler; `u64::MAX` when it is awake.
+    wake_above: u64,
+    closed: bool,
+}
+
+impl State {
+    /// The range the filler should make free of holes now, if any is left.
+    fn pending(&self) -> Option<Range<u64>> {
+        let start = self.filled_to.max(self.written_end);
+        let goal = self.len.min(self.written_end.saturating_add(AHEAD));
+        (start < goal).then_some(start..goal)
+    }
+
+    fn overlaps_fill(&self, range: &Range<u64>) -> bool {
+        self.filling
+            .as_ref()
+            .is_some_and(|f| f.start < range.end && range.start < f.end)
+    }
+}
+
+impl PrefilledFile {
+    /// Wraps an open (read and write) file and starts its filler thread.
+    pub(super) fn new(file: File) -> std::io::Result<PrefilledFile> {
+        let len = file.metadata()?.len();
+        let own = file.try_clone()?;
+        let inner = FileBackend::new(file).map_err(std::io::Error::other)?;
+        let shared = Arc::new(Shared {
+            file: own,
+            state: Mutex::new(State {
+                len,
+                written_end: 0,
+                filled_to: 0,
+                filling: None,
+                wake_above: u64::MAX,
+                closed: false,
+            }),
+            work: Condvar::new(),
+            filled: Condvar::new(),
+            #[cfg(test)]
+            on_claim: Mutex::new(None),
+        });
+        let filler = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("store-prefill".into())
+                .spawn(move || fill_holes(&shared))?
+        };
+        Ok(PrefilledFile {
+            inner,
+            shared,
+            filler: Mutex::new(Some(filler)),
+        })
+    }
+
+    /// Stops the filler and waits for it: no zeros are written once this returns.
+    fn stop_filler(&self) {
+        self.shared.lock().closed = true;
+        self.shared.work.notify_all();
+        let handle = self.filler.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    /// Waits until the filler has nothing left to do (tests).
+    #[cfg(test)]
+    fn wait_until_filled(&self) {
+        let mut state = self.shared.lock();
+        while state.filling.is_some() || (state.pending().is_some() && !state.closed) {
+            state.wake_above = u64::MAX;
+            self.shared.work.notify_one();
+            state = self
+                .shared
+                .filled
+                .wait_timeout(state, Duration::from_millis(10))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for PrefilledFile {
+    fn drop(&mut self) {
+        self.stop_filler();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits, holding the lock again on return, until no fill overlaps `range`.
+    fn wait_for_fill<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        range: &Range<u64>,
+    ) -> MutexGuard<'a, State> {
+        while state.overlaps_fill(range) {
+            state = self.filled.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state
+    }
+}
+
+/// The filler thread: claims the next hole in the pending range, writes zeros into it,
+/// syncs them, and sleeps when the range is free of holes.
+fn fill_holes(shared: &Shared) {
+    let zeros = vec![0u8; CHUNK as usize];
+    loop {
+        let claimed = {
+            let mut state = shared.lock();
+            loop {
+                if state.closed {
+                    return;
+                }
+                let Some(pending) = state.pending() else {
+                    // Woken again once redb's writes have eaten half the lead; at the file's
+                    // end only `set_len` can make work, and it wakes the filler itself.
+                    state.wake_above = if state.filled_to >= state.len {
+                        u64::MAX
+                    } else {
+                        state
+                            .filled_to
+                            .saturating_sub(AHEAD / 2)
+                            .max(state.written_end)
+                    };
+                    state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                };
+                match next_hole(&shared.file, pending.start, state.len) {
+                    Ok(Some(hole)) if hole.start < pending.end => {
+                        let fill = hole.start..hole.end.min(hole.start + CHUNK);
+                        state.filling = Some(fill.clone());
+                        break Some(fill);
+                    }
+                    Ok(_) => state.filled_to = pending.end,
+                    // No SEEK_HOLE here (or the file went away): everything counts as data.
+                    Err(_) => {
+                        state.filled_to = u64::MAX;
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(fill) = claimed else {
+            return;
+        };
+        #[cfg(test)]
+        if let Some(tell) = shared.on_claim.lock().unwrap().take() {
+            let _ = tell.send(fill.clone());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let written = shared
+            .file
+            .write_all_at(&zeros[..(fill.end - fill.start) as usize], fill.start)
+            .and_then(|()| shared.file.sync_data());
+        {
+            let mut state = shared.lock();
+            state.filling = None;
+            match &written {
+                Ok(()) => state.filled_to = state.filled_to.max(fill.end),
+                // Leave the rest to redb: it allocates as it writes, and reports what fails.
+                Err(_) => state.filled_to = state.filled_to.max(state.len),
+            }
+        }
+        shared.filled.notify_all();
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "store: filling the file ahead of writes failed; resting");
+            // A close must not wait out the rest: the writer reopens the store after a full
+            // disk, and the reopen waits for this thread.
+            let state = shared.lock();
+            let _rested = shared
+                .work
+                .wait_timeout_while(state, REST_AFTER_ERROR, |state| !state.closed);
+        }
+    }
+}
+
+/// The first hole at or after `from` and before `len`, as the range up to the next data (or
+/// `len`); `None` when there is none.
+fn next_hole(file: &File, from: u64, len: u64) -> std::io::Result<Option<Range<u64>>> {
+    use rustix::fs::{SeekFrom, seek};
+    if from >= len {
+        return Ok(None);
+    }
+    let start = match seek(file, SeekFrom::Hole(from)) {
+        Ok(start) => start,
+        // Past the file's end (it was shortened meanwhile): no hole.
+        Err(rustix::io::Errno::NXIO) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if start >= len {
+        return Ok(None);
+    }
+    let end = match seek(file, SeekFrom::Data(start)) {
+        Ok(end) => end.min(len),
+        Err(rustix::io::Errno::NXIO) => len,
+        Err(e) => return Err(e.into()),
+    };
+    Ok((start < end).then_some(start..end))
+}
+
+impl StorageBackend for PrefilledFile {
+    fn len(&self) -> Result<u64, BackendIoError> {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendIoError> {
+        self.inner.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), BackendIoError> {
+        let state = self.shared.lock();
+        // A fill in progress must not extend the file again after it was shortened.
+        let mut state = self.shared.wait_for_fill(state, &(0..u64::MAX));
+        self.inner.set_len(len)?;
+        state.len = len;
+        state.filled_to = state.filled_to.min(len);
+        state.written_end = state.written_end.min(len);
+        drop(state);
+        self.shared.work.notify_one();
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), BackendIoError> {
+        self.inner.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendIoError> {
+        let range = offset..offset.saturating_add(data.len() as u64);
+        let state = self.shared.lock();
+        let mut state = self.shared.wait_for_fill(state, &range);
+        state.written_end = state.written_end.max(range.end);
+        let wake = state.written_end > state.wake_above;
+        if wake {
+            state.wake_above = u64::MAX;
+        }
+        drop(state);
+        if wake {
+            self.shared.work.notify_one();
+        }
+        self.inner.write(offset, data)
+    }
+
+    fn close(&self) -> Result<(), BackendIoError> {
+        self.stop_filler();
+        self.inner.close()
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_range(start, end)
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.query_lock_range(start, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::OpenOptions;
+
+    const MIB: u64 = 1 << 20;
+
+    fn open_backend(path: &std::path::Path) -> PrefilledFile {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .unwrap();
+        PrefilledFile::new(file).unwrap()
+    }
+
+    /// A page whose bytes say which write it was.
+    fn page(marker: u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (marker as usize * 31 + i % 251 + 1) as u8 | 1)
+            .collect()
+    }
+
+    fn read_at(path: &std::path::Path, offset: u64, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        File::open(path)
+            .unwrap()
+            .read_exact_at(&mut out, offset)
+            .unwrap();
+        out
+    }
+
+    fn first_hole(path: &std::path::Path, from: u64) -> Option<u64> {
+        let file = File::open(path).unwrap();
+        let len = file.metadata().unwrap().len();
+        next_hole(&file, from, len).unwrap().map(|hole| hole.start)
+    }
+
+    #[test]
+    fn holes_above_the_highest_write_are_filled_and_the_file_reads_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let backend = open_backend(&path);
+        backend.set_len(64 * MIB).unwrap();
+        backend.write(0, &page(1, 4096)).unwrap();
+        let top = 5 * MIB;
+        backend.write(top, &page(2, 32 << 10)).unwrap();
+        backend.wait_until_filled();
+
+        let highest_end = top + (32 << 10);
+        let hole = first_hole(&path, highest_end).expect("the file's end is a hole");
+        assert!(
+            hole >= highest_end + AHEAD,
+            "holes filled up to {AHEAD} bytes above the highest write, found one at {hole}"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * MIB);
+        assert_eq!(read_at(&path, 0, 4096), page(1, 4096));
+        assert_eq!(read_at(&path, top, 32 << 10), page(2, 32 << 10));
+        assert!(
+            read_at(&path, highest_end, MIB as usize)
+                .iter()
+                .all(|&b| b == 0)
+        );
+        assert!(
+            read_at(&path, 63 * MIB, MIB as usize)
+                .iter()
+                .all(|&b| b == 0)
+        );
+    }
+
+    #[test]
+    fn a_write_into_the_range_being_filled_waits_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let backend = open_backend(&path);
+        let (tell, claimed) = std::sync::mpsc::channel();
+        *backend.shared.on_claim.lock().unwrap() = Some(tell);
+        backend.set_len(64 * MIB).unwrap();
+        // The filler has claimed a hole and pauses before writing its zeros: a write into
+        // that hole now must wait for them, not be overwritten by them.
+        let fill = claimed.recv().unwrap();
+        let offset = fill.start + 8192;
+        backend.write(offset, &page(7, 4096)).unwrap();
+        backend.wait_until_filled();
+        assert_eq!(read_at(&path, offset, 4096), page(7, 4096));
+        assert!(read_at(&path, fill.start, 8192).iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn data_an_earlier_process_left_in_the_file_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        {
+            let file = File::create(&path).unwrap();
+            file.set_len(8 * MIB).unwrap();
+            for i in 0..25u64 {
+                file.write_all_at(&page(i, 4096), (i * 300) << 10).unwrap();
+            }
+            file.sync_all().unwrap();
+        }
+        let backend = open_backend(&path);
+        backend.wait_until_filled();
+        assert_eq!(
+            first_hole(&path, 0),
+            None,
+            "every hole in the first {AHEAD} bytes filled"
+        );
+        for i in 0..25u64 {
+            assert_eq!(read_at(&path, (i * 300) << 10, 4096), page(i, 4096));
+        }
+        assert!(read_at(&path, 4096, 4096).iter().all(|&b| b == 0));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 * MIB);
+    }
+
+    #[test]
+    fn a_file_shortened_while_the_filler_works_keeps_its_new_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let backend = open_backend(&path);
+        backend.set_len(64 * MIB).unwrap();
+        backend.write(0, &page(1, 4096)).unwrap();
+        backend.set_len(MIB).unwrap();
+        backend.wait_until_filled();
+        assert_eq!(backend.len().unwrap(), MIB);
+        backend.close().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), MIB);
+        assert_eq!(read_at(&path, 0, 4096), page(1, 4096));
+    }
+
+    #[test]
+    fn close_returns_only_once_the_filler_has_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let backend = open_backend(&path);
+        backend.set_len(256 * MIB).unwrap();
+        backend.write(0, &page(1, 4096)).unwrap();
+        backend.close().unwrap();
+        assert!(
+            backend.filler.lock().unwrap().is_none(),
+            "the filler was joined"
+        );
+        let hole = first_hole(&path, 4096);
+        // Nothing can fill holes any more: a write now wakes no one.
+        backend.write(100 * MIB, &page(2, 4096)).unwrap();
+        assert_eq!(first_hole(&path, 4096), hole);
+    }
+
+    #[test]
+    fn a_redb_database_on_the_backend_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        const TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("t");
+        for round in 0..2u64 {
+            let db = redb::Database::builder()
+                .create_with_backend(open_backend(&path))
+                .unwrap();
+            for batch in 0..50u64 {
+                let tx = db.begin_write().unwrap();
+                {
+                    let mut table = tx.open_table(TABLE).unwrap();
+                    for i in 0..20u64 {
+                        let key = (round * 50 + batch) * 20 + i;
+                        table.insert(key, page(key, 3000).as_slice()).unwrap();
+                    }
+                }
+                tx.commit().unwrap();
+            }
+        }
+        let db = redb::Database::builder()
+            .create_with_backend(open_backend(&path))
+            .unwrap();
+        let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let table = tx.open_table(TABLE).unwrap();
+        for key in 0..2000u64 {
+            assert_eq!(
+                table.get(key).unwrap().unwrap().value(),
+                page(key, 3000).as_slice()
+            );
+        }
+        drop(table);
+        drop(tx);
+        assert!(matches!(
+            redb::Database::builder().create_with_backend(open_backend(&path)),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+        ));
+    }
+}
