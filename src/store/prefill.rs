@@ -37,6 +37,10 @@ const AHEAD: u64 = 32 << 20;
 /// already being written back, never waits for much.
 const CHUNK: u64 = 1 << 20;
 
+/// One write of zeros: a page, so that the page cache holds them as pages, not as large
+/// folios a later 4 KiB write would dirty whole.
+const ZERO_WRITE: usize = 4096;
+
 /// How long the filler rests after its own write or sync failed (a full disk, say) before it
 /// looks for work again. redb's own writes report such errors; the filler only steps aside.
 const REST_AFTER_ERROR: Duration = Duration::from_secs(5);
@@ -181,7 +185,7 @@ impl Shared {
 /// The filler thread: claims the next hole in the pending range, writes zeros into it,
 /// syncs them, and sleeps when the range is free of holes.
 fn fill_holes(shared: &Shared) {
-    let zeros = vec![0u8; CHUNK as usize];
+    let zeros = vec![0u8; ZERO_WRITE];
     loop {
         let claimed = {
             let mut state = shared.lock();
@@ -226,10 +230,11 @@ fn fill_holes(shared: &Shared) {
             let _ = tell.send(fill.clone());
             std::thread::sleep(Duration::from_millis(50));
         }
-        let written = shared
-            .file
-            .write_all_at(&zeros[..(fill.end - fill.start) as usize], fill.start)
-            .and_then(|()| shared.file.sync_data());
+        let written =
+            write_zeros(&shared.file, &zeros, &fill).and_then(|()| shared.file.sync_data());
+        if written.is_ok() {
+            drop_from_cache(&shared.file, &fill);
+        }
         {
             let mut state = shared.lock();
             state.filling = None;
@@ -250,6 +255,32 @@ fn fill_holes(shared: &Shared) {
                 .wait_timeout_while(state, REST_AFTER_ERROR, |state| !state.closed);
         }
     }
+}
+
+/// Writes zeros over `range` one page at a time. One large write is cached as large folios,
+/// and a page redb later writes into one dirties all of it: every 4 KiB page redb wrote there
+/// then cost a sync of up to the whole folio (measured with 1 MiB writes: 57 KiB written to
+/// disk per event instead of 3). Page-sized writes leave page-sized folios.
+fn write_zeros(file: &File, zeros: &[u8], range: &Range<u64>) -> std::io::Result<()> {
+    let mut offset = range.start;
+    while offset < range.end {
+        let len = (range.end - offset).min(zeros.len() as u64);
+        file.write_all_at(&zeros[..len as usize], offset)?;
+        offset += len;
+    }
+    Ok(())
+}
+
+/// Drops the zeros just synced from the page cache: the cache is for the pages redb reads.
+/// Pages redb dirtied meanwhile stay cached; the kernel never drops a dirty page.
+fn drop_from_cache(file: &File, range: &Range<u64>) {
+    use rustix::fs::{Advice, fadvise};
+    let _advisory = fadvise(
+        file,
+        range.start,
+        std::num::NonZeroU64::new(range.end - range.start),
+        Advice::DontNeed,
+    );
 }
 
 /// The first hole at or after `from` and before `len`, as the range up to the next data (or
