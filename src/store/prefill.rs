@@ -6,7 +6,7 @@
 //! ingest-heavy store keeps writing its newest pages there. Syncing a write into a hole makes
 //! the file system allocate blocks and write its own metadata in the same `fdatasync`. On this
 //! project's ext4 test machine, ten scattered 4 KiB pages and one 32 KiB value synced in a
-//! median 747 µs into a hole and 412 µs over blocks written before (BENCHMARKS.md).
+//! median 645 µs into a hole and 416 µs over blocks written before (`benches/holes.py`).
 //!
 //! Why it is safe: only holes are filled, and a hole already reads as zeros, so filling one
 //! never changes what the file holds, in whatever order the writes reach the disk. A hole is
