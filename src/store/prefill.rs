@@ -16,6 +16,9 @@
 //! from earlier processes is data to `SEEK_HOLE`. Where the file system cannot report holes the
 //! whole file counts as data and nothing is filled. The filler stops before `close` returns,
 //! so a reopened database never races an old filler.
+//!
+//! Only on file systems that overwrite blocks in place (ext4, XFS): elsewhere there is no
+//! filler thread and this is redb's own backend.
 
 use std::fs::File;
 use std::ops::{Bound, Range};
@@ -97,9 +100,27 @@ impl State {
     }
 }
 
+/// File systems that overwrite a written block in place (ext2/3/4, XFS), where a filled hole
+/// saves a later sync its allocation. Copy-on-write ones (btrfs, ZFS, bcachefs) allocate on
+/// every write anyway and tmpfs has no blocks: there, filling would only write twice.
+const OVERWRITES_IN_PLACE: [u64; 2] = [0xEF53, 0x5846_5342];
+
+fn overwrites_in_place(file: &File) -> bool {
+    // The statfs word is signed on some targets; the magic numbers are all positive.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = |stat: rustix::fs::StatFs| stat.f_type as u64;
+    rustix::fs::fstatfs(file).is_ok_and(|stat| OVERWRITES_IN_PLACE.contains(&kind(stat)))
+}
+
 impl PrefilledFile {
-    /// Wraps an open (read and write) file and starts its filler thread.
+    /// Wraps an open (read and write) file, with a filler thread where its file system
+    /// overwrites blocks in place.
     pub(super) fn new(file: File) -> std::io::Result<PrefilledFile> {
+        let fill = overwrites_in_place(&file);
+        PrefilledFile::open(file, fill)
+    }
+
+    fn open(file: File, fill: bool) -> std::io::Result<PrefilledFile> {
         let len = file.metadata()?.len();
         let own = file.try_clone()?;
         let inner = FileBackend::new(file).map_err(std::io::Error::other)?;
@@ -111,23 +132,27 @@ impl PrefilledFile {
                 filled_to: 0,
                 filling: None,
                 wake_above: u64::MAX,
-                closed: false,
+                closed: !fill,
             }),
             work: Condvar::new(),
             filled: Condvar::new(),
             #[cfg(test)]
             on_claim: Mutex::new(None),
         });
-        let filler = {
+        let filler = if fill {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("store-prefill".into())
-                .spawn(move || fill_holes(&shared))?
+            Some(
+                std::thread::Builder::new()
+                    .name("store-prefill".into())
+                    .spawn(move || fill_holes(&shared))?,
+            )
+        } else {
+            None
         };
         Ok(PrefilledFile {
             inner,
             shared,
-            filler: Mutex::new(Some(filler)),
+            filler: Mutex::new(filler),
         })
     }
 
@@ -398,7 +423,9 @@ mod tests {
             .truncate(false)
             .open(path)
             .unwrap();
-        PrefilledFile::new(file).unwrap()
+        // Filling on whatever file system the tests' temp folder is on: the mechanism is
+        // the same wherever `SEEK_HOLE` works.
+        PrefilledFile::open(file, true).unwrap()
     }
 
     /// A page whose bytes say which write it was.
@@ -530,6 +557,27 @@ mod tests {
         // Nothing can fill holes any more: a write now wakes no one.
         backend.write(100 * MIB, &page(2, 4096)).unwrap();
         assert_eq!(first_hole(&path, 4096), hole);
+    }
+
+    #[test]
+    fn without_a_filler_nothing_is_filled_and_writes_go_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        let backend = PrefilledFile::open(file, false).unwrap();
+        assert!(backend.filler.lock().unwrap().is_none());
+        backend.set_len(64 * MIB).unwrap();
+        backend.write(MIB, &page(3, 4096)).unwrap();
+        backend.wait_until_filled();
+        assert_eq!(read_at(&path, MIB, 4096), page(3, 4096));
+        assert_eq!(first_hole(&path, MIB + 4096), Some(MIB + 4096));
+        backend.close().unwrap();
     }
 
     #[test]
