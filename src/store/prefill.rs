@@ -415,7 +415,13 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
+    /// Filling on whatever file system the tests' temp folder is on: the mechanism is the
+    /// same wherever `SEEK_HOLE` works.
     fn open_backend(path: &std::path::Path) -> PrefilledFile {
+        open_backend_filling(path, true)
+    }
+
+    fn open_backend_filling(path: &std::path::Path, fill: bool) -> PrefilledFile {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -423,9 +429,7 @@ mod tests {
             .truncate(false)
             .open(path)
             .unwrap();
-        // Filling on whatever file system the tests' temp folder is on: the mechanism is
-        // the same wherever `SEEK_HOLE` works.
-        PrefilledFile::open(file, true).unwrap()
+        PrefilledFile::open(file, fill).unwrap()
     }
 
     /// A page whose bytes say which write it was.
@@ -563,14 +567,7 @@ mod tests {
     fn without_a_filler_nothing_is_filled_and_writes_go_through() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .unwrap();
-        let backend = PrefilledFile::open(file, false).unwrap();
+        let backend = open_backend_filling(&path, false);
         assert!(backend.filler.lock().unwrap().is_none());
         backend.set_len(64 * MIB).unwrap();
         backend.write(MIB, &page(3, 4096)).unwrap();
