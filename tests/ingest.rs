@@ -61,6 +61,17 @@ async fn a_signed_event_is_acknowledged_and_delivered_byte_for_byte() {
         .unwrap()
         .as_secs() as i64;
     assert!((now - ts).abs() < 60, "timestamp {ts} is about now ({now})");
+
+    // Product settings pages often add a trailing slash or a query string to the URL.
+    for (suffix, delivery) in [("/", "delivery-2"), ("?from=nexus", "delivery-3")] {
+        let url = format!("{}{suffix}", relay.hook_url("github"));
+        let headers = github_headers(SECRET, "push", delivery, body.as_bytes());
+        let reply = post(&url, &headers, body).await;
+        assert_eq!(reply.status, 202, "{url}: {:?}", reply.json);
+        assert_eq!(receiver.next().await.header("webhook-id"), reply.id());
+    }
+    let two_slashes = format!("{}//", relay.hook_url("github"));
+    assert_eq!(post(&two_slashes, &[], body).await.status, 404);
 }
 
 #[tokio::test]

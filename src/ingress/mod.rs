@@ -156,8 +156,10 @@ impl Ingress {
         peer: SocketAddr,
     ) -> Response<Full<Bytes>> {
         let path = request.uri().path();
+        // One trailing slash is allowed: product settings pages often add one to a URL.
         let Some(name) = path
             .strip_prefix("/hooks/")
+            .map(|n| n.strip_suffix('/').unwrap_or(n))
             .filter(|n| !n.is_empty() && !n.contains('/'))
         else {
             return json_error(
