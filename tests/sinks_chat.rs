@@ -384,7 +384,7 @@ async fn an_artifact_upload_message_names_repository_component_and_version() {
     let card = json_of(&teams.next().await);
     let text = all_text(&card["attachments"][0]["content"]);
     // The built-in message reads the event summary that the Nexus preset derives.
-    for needle in ["releases", "demo-app", "1.4.2"] {
+    for needle in ["releases", "com.example:demo-app", "1.4.2"] {
         assert!(
             text.contains(needle),
             "{needle} missing from the message:\n{text}"

@@ -5,8 +5,17 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 fn event(event_type: &str, body: serde_json::Value) -> EventContext {
+    summarized(event_type, body, None)
+}
+
+/// An event as a preset source delivers it: with the summary its product's file derived.
+fn summarized(
+    event_type: &str,
+    body: serde_json::Value,
+    summary: Option<crate::summary::Summary>,
+) -> EventContext {
     let delivery = Delivery {
-        summary: None,
+        summary: summary.map(Arc::new),
         event_id: Uuid::now_v7(),
         source: Arc::from("github"),
         event_type: Some(event_type.to_string()),
@@ -417,6 +426,39 @@ fn the_event_summary_reaches_templates_escaped() {
         &ev,
     );
     assert_eq!(out, "uploaded releases &lt;b&gt; 1.4.2|False");
+}
+
+#[test]
+fn the_built_in_message_names_a_grouped_component_group_colon_name() {
+    let nexus_upload = |group: serde_json::Value| {
+        let body = serde_json::json!({"action": "CREATED", "repositoryName": "maven-releases",
+            "component": {"format": "maven2", "group": group, "name": "app", "version": "1.0"}});
+        let summary = crate::summary::Summary {
+            action: Some("uploaded".to_string()),
+            repository: Some("maven-releases".to_string()),
+            component: Some("app".to_string()),
+            version: Some("1.0".to_string()),
+            ..Default::default()
+        };
+        let ev = summarized("rm:repository:component", body, Some(summary));
+        let out = render(DEFAULT_MESSAGE, Target::Plain, &ev);
+        out.lines().next().unwrap_or("").to_string()
+    };
+    assert_eq!(
+        nexus_upload(serde_json::json!("org.acme")),
+        "uploaded: org.acme:app 1.0 in maven-releases"
+    );
+    // npm and raw components have no group; a group of another JSON type is not shown.
+    for no_group in [
+        serde_json::Value::Null,
+        serde_json::json!(""),
+        serde_json::json!(7),
+    ] {
+        assert_eq!(
+            nexus_upload(no_group),
+            "uploaded: app 1.0 in maven-releases"
+        );
+    }
 }
 
 fn strict(source: &str) -> Result<Template, TemplateError> {
