@@ -1,4 +1,5 @@
-# Shell helpers for the bench scripts (peers.sh, callgrind-ingest.sh); sourced, not run.
+# Shell helpers for the bench scripts (peers.sh, callgrind-ingest.sh, threads.sh, pair.sh);
+# sourced, not run.
 
 # The source secret the scripts configure and sign with.
 BENCH_SECRET="bench-secret-0123456789"
@@ -8,6 +9,15 @@ BENCH_BODY="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fixtures/push.json"
 # A free TCP port on loopback.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Exits with a hint unless every command named is installed (each from the Debian package of
+# the same name).
+require_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "${0##*/}: needs $tool (apt-get install $tool)" >&2; exit 1; }
+    done
 }
 
 # Waits (up to 60 s: valgrind starts slowly) until something listens on 127.0.0.1:$1.

@@ -22,9 +22,7 @@ source "$here/lib.sh"
 rounds="${ROUNDS:-10}"
 seconds="${ROUND_SECONDS:-3}"
 connections="${CONNECTIONS:-64}"
-for tool in wrk openssl; do
-    command -v "$tool" >/dev/null || { echo "${0##*/}: needs $tool (apt-get install $tool)" >&2; exit 1; }
-done
+require_tools wrk openssl
 for binary in "$1" "$2"; do
     [ -x "$binary" ] || { echo "${0##*/}: no hookrelay binary at $binary" >&2; exit 1; }
 done

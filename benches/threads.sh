@@ -19,9 +19,7 @@ binary="${1:-$here/../target/release/hookrelay}"
 seconds="${SECONDS_MEASURED:-6}"
 connections="${CONNECTIONS:-64}"
 threads="${THREADS:-2}"
-for tool in wrk openssl; do
-    command -v "$tool" >/dev/null || { echo "${0##*/}: needs $tool (apt-get install $tool)" >&2; exit 1; }
-done
+require_tools wrk openssl
 [ -x "$binary" ] || { echo "${0##*/}: no hookrelay binary at $binary (cargo build --release)" >&2; exit 1; }
 
 work=$(mktemp -d)
