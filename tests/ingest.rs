@@ -72,6 +72,16 @@ async fn a_signed_event_is_acknowledged_and_delivered_byte_for_byte() {
     }
     let two_slashes = format!("{}//", relay.hook_url("github"));
     assert_eq!(post(&two_slashes, &[], body).await.status, 404);
+
+    // A compressed body is relayed as it came, with the encoding that makes it readable.
+    let gzipped: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03 compressed bytes";
+    let mut headers = github_headers(SECRET, "push", "delivery-gz", gzipped);
+    headers.push(("content-encoding", "gzip".to_string()));
+    let reply = post(&relay.hook_url("github"), &headers, gzipped).await;
+    assert_eq!(reply.status, 202, "{:?}", reply.json);
+    let got = receiver.next().await;
+    assert_eq!(&got.body[..], gzipped);
+    assert_eq!(got.header("content-encoding"), "gzip");
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use sha2::Sha256;
 
@@ -103,6 +103,16 @@ impl WebhookSink {
             && let Ok(value) = HeaderValue::from_bytes(ct.as_bytes())
         {
             headers.insert(CONTENT_TYPE, value);
+        }
+        // A compressed body (`gzip`, say) is readable only with its encoding, so the
+        // encoding travels with the bytes.
+        if let Some((_, encoding)) = delivery
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(CONTENT_ENCODING.as_str()))
+            && let Ok(value) = HeaderValue::from_bytes(encoding)
+        {
+            headers.insert(CONTENT_ENCODING, value);
         }
         if let Ok(value) = HeaderValue::from_str(&delivery.source) {
             headers.insert(SOURCE, value);
@@ -576,6 +586,22 @@ mod tests {
         let got = receiver.next().await;
         assert!(got.headers.get("content-type").is_none());
         assert!(got.headers.get("x-hookrelay-event-type").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_compressed_body_keeps_its_content_encoding() {
+        let mut receiver = Receiver::start(Vec::new()).await;
+        let sink = sink(&receiver.url(), false, Duration::from_secs(5));
+        let mut d = delivery(b"\x1f\x8b\x08\x00 not really gzip");
+        d.headers = vec![
+            ("content-encoding".to_string(), b"gzip".to_vec()),
+            ("x-other".to_string(), b"not forwarded".to_vec()),
+        ];
+        sink.deliver(&d).await;
+        let got = receiver.next().await;
+        assert_eq!(got.header("content-encoding"), "gzip");
+        assert_eq!(&got.body[..], b"\x1f\x8b\x08\x00 not really gzip");
+        assert!(got.headers.get("x-other").is_none());
     }
 
     #[tokio::test]
