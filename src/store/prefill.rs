@@ -448,6 +448,18 @@ mod tests {
         out
     }
 
+    /// Whether `len` bytes at `offset` all read as zeros.
+    fn zeros_at(path: &std::path::Path, offset: u64, len: usize) -> bool {
+        read_at(path, offset, len).iter().all(|&b| b == 0)
+    }
+
+    /// A fresh folder and the store file's path in it (created by the test).
+    fn temp_store() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        (dir, path)
+    }
+
     fn first_hole(path: &std::path::Path, from: u64) -> Option<u64> {
         let file = File::open(path).unwrap();
         let len = file.metadata().unwrap().len();
@@ -456,8 +468,7 @@ mod tests {
 
     #[test]
     fn holes_above_the_highest_write_are_filled_and_the_file_reads_as_before() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
+        let (_dir, path) = temp_store();
         let backend = open_backend(&path);
         backend.set_len(64 * MIB).unwrap();
         backend.write(0, &page(1, 4096)).unwrap();
@@ -474,22 +485,13 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * MIB);
         assert_eq!(read_at(&path, 0, 4096), page(1, 4096));
         assert_eq!(read_at(&path, top, 32 << 10), page(2, 32 << 10));
-        assert!(
-            read_at(&path, highest_end, MIB as usize)
-                .iter()
-                .all(|&b| b == 0)
-        );
-        assert!(
-            read_at(&path, 63 * MIB, MIB as usize)
-                .iter()
-                .all(|&b| b == 0)
-        );
+        assert!(zeros_at(&path, highest_end, MIB as usize));
+        assert!(zeros_at(&path, 63 * MIB, MIB as usize));
     }
 
     #[test]
     fn a_write_into_the_range_being_filled_waits_and_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
+        let (_dir, path) = temp_store();
         let backend = open_backend(&path);
         let (tell, claimed) = std::sync::mpsc::channel();
         *backend.shared.on_claim.lock().unwrap() = Some(tell);
@@ -501,13 +503,12 @@ mod tests {
         backend.write(offset, &page(7, 4096)).unwrap();
         backend.wait_until_filled();
         assert_eq!(read_at(&path, offset, 4096), page(7, 4096));
-        assert!(read_at(&path, fill.start, 8192).iter().all(|&b| b == 0));
+        assert!(zeros_at(&path, fill.start, 8192));
     }
 
     #[test]
     fn data_an_earlier_process_left_in_the_file_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
+        let (_dir, path) = temp_store();
         {
             let file = File::create(&path).unwrap();
             file.set_len(8 * MIB).unwrap();
@@ -526,14 +527,13 @@ mod tests {
         for i in 0..25u64 {
             assert_eq!(read_at(&path, (i * 300) << 10, 4096), page(i, 4096));
         }
-        assert!(read_at(&path, 4096, 4096).iter().all(|&b| b == 0));
+        assert!(zeros_at(&path, 4096, 4096));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 * MIB);
     }
 
     #[test]
     fn a_file_shortened_while_the_filler_works_keeps_its_new_length() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
+        let (_dir, path) = temp_store();
         let backend = open_backend(&path);
         backend.set_len(64 * MIB).unwrap();
         backend.write(0, &page(1, 4096)).unwrap();
@@ -547,8 +547,7 @@ mod tests {
 
     #[test]
     fn close_returns_only_once_the_filler_has_stopped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
+        let (_dir, path) = temp_store();
         let backend = open_backend(&path);
         backend.set_len(256 * MIB).unwrap();
         backend.write(0, &page(1, 4096)).unwrap();
@@ -565,8 +564,7 @@ mod tests {
 
     #[test]
     fn without_a_filler_nothing_is_filled_and_writes_go_through() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
+        let (_dir, path) = temp_store();
         let backend = open_backend_filling(&path, false);
         assert!(backend.filler.lock().unwrap().is_none());
         backend.set_len(64 * MIB).unwrap();
@@ -579,8 +577,7 @@ mod tests {
 
     #[test]
     fn a_redb_database_on_the_backend_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
+        let (_dir, path) = temp_store();
         const TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("t");
         for round in 0..2u64 {
             let db = redb::Database::builder()
