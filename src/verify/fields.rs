@@ -6,7 +6,8 @@
 //! the pointers and skips everything else, so nothing is allocated for the parts of the body
 //! no pointer names (serde_json's depth limit also bounds nesting).
 //! A body that is not JSON when a pointer needs it is [`Rejection::MalformedJson`]; a
-//! pointer that leads nowhere, or to something other than a string or a number, gives `None`.
+//! pointer that leads nowhere, to something other than a string or a number, or to an empty
+//! string, gives `None` (an empty delivery id is no id, as in a header).
 
 use std::fmt;
 
@@ -176,7 +177,9 @@ impl<'p> Seed<'p> {
     /// The value here, for every pointer that ends here.
     fn leaf(&self, text: &str, is_number: bool) -> [Option<String>; 2] {
         self.targets.map(|t| match t {
-            Some(([], numbers)) if numbers || !is_number => Some(text.to_owned()),
+            Some(([], numbers)) if (numbers || !is_number) && !text.is_empty() => {
+                Some(text.to_owned())
+            }
             _ => None,
         })
     }
@@ -338,6 +341,17 @@ mod tests {
             let got = read(Some(pointer(p)), None, body).unwrap();
             assert_eq!(got.event_type, None, "pointer {p:?}");
         }
+    }
+
+    #[test]
+    fn empty_strings_count_as_absent_like_empty_headers() {
+        // Otherwise every event whose sender leaves the id empty is a duplicate of the first.
+        let body = br#"{"id":"","type":"","n":{"id":""}}"#;
+        let got = read(Some(pointer("/type")), Some(pointer("/id")), body).unwrap();
+        assert_eq!(got.event_type, None);
+        assert_eq!(got.delivery_id, None);
+        let got = read(Some(pointer("/n/id")), None, body).unwrap();
+        assert_eq!(got.event_type, None);
     }
 
     #[test]
