@@ -696,12 +696,7 @@ impl Validator<'_> {
                     None => Some(Vec::new()),
                     Some(t) => self.whsec_keys(t, &key("signing_token")),
                 };
-                let tolerance = self.duration(
-                    raw.tolerance.as_ref(),
-                    &key("tolerance"),
-                    DEFAULT_TOLERANCE,
-                    false,
-                );
+                let tolerance = self.tolerance(raw.tolerance.as_ref(), &key("tolerance"));
                 Some(SourceKind::Gitlab {
                     tokens: tokens?,
                     signing_keys: signing_keys?,
@@ -713,12 +708,7 @@ impl Validator<'_> {
                     needs("secret = \"whsec_...\", the signing secret of the sender")
                 });
                 let keys = secret.and_then(|s| self.whsec_keys(s, &key("secret")));
-                let tolerance = self.duration(
-                    raw.tolerance.as_ref(),
-                    &key("tolerance"),
-                    DEFAULT_TOLERANCE,
-                    false,
-                );
+                let tolerance = self.tolerance(raw.tolerance.as_ref(), &key("tolerance"));
                 Some(SourceKind::Standard {
                     keys: keys?,
                     tolerance: tolerance?,
@@ -1583,6 +1573,22 @@ impl Validator<'_> {
         }
     }
 
+    /// A Standard Webhooks timestamp tolerance: whole seconds, since `webhook-timestamp` is
+    /// in seconds and a shorter tolerance would refuse most honest senders.
+    fn tolerance(&mut self, value: Option<&Spanned<RawDuration>>, key: &str) -> Option<Duration> {
+        let tolerance = self.duration(value, key, DEFAULT_TOLERANCE, false)?;
+        if tolerance < Duration::from_secs(1) {
+            let span = value.map(Spanned::span).unwrap_or_default();
+            self.problem(
+                span,
+                key,
+                "must be at least 1s: webhook-timestamp counts whole seconds (the default is 5m)",
+            );
+            return None;
+        }
+        Some(tolerance)
+    }
+
     fn size(&mut self, value: Option<&Spanned<RawSize>>, key: &str, default: u64) -> Option<u64> {
         let Some(value) = value else {
             return Some(default);
@@ -2252,6 +2258,16 @@ to = ["builds"]
                 "100 years",
             ),
             ("[storage]\npath = \"\"\n", "storage.path", "is empty"),
+            (
+                "[sources.s]\nkind = \"standard\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\ntolerance = \"500ms\"\n",
+                "sources.s.tolerance",
+                "at least 1s",
+            ),
+            (
+                "[sources.g]\nkind = \"gitlab\"\ntoken = \"t\"\ntolerance = \"999ms\"\n",
+                "sources.g.tolerance",
+                "whole seconds",
+            ),
             (
                 "[sources.b]\nkind = \"github\"\nsecret = []\n",
                 "sources.b.secret",
