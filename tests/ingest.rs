@@ -99,7 +99,12 @@ async fn bad_or_missing_signatures_get_401_and_leave_nothing() {
     )
     .await;
     assert_eq!(wrong_secret.status, 401);
-    assert_eq!(wrong_secret.json["error"], "signature mismatch");
+    let reason = wrong_secret.json["error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("X-Hub-Signature-256 does not match")
+            && reason.contains("give the sender the secret set in the relay's configuration"),
+        "the answer names the header and what to do: {reason}"
+    );
 
     let mut tampered = github_headers(SECRET, "push", "d-tampered", body);
     tampered[3].1 = github_signature(SECRET, b"{\"zen\":\"other\"}");
@@ -109,11 +114,26 @@ async fn bad_or_missing_signatures_get_401_and_leave_nothing() {
         .into_iter()
         .filter(|(n, _)| *n != "x-hub-signature-256")
         .collect();
-    assert_eq!(post(&url, &missing, &body[..]).await.status, 401);
+    let missing = post(&url, &missing, &body[..]).await;
+    assert_eq!(missing.status, 401);
+    assert!(
+        missing.json["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no X-Hub-Signature-256 header"),
+        "{}",
+        missing.json
+    );
 
     let mut garbage = github_headers(SECRET, "push", "d-garbage", body);
     garbage[3].1 = "sha256=zz-not-hex".into();
-    assert_eq!(post(&url, &garbage, &body[..]).await.status, 401);
+    let garbage = post(&url, &garbage, &body[..]).await;
+    assert_eq!(garbage.status, 401);
+    assert_eq!(
+        garbage.json["error"],
+        "X-Hub-Signature-256 is not a signature of the form \
+         sha256=<64 hex digits of the HMAC-SHA256 of the body>"
+    );
 
     // The refused deliveries left no trace: the first thing the receiver sees is the good one,
     // and the refused delivery id is not remembered as a duplicate.
@@ -123,7 +143,7 @@ async fn bad_or_missing_signatures_get_401_and_leave_nothing() {
 
     let logs = relay.logs().join("\n");
     assert!(
-        logs.contains("bad_signature"),
+        logs.contains("bad_signature") && logs.contains("X-Hub-Signature-256 does not match"),
         "refusals are logged with their reason"
     );
     assert!(!logs.contains(SECRET), "the secret never reaches the log");
@@ -139,6 +159,14 @@ async fn unknown_disabled_wrong_method_and_oversized_requests_are_refused() {
 
     let unknown = post(&relay.hook_url("nope"), &[], "{}").await;
     assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.json["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no enabled source named \"nope\""),
+        "{}",
+        unknown.json
+    );
     let disabled = post(&relay.hook_url("off"), &[], "{}").await;
     assert_eq!(disabled.status, 404);
     let root = client

@@ -172,7 +172,14 @@ impl Ingress {
         let Some(source) = live.sources.get(name).filter(|s| s.enabled) else {
             self.unknown_source.inc(EventOutcome::UnknownSource);
             tracing::info!(source = %truncate(name, 64), %peer, outcome = "unknown_source", "refused event");
-            return json_error(StatusCode::NOT_FOUND, "no enabled source with this name");
+            return json_error(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "no enabled source named {:?}: the last part of the URL must name one of \
+                     the relay's [sources.NAME]",
+                    truncate(name, 64)
+                ),
+            );
         };
         if request.method() != Method::POST {
             source.counters.inc(EventOutcome::MethodNotAllowed);
@@ -219,9 +226,13 @@ impl Ingress {
             }
             Ok(Ok(body)) => body,
         };
-        let verified = match source.verifier.verify(&parts.headers, &body, unix_now()) {
+        let now = unix_now();
+        let verified = match source.verifier.verify(&parts.headers, &body, now) {
             Ok(v) => v,
-            Err(rejection) => return self.rejected(source, peer, rejection),
+            Err(rejection) => {
+                let reason = source.verifier.explain(rejection, &parts.headers, now);
+                return self.rejected(source, peer, rejection, &reason);
+            }
         };
         let sinks = live
             .router
@@ -269,8 +280,9 @@ impl Ingress {
         source: &Source,
         peer: SocketAddr,
         rejection: Rejection,
+        reason: &str,
     ) -> Response<Full<Bytes>> {
-        tracing::warn!(source = %source.name, %peer, outcome = rejection.code(), "refused event");
+        tracing::warn!(source = %source.name, %peer, outcome = rejection.code(), reason, "refused event");
         let status = if rejection.is_unauthorized() {
             source.counters.inc(EventOutcome::Unauthorized);
             StatusCode::UNAUTHORIZED
@@ -278,7 +290,7 @@ impl Ingress {
             source.counters.inc(EventOutcome::MalformedJson);
             StatusCode::BAD_REQUEST
         };
-        json_error(status, &rejection.to_string())
+        json_error(status, reason)
     }
 }
 

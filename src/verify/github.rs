@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName};
 use sha2::Sha256;
 
 use super::fields::header_text;
-use super::{Rejection, Verified, any_key_matches, keyed};
+use super::{Expected, Rejection, Verified, any_key_matches, explain_credential, keyed};
 use crate::config::Secret;
 
 const SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
@@ -58,6 +58,22 @@ impl GithubVerifier {
             delivery_id: header_text(headers, &DELIVERY),
         })
     }
+}
+
+/// The sender-facing reason for `rejection`; see [`super::Verifier::explain`].
+pub(super) fn explain(rejection: Rejection, headers: &HeaderMap) -> String {
+    if rejection == Rejection::MissingSignature && headers.contains_key("x-hub-signature") {
+        return "no X-Hub-Signature-256 header, only the SHA-1 X-Hub-Signature: the relay checks \
+                X-Hub-Signature-256, which GitHub sends whenever the webhook has a secret"
+            .to_owned();
+    }
+    explain_credential(
+        rejection,
+        "X-Hub-Signature-256",
+        Expected::Signature {
+            form: "sha256=<64 hex digits of the HMAC-SHA256 of the body>",
+        },
+    )
 }
 
 #[cfg(test)]

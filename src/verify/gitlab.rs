@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderName};
 use super::fields::header_text;
 use super::standard::StandardVerifier;
 use super::token::TokenSet;
-use super::{Rejection, Verified};
+use super::{Expected, Rejection, Verified, explain_credential};
 use crate::config::Secret;
 
 /// The header carrying GitLab's shared token; a secret, so [`super::Verifier::secret_headers`]
@@ -69,6 +69,24 @@ impl GitlabVerifier {
             delivery_id: header_text(headers, &IDEMPOTENCY_KEY)
                 .or_else(|| header_text(headers, &EVENT_UUID)),
         })
+    }
+}
+
+impl GitlabVerifier {
+    /// The sender-facing reason for `rejection`; see [`super::Verifier::explain`]. The token
+    /// is checked first in `verify`, so when it fails here it is what was refused.
+    pub(super) fn explain(
+        &self,
+        rejection: Rejection,
+        headers: &HeaderMap,
+        now_unix: i64,
+    ) -> String {
+        let token_refused =
+            !self.tokens.is_empty() && self.tokens.check(headers, &TOKEN_HEADER).is_err();
+        match &self.signing {
+            Some(signing) if !token_refused => signing.explain(rejection, headers, now_unix),
+            _ => explain_credential(rejection, "X-Gitlab-Token", Expected::Token),
+        }
     }
 }
 

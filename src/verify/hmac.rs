@@ -16,7 +16,10 @@ use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 
 use super::fields::FieldReader;
-use super::{MAX_MAC_LEN, Rejection, Verified, any_key_matches, decode_base64, keyed};
+use super::{
+    Expected, MAX_MAC_LEN, Rejection, Verified, any_key_matches, decode_base64, explain_credential,
+    keyed,
+};
 use crate::config::{HmacAlgorithm, Secret, SignatureEncoding};
 
 /// One keyed state per secret, for the configured digest.
@@ -120,6 +123,30 @@ impl HmacVerifier {
             return Err(Rejection::BadSignature);
         }
         self.fields.read(headers, body)
+    }
+
+    /// The sender-facing reason for `rejection`; see [`super::Verifier::explain`].
+    pub(super) fn explain(&self, rejection: Rejection) -> String {
+        let digest = match self.keys {
+            Keys::Sha1(_) => "SHA1",
+            Keys::Sha256(_) => "SHA256",
+            Keys::Sha512(_) => "SHA512",
+        };
+        let encoding = match self.encoding {
+            SignatureEncoding::Hex => format!("{} hex digits", 2 * self.keys.tag_len()),
+            SignatureEncoding::Base64 => "padded base64".to_owned(),
+        };
+        let prefix = self
+            .prefix
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let form = format!("{prefix}<{encoding} of the HMAC-{digest} of the body>");
+        explain_credential(
+            rejection,
+            self.header.as_str(),
+            Expected::Signature { form: &form },
+        )
     }
 
     /// Decodes the signature; `None` unless it is well-formed and exactly the MAC's length.

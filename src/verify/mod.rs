@@ -174,6 +174,22 @@ impl Verifier {
         }
     }
 
+    /// Tells the sender which header is wrong and what to change: the body of a `401` or
+    /// `400`. Senders show it in their delivery logs, often the only feedback the person
+    /// setting up the webhook gets. Worked out again from the request on the refusal path,
+    /// so [`Verifier::verify`] stays allocation-free.
+    pub fn explain(&self, rejection: Rejection, headers: &HeaderMap, now_unix: i64) -> String {
+        match self {
+            Verifier::Github(_) => github::explain(rejection, headers),
+            Verifier::Gitlab(v) => v.explain(rejection, headers, now_unix),
+            Verifier::Standard(v) => v.explain(rejection, headers, now_unix),
+            Verifier::Hmac(v) => v.explain(rejection),
+            Verifier::Token(v) => v.explain(rejection),
+            Verifier::None(_) => explain_credential(rejection, "", Expected::Nothing),
+            Verifier::Preset(v) => v.explain(rejection, headers),
+        }
+    }
+
     /// Headers that carry a secret (a token) and so must never be stored or shown.
     pub fn secret_headers(&self) -> &[http::HeaderName] {
         match self {
@@ -183,6 +199,48 @@ impl Verifier {
             Verifier::Github(_) | Verifier::Standard(_) | Verifier::Hmac(_) | Verifier::None(_) => {
                 &[]
             }
+        }
+    }
+}
+
+/// What the header a rejection is about should have carried.
+#[derive(Debug, Clone, Copy)]
+enum Expected<'a> {
+    /// A signature written as `form`.
+    Signature { form: &'a str },
+    /// The source's token itself.
+    Token,
+    /// No credential at all (`kind = "none"`): only the body can be refused.
+    Nothing,
+}
+
+/// The explanation for a refusal about `header`, in the words every scheme shares.
+fn explain_credential(rejection: Rejection, header: &str, expected: Expected<'_>) -> String {
+    match (rejection, expected) {
+        (Rejection::MalformedJson, _) => "the body is not valid JSON, and this source reads \
+            its event type or delivery id from the body"
+            .to_owned(),
+        (Rejection::MissingSignature, Expected::Token) => {
+            format!("no {header} header: the sender must send this source's token in it")
+        }
+        (Rejection::MissingSignature, _) => format!(
+            "no {header} header: the sender must sign each request with this source's secret"
+        ),
+        (Rejection::MalformedSignature, Expected::Signature { form }) => {
+            format!("{header} is not a signature of the form {form}")
+        }
+        (Rejection::BadSignature, Expected::Token) => format!(
+            "{header} does not match this source's token: give the sender the token set in \
+             the relay's configuration"
+        ),
+        (Rejection::BadSignature, _) => format!(
+            "{header} does not match the body signed with this source's secret: give the \
+             sender the secret set in the relay's configuration, and check that nothing on \
+             the way changes the body"
+        ),
+        // Not produced for these schemes; the short form still names the problem.
+        (Rejection::MalformedSignature | Rejection::StaleTimestamp, _) => {
+            format!("{header}: {rejection}")
         }
     }
 }
@@ -228,4 +286,208 @@ fn decode_base64<'o>(input: &[u8], out: &'o mut [u8; MAX_MAC_LEN]) -> Option<&'o
         .decode_slice(input, out)
         .ok()?;
     Some(&out[..n])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HmacAlgorithm, PresetScheme, Product, SignatureEncoding};
+    use std::time::Duration;
+
+    const NOW: i64 = 1_700_000_000;
+    const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn secrets(values: &[&str]) -> Vec<Secret> {
+        values.iter().map(|s| Secret::new(s.as_bytes())).collect()
+    }
+
+    /// The standard key as the config hands it over: the bytes after `whsec_`, decoded.
+    fn whsec_key() -> Vec<Secret> {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(WHSEC.trim_start_matches("whsec_"))
+            .unwrap();
+        vec![Secret::new(decoded)]
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(*name, http::HeaderValue::from_str(value).unwrap());
+        }
+        h
+    }
+
+    /// Verifies, expects a refusal, and returns the sender's explanation of it.
+    fn refusal(verifier: &Verifier, pairs: &[(&'static str, &str)], body: &[u8]) -> String {
+        let h = headers(pairs);
+        let rejection = verifier.verify(&h, body, NOW).unwrap_err();
+        verifier.explain(rejection, &h, NOW)
+    }
+
+    #[test]
+    fn github_names_its_header_and_the_sha1_only_case() {
+        let v = Verifier::new(&SourceKind::Github {
+            secrets: secrets(&["s"]),
+        });
+        assert!(refusal(&v, &[], b"{}").starts_with("no X-Hub-Signature-256 header: "));
+        let sha1_only = refusal(&v, &[("x-hub-signature", "sha1=00")], b"{}");
+        assert!(
+            sha1_only.contains("only the SHA-1 X-Hub-Signature"),
+            "{sha1_only}"
+        );
+        let wrong = refusal(
+            &v,
+            &[("x-hub-signature-256", &format!("sha256={}", "0".repeat(64)))],
+            b"{}",
+        );
+        assert!(
+            wrong.starts_with("X-Hub-Signature-256 does not match"),
+            "{wrong}"
+        );
+    }
+
+    #[test]
+    fn standard_names_the_missing_header_and_the_clock_skew() {
+        let v = Verifier::new(&SourceKind::Standard {
+            keys: whsec_key(),
+            tolerance: Duration::from_secs(300),
+        });
+        let no_timestamp = refusal(
+            &v,
+            &[("webhook-id", "m1"), ("webhook-signature", "v1,x")],
+            b"{}",
+        );
+        assert!(
+            no_timestamp.starts_with("no webhook-timestamp header"),
+            "{no_timestamp}"
+        );
+        let old = (NOW - 400).to_string();
+        let stale = refusal(
+            &v,
+            &[
+                ("webhook-id", "m1"),
+                ("webhook-timestamp", &old),
+                ("webhook-signature", "v1,x"),
+            ],
+            b"{}",
+        );
+        assert!(
+            stale.starts_with(
+                "webhook-timestamp is 400 s behind the relay's clock, more than the 300 s tolerance"
+            ),
+            "{stale}"
+        );
+        let future = (NOW + 301).to_string();
+        let ahead = refusal(
+            &v,
+            &[
+                ("webhook-id", "m1"),
+                ("webhook-timestamp", &future),
+                ("webhook-signature", "v1,x"),
+            ],
+            b"{}",
+        );
+        assert!(
+            ahead.starts_with("webhook-timestamp is 301 s ahead of"),
+            "{ahead}"
+        );
+        let garbage = refusal(
+            &v,
+            &[
+                ("webhook-id", "m1"),
+                ("webhook-timestamp", "12.5"),
+                ("webhook-signature", "v1,x"),
+            ],
+            b"{}",
+        );
+        assert!(
+            garbage.starts_with("webhook-timestamp is not a whole number"),
+            "{garbage}"
+        );
+        let now = NOW.to_string();
+        let malformed = refusal(
+            &v,
+            &[
+                ("webhook-id", "m1"),
+                ("webhook-timestamp", &now),
+                ("webhook-signature", "v2,abc"),
+            ],
+            b"{}",
+        );
+        assert!(
+            malformed.starts_with("webhook-signature is not a signature of the form v1,"),
+            "{malformed}"
+        );
+    }
+
+    #[test]
+    fn gitlab_blames_the_token_or_the_signing_whichever_failed() {
+        let v = Verifier::new(&SourceKind::Gitlab {
+            tokens: secrets(&["tok"]),
+            signing_keys: whsec_key(),
+            tolerance: Duration::from_secs(300),
+        });
+        let no_token = refusal(&v, &[], b"{}");
+        assert!(
+            no_token
+                .starts_with("no X-Gitlab-Token header: the sender must send this source's token"),
+            "{no_token}"
+        );
+        let wrong_token = refusal(&v, &[("x-gitlab-token", "nope")], b"{}");
+        assert!(
+            wrong_token.starts_with("X-Gitlab-Token does not match this source's token"),
+            "{wrong_token}"
+        );
+        let unsigned = refusal(&v, &[("x-gitlab-token", "tok")], b"{}");
+        assert!(unsigned.starts_with("no webhook-id header"), "{unsigned}");
+    }
+
+    #[test]
+    fn hmac_and_token_name_the_configured_header_and_form() {
+        let v = Verifier::new(&SourceKind::Hmac {
+            header: http::HeaderName::from_static("x-sig"),
+            algorithm: HmacAlgorithm::Sha512,
+            encoding: SignatureEncoding::Hex,
+            prefix: Some("sha512=".into()),
+            secrets: secrets(&["s"]),
+            event_type: None,
+            delivery_id: None,
+        });
+        assert_eq!(
+            refusal(&v, &[("x-sig", "sha512=zz")], b"{}"),
+            "x-sig is not a signature of the form sha512=<128 hex digits of the HMAC-SHA512 of the body>"
+        );
+        let v = Verifier::new(&SourceKind::Token {
+            header: http::HeaderName::from_static("x-token"),
+            secrets: secrets(&["s"]),
+            event_type: Some(crate::config::FieldLocation::JsonPointer("/kind".into())),
+            delivery_id: None,
+        });
+        assert!(
+            refusal(&v, &[], b"{}")
+                .starts_with("no x-token header: the sender must send this source's token")
+        );
+        assert!(
+            refusal(&v, &[("x-token", "s")], b"not json").starts_with("the body is not valid JSON")
+        );
+    }
+
+    #[test]
+    fn presets_list_every_header_they_accept() {
+        let v = Verifier::new(&SourceKind::Preset {
+            product: Product::Gitea,
+            scheme: PresetScheme::Signature,
+            secrets: secrets(&["s"]),
+        });
+        let missing = refusal(&v, &[], b"{}");
+        assert!(
+            missing.starts_with("no x-forgejo-signature or x-gitea-signature header"),
+            "{missing}"
+        );
+        let wrong = refusal(&v, &[("x-gitea-signature", &"0".repeat(64))], b"{}");
+        assert!(
+            wrong.starts_with("x-gitea-signature does not match"),
+            "{wrong}"
+        );
+    }
 }

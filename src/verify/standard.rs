@@ -20,7 +20,7 @@ use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
 use super::fields::{JsonPointer, header_text, read_json};
-use super::{MAX_MAC_LEN, Rejection, Verified, decode_base64, keyed};
+use super::{Expected, MAX_MAC_LEN, Rejection, Verified, decode_base64, explain_credential, keyed};
 use crate::config::Secret;
 
 const ID: HeaderName = HeaderName::from_static("webhook-id");
@@ -133,6 +133,59 @@ impl StandardVerifier {
         } else {
             Err(Rejection::BadSignature)
         }
+    }
+}
+
+impl StandardVerifier {
+    /// The sender-facing reason for `rejection`; see [`super::Verifier::explain`].
+    pub(super) fn explain(
+        &self,
+        rejection: Rejection,
+        headers: &HeaderMap,
+        now_unix: i64,
+    ) -> String {
+        let value = |name: &HeaderName| {
+            headers
+                .get(name)
+                .map(|v| v.as_bytes())
+                .filter(|v| !v.is_empty())
+        };
+        if rejection == Rejection::MissingSignature {
+            // The first absent one, in the order `check` looks for them.
+            if let Some(name) = [&ID, &TIMESTAMP, &SIGNATURE]
+                .into_iter()
+                .find(|n| value(n).is_none())
+            {
+                return format!(
+                    "no {name} header: a Standard Webhooks sender sends webhook-id, \
+                     webhook-timestamp and webhook-signature with every request"
+                );
+            }
+        }
+        if rejection == Rejection::StaleTimestamp {
+            let Some((_, seconds)) = value(&TIMESTAMP).and_then(parse_timestamp) else {
+                return "webhook-timestamp is not a whole number of seconds since \
+                        1970-01-01 00:00 UTC"
+                    .to_owned();
+            };
+            let skew = i128::from(seconds) - i128::from(now_unix);
+            let direction = if skew < 0 { "behind" } else { "ahead of" };
+            return format!(
+                "webhook-timestamp is {} s {direction} the relay's clock, more than the {} s \
+                 tolerance: check the clocks of the sender and the relay, or resend a fresh \
+                 request rather than an old one",
+                skew.unsigned_abs(),
+                self.tolerance_secs
+            );
+        }
+        explain_credential(
+            rejection,
+            "webhook-signature",
+            Expected::Signature {
+                form: "v1,<base64 of the HMAC-SHA256 of id.timestamp.body> \
+                       (several separated by spaces)",
+            },
+        )
     }
 }
 

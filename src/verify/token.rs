@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use super::fields::FieldReader;
-use super::{Rejection, Verified};
+use super::{Expected, Rejection, Verified, explain_credential};
 use crate::config::Secret;
 
 /// Accepted token values, held as digests so comparing never depends on their length.
@@ -94,6 +94,11 @@ impl TokenVerifier {
     pub(super) fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Verified, Rejection> {
         self.tokens.check(headers, &self.header[0])?;
         self.fields.read(headers, body)
+    }
+
+    /// The sender-facing reason for `rejection`; see [`super::Verifier::explain`].
+    pub(super) fn explain(&self, rejection: Rejection) -> String {
+        explain_credential(rejection, self.header[0].as_str(), Expected::Token)
     }
 
     /// The token header: it carries the secret itself.

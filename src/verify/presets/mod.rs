@@ -20,7 +20,7 @@ use http::{HeaderMap, HeaderName};
 
 use super::hmac::HmacVerifier;
 use super::token::TokenVerifier;
-use super::{Rejection, Verified};
+use super::{Expected, Rejection, Verified, explain_credential};
 use crate::config::{PresetScheme, Product, Secret};
 
 /// How a preset checks authenticity: a signature in one of several headers, or a token.
@@ -46,6 +46,28 @@ impl Auth {
                 v.verify(headers, body).map(drop)
             }
             Auth::Token(v) => v.verify(headers, body).map(drop),
+        }
+    }
+
+    /// The sender-facing reason for `rejection`, about the header that was checked.
+    fn explain(&self, rejection: Rejection, headers: &HeaderMap) -> String {
+        match self {
+            Auth::Signature(verifiers) => {
+                let checked = verifiers
+                    .iter()
+                    .find(|(name, _)| headers.contains_key(name));
+                match checked {
+                    Some((_, v)) => v.explain(rejection),
+                    None => {
+                        let names: Vec<&str> = verifiers.iter().map(|(n, _)| n.as_str()).collect();
+                        let form = Expected::Signature {
+                            form: "the product signs with",
+                        };
+                        explain_credential(rejection, &names.join(" or "), form)
+                    }
+                }
+            }
+            Auth::Token(v) => v.explain(rejection),
         }
     }
 
@@ -87,6 +109,11 @@ impl PresetVerifier {
             Product::Gitea => Ok(gitea::fields(headers)),
             Product::Bitbucket => Ok(bitbucket::fields(headers)),
         }
+    }
+
+    /// The sender-facing reason for `rejection`; see [`crate::verify::Verifier::explain`].
+    pub(super) fn explain(&self, rejection: Rejection, headers: &HeaderMap) -> String {
+        self.auth.explain(rejection, headers)
     }
 
     /// The token header when the scheme sends the secret itself.
