@@ -58,6 +58,41 @@ struct Shared {
     retry: RetryPolicy,
     timeout: Duration,
     observe: Observe,
+    /// No attempt starts before this instant: the receiver answered 429 or 503 with a
+    /// `Retry-After`, which is about the whole sink, not the one event.
+    held_until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// Holds the sink when `outcome` is a 429 or 503 that says how long to wait.
+    fn hold_if_asked(&self, outcome: &Outcome) {
+        let Outcome::Retry {
+            after: Some(after),
+            error,
+        } = outcome
+        else {
+            return;
+        };
+        if !matches!(error.status, Some(429 | 503)) {
+            return;
+        }
+        let until = Instant::now() + (*after).min(backoff::CEILING);
+        let mut held = self.held_until.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_none_or(|current| current < until) {
+            *held = Some(until);
+            tracing::info!(
+                sink = %self.name,
+                wait_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                "the receiver asked to wait (Retry-After); holding every delivery of this sink until then"
+            );
+        }
+    }
+
+    /// When the sink is held, the instant the hold ends.
+    fn held(&self) -> Option<Instant> {
+        let held = *self.held_until.lock().unwrap_or_else(|e| e.into_inner());
+        held.filter(|until| *until > Instant::now())
+    }
 }
 
 /// One sink's worker; [`Worker::run`] is its task.
@@ -139,6 +174,7 @@ impl Worker {
                 retry: config.retry,
                 timeout: config.timeout,
                 observe,
+                held_until: std::sync::Mutex::new(None),
             }),
             limiter,
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -211,6 +247,14 @@ impl Worker {
                     }
                     () = stopped(&mut stop) => break 'work,
                 };
+                // Checked with the slot in hand: the attempt that asked for the hold sets it
+                // before it gives its slot back.
+                while let Some(until) = shared.held() {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until) => {}
+                        () = stopped(&mut stop) => break 'work,
+                    }
+                }
                 if stopping(&stop) {
                     break 'work;
                 }
@@ -304,6 +348,7 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
             },
         });
     let duration = started.elapsed();
+    shared.hold_if_asked(&outcome);
     // The slot is free once the receiver is done; recording is the store's work.
     drop(permit);
 
@@ -690,6 +735,34 @@ mod tests {
         assert!(
             waited >= Duration::from_millis(990),
             "the retry came {waited:?} after a 429 with Retry-After: 1"
+        );
+        dispatcher.shutdown(WAIT).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_429_with_retry_after_holds_every_delivery_of_the_sink() {
+        let (_dir, store) = open_store();
+        let mut receiver =
+            Receiver::start(vec![Answer::status(429).header("retry-after", "1")]).await;
+        let mut config = sink_config(
+            receiver.url(),
+            policy(5, 10, 20),
+            None,
+            Duration::from_secs(5),
+        );
+        config.concurrency = 1;
+        // Both due before the worker starts: the second would go out at once, unheld.
+        ingest(&store, 1).await;
+        ingest(&store, 2).await;
+        let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
+
+        let refused = receiver.next().await;
+        let next = receiver.next().await;
+        let waited = next.at - refused.at;
+        assert!(
+            waited >= Duration::from_millis(990),
+            "the next request came {waited:?} after a 429 with Retry-After: 1"
         );
         dispatcher.shutdown(WAIT).await;
         store.close().await;
