@@ -389,7 +389,16 @@ impl Reloader {
         };
 
         let report = Report::compare(&file, &self.running, &new);
-        let new = self.keep_start_only_settings(new);
+        let had_sources = !self.running.sources.is_empty();
+        let new = keep_start_only_settings(&self.running, new);
+        let conflicts = conflicts_with_running(&new, had_sources);
+        if !conflicts.is_empty() {
+            return Err(self.refused(
+                trigger,
+                file.clone(),
+                &ConfigError::unplaced(&file, conflicts),
+            ));
+        }
         for source in &new.sources {
             let touched = report.sources.added.contains(&source.name)
                 || report.sources.changed.contains(&source.name);
@@ -441,29 +450,6 @@ impl Reloader {
         Ok(report)
     }
 
-    /// `new` with the settings that apply only at start set back to their running values,
-    /// so the admin's view and the next comparison show what actually runs.
-    fn keep_start_only_settings(&self, mut new: Config) -> Config {
-        let running = &self.running;
-        new.server.listen = running.server.listen;
-        new.server.header_timeout = running.server.header_timeout;
-        new.server.shutdown_timeout = running.server.shutdown_timeout;
-        new.server.max_connections = running.server.max_connections;
-        new.server.max_buffered = running.server.max_buffered;
-        new.server.tls = running.server.tls.clone();
-        new.storage.path = running.storage.path.clone();
-        new.notices = running.notices.clone();
-        new.admin = match (&running.admin, new.admin) {
-            (Some(old), Some(mut admin)) => {
-                admin.listen = old.listen;
-                Some(admin)
-            }
-            // Started with or without a listener, it stays so until a restart.
-            (old, _) => old.clone(),
-        };
-        new
-    }
-
     /// Logs, counts, raises as a notice and returns a refused reload.
     fn refused(&self, trigger: Trigger, file: String, err: &ConfigError) -> ReloadError {
         let problems: Vec<String> = err
@@ -493,6 +479,70 @@ impl Reloader {
         self.parts.notices.reload_failed(err);
         ReloadError::Invalid { file, problems }
     }
+}
+
+/// `new` with the settings that apply only at start set back to their values in `running`,
+/// so the admin's view and the next comparison show what actually runs.
+fn keep_start_only_settings(running: &Config, mut new: Config) -> Config {
+    new.server.listen = running.server.listen;
+    new.server.header_timeout = running.server.header_timeout;
+    new.server.shutdown_timeout = running.server.shutdown_timeout;
+    new.server.max_connections = running.server.max_connections;
+    new.server.max_buffered = running.server.max_buffered;
+    new.server.tls = running.server.tls.clone();
+    new.storage.path = running.storage.path.clone();
+    new.notices = running.notices.clone();
+    new.admin = match (&running.admin, new.admin) {
+        (Some(old), Some(mut admin)) => {
+            admin.listen = old.listen;
+            Some(admin)
+        }
+        // Started with or without a listener, it stays so until a restart.
+        (old, _) => old.clone(),
+    };
+    new
+}
+
+/// What a file that is valid on its own would break in the running relay, once the settings
+/// that change only at restart keep their running values (`effective`): each a key and
+/// what to do. Checked before anything is applied, so a refused reload changes nothing.
+fn conflicts_with_running(effective: &Config, had_sources: bool) -> Vec<(String, String)> {
+    let mut conflicts = Vec::new();
+    if let Some(admin) = &effective.admin
+        && admin.token.is_none()
+        && !admin.listen.ip().is_loopback()
+    {
+        conflicts.push((
+            "admin.token".to_string(),
+            format!(
+                "the admin API is listening on {}, which is not a loopback address, and a \
+                 reload does not move it: without a token anyone who can reach it could read \
+                 every event. Keep admin.token, or restart the relay to apply the new listen",
+                admin.listen
+            ),
+        ));
+    }
+    let server = &effective.server;
+    if server.max_body > server.max_buffered {
+        conflicts.push((
+            "server.max_body".to_string(),
+            format!(
+                "{} bytes is more than the running server.max_buffered ({} bytes), which \
+                 changes only at restart: every body that large would be refused with 503. \
+                 Restart the relay to raise both",
+                server.max_body, server.max_buffered
+            ),
+        ));
+    }
+    if had_sources && effective.sources.is_empty() {
+        conflicts.push((
+            "sources".to_string(),
+            "the file has no [sources.NAME] (is it cut short?): every sender would get 404. \
+             To stop taking events on purpose, set enabled = false on the sources"
+                .to_string(),
+        ));
+    }
+    conflicts
 }
 
 /// Installs the relay's one SIGHUP handler: each SIGHUP reads the HTTPS certificate files
@@ -553,6 +603,51 @@ url = "https://c/"
 from = "github"
 to = ["audit"]
 "#;
+
+    /// The problems a reload from `running` to `new` would be refused for, by key.
+    fn conflicts(running: &str, new: &str) -> Vec<String> {
+        let running = config(running);
+        let had_sources = !running.sources.is_empty();
+        let effective = keep_start_only_settings(&running, config(new));
+        conflicts_with_running(&effective, had_sources)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    #[test]
+    fn a_reload_cannot_drop_the_token_of_an_admin_api_still_open_to_the_network() {
+        let open = BASE.replace("listen = \"127.0.0.1:9090\"", "listen = \"0.0.0.0:9090\"");
+        let loopback_without_token = BASE.replace("token = \"0123456789abcdef0123\"\n", "");
+        assert_eq!(conflicts(&open, &loopback_without_token), ["admin.token"]);
+        // Started on loopback, it may lose its token; and a kept token is always fine.
+        assert!(conflicts(BASE, &loopback_without_token).is_empty());
+        assert!(conflicts(&open, BASE).is_empty());
+    }
+
+    #[test]
+    fn a_reload_cannot_raise_max_body_past_the_running_max_buffered() {
+        let running = format!("{BASE}\n").replace(
+            "[server]\n",
+            "[server]\nmax_body = \"1MiB\"\nmax_buffered = \"1MiB\"\n",
+        );
+        let raised = running.replace(
+            "max_body = \"1MiB\"\nmax_buffered = \"1MiB\"",
+            "max_body = \"4MiB\"\nmax_buffered = \"8MiB\"",
+        );
+        assert_eq!(conflicts(&running, &raised), ["server.max_body"]);
+        let lowered = running.replace("max_body = \"1MiB\"", "max_body = \"512KiB\"");
+        assert!(conflicts(&running, &lowered).is_empty());
+    }
+
+    #[test]
+    fn a_reload_to_a_file_without_sources_is_refused() {
+        let without_sources =
+            "[server]\nlisten = \"127.0.0.1:8080\"\n[storage]\npath = \"a.redb\"\n";
+        assert_eq!(conflicts(BASE, without_sources), ["sources"]);
+        assert_eq!(conflicts(BASE, ""), ["sources"]);
+        assert!(conflicts(without_sources, without_sources).is_empty());
+    }
 
     #[test]
     fn an_identical_file_changes_nothing() {
