@@ -227,49 +227,96 @@ pub(super) fn headline(text: &str) -> (String, String) {
     }
 }
 
-/// At most `max` characters of markup, cut cleanly: at a line end when one is near,
-/// never inside a `<…>` (Slack link) or `[…](…)` (markdown link), an `&…;` entity or after
-/// a lone backslash; a cut text ends with `…`.
+/// At most `max` characters of markup, cut cleanly: at a line end when one is near, never
+/// inside a `<…>` (Slack link or mention), a `[label](url)` (markdown link) or an `&…;`
+/// entity, nor after a lone backslash; a cut text ends with `…`.
+///
+/// Only a construct that is whole in `text` and spans the cut moves it: a lone `&`, `<` or
+/// `[` that an event brought in (Discord and Teams keep `&`, Slack keeps `[`) is plain text,
+/// and cutting after it loses nothing.
 pub(super) fn cut_markup(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
     let keep = max.saturating_sub(1);
-    let head: String = text.chars().take(keep).collect();
-    let mut end = head.len();
+    let mut end = text.char_indices().nth(keep).map_or(text.len(), |(i, _)| i);
     // Prefer the last line break in the final fifth.
-    if let Some(nl) = head.rfind('\n')
-        && head[..nl].chars().count() >= keep * 4 / 5
+    if let Some(nl) = text[..end].rfind('\n')
+        && text[..nl].chars().count() >= keep * 4 / 5
     {
         end = nl;
     }
-    let mut head = head[..end].to_string();
-    loop {
-        let open_angle = head.rfind('<').is_some_and(|i| !head[i..].contains('>'));
-        let open_entity = head.rfind('&').is_some_and(|i| !head[i..].contains(';'));
-        let open_link = head
-            .rfind('[')
-            .is_some_and(|i| !head[i..].contains(')') && !head[..i].ends_with('\\'));
-        let cut_at = if open_angle {
-            head.rfind('<')
-        } else if open_entity {
-            head.rfind('&')
-        } else if open_link {
-            head.rfind('[')
-        } else {
-            None
-        };
-        match cut_at {
-            Some(i) => head.truncate(i),
-            None => break,
-        }
+    // Each step moves the cut to a construct's start, strictly left: this ends.
+    while let Some(start) = construct_across(text, end) {
+        end = start;
     }
-    let mut head = head.trim_end().to_string();
+    let mut head = text[..end].trim_end().to_string();
     while head.ends_with('\\') && !head.ends_with("\\\\") {
         head.pop();
     }
     head.push('…');
     head
+}
+
+/// The start of a whole markup construct that begins before byte `cut` and ends after it.
+fn construct_across(text: &str, cut: usize) -> Option<usize> {
+    let before = &text[..cut];
+    // An entity: `&` then letters, digits or `#`, then `;` at or past the cut. The longest
+    // the escapers write (`&#x1F600;`) is short, so only the last few bytes can hold its start.
+    if let Some(amp) = before.rfind('&').filter(|&amp| cut - amp <= 10) {
+        let name = text[amp + 1..]
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'#')
+            .count();
+        let semicolon = amp + 1 + name;
+        if name > 0 && semicolon >= cut && text[semicolon..].starts_with(';') {
+            return Some(amp);
+        }
+    }
+    // An angle construct on one line: `<` before the cut, its `>` at or after it.
+    if let Some(open) = before.rfind('<') {
+        let inside = &before[open..];
+        if !inside.contains(['>', '\n'])
+            && let Some(close) = text[cut..].find(['>', '<', '\n'])
+            && text[cut + close..].starts_with('>')
+        {
+            return Some(open);
+        }
+    }
+    // A markdown link `[label](url)` on one line whose `[` is not escaped.
+    let line_start = before.rfind('\n').map_or(0, |nl| nl + 1);
+    let mut search = &before[line_start..];
+    while let Some(open) = search.rfind('[') {
+        let start = line_start + open;
+        if !text[..start].ends_with('\\')
+            && let Some(end) = markdown_link_end(&text[start..])
+        {
+            return (start + end > cut).then_some(start);
+        }
+        search = &search[..open];
+    }
+    None
+}
+
+/// The length of the `[label](url)` link at the start of `text`, if one is there: the label
+/// without a line break or unescaped `]`, then `(`, then a url without spaces up to `)`.
+fn markdown_link_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b']' => break,
+            b'\n' => return None,
+            _ => i += 1,
+        }
+    }
+    if bytes.get(i) != Some(&b']') || bytes.get(i + 1) != Some(&b'(') {
+        return None;
+    }
+    let url = &text[i + 2..];
+    let close = url.find([')', ' ', '\n'])?;
+    url[close..].starts_with(')').then_some(i + 2 + close + 1)
 }
 
 #[cfg(test)]
@@ -329,6 +376,33 @@ mod tests {
             let out = cut_markup("<https://x|y> &lt; [a](b) \\* tail text", max);
             assert!(out.chars().count() <= max, "{max}: {out}");
         }
+    }
+
+    #[test]
+    fn a_lone_ampersand_angle_or_bracket_from_an_event_does_not_pull_the_cut_back() {
+        let lines: Vec<String> = (0..100)
+            .map(|i| format!("line {i} {}", "x".repeat(100)))
+            .collect();
+        for lone in ["Fix A & B", "a < b", "[JIRA-1] fix", "see [notes] later"] {
+            let text = format!("{lone}\n{}", lines.join("\n"));
+            let cut = cut_markup(&text, 4000);
+            assert!(
+                cut.chars().count() > 3800,
+                "{lone:?} pulled the cut back to {} chars",
+                cut.chars().count()
+            );
+            assert!(cut.chars().count() <= 4000);
+        }
+        // Whole constructs spanning the cut still move it, wherever they are.
+        let text = format!("{} [label](https://x.example/path) tail", "a".repeat(50));
+        assert_eq!(cut_markup(&text, 60), format!("{}…", "a".repeat(50)));
+        let text = format!("{} <https://x.example/a|label> tail", "a".repeat(50));
+        assert_eq!(cut_markup(&text, 60), format!("{}…", "a".repeat(50)));
+        let text = format!("{} &#x1F600; tail", "a".repeat(50));
+        assert_eq!(cut_markup(&text, 55), format!("{}…", "a".repeat(50)));
+        // An escaped bracket opens no link.
+        let text = format!("\\[{}](u) tail", "a".repeat(50));
+        assert_eq!(cut_markup(&text, 20).chars().count(), 20);
     }
 
     #[test]
