@@ -82,18 +82,27 @@ pub(super) fn payload(event: &EventContext, text: &str) -> serde_json::Value {
     let (title, detail) = chat::headline(text);
     // Markdown in a TextBlock: one newline is no line break, a blank line is.
     let detail = detail.lines().collect::<Vec<_>>().join("\n\n");
-    let mut keep = detail.chars().count();
-    loop {
-        let cut = chat::cut_markup(&detail, keep);
-        let envelope = envelope(event, &title, &cut);
-        let size = serde_json::to_vec(&envelope).map_or(usize::MAX, |v| v.len());
-        if size <= MAX_BYTES || keep == 0 {
-            return envelope;
-        }
-        // Shrink in proportion to the excess, at least by one character.
-        let excess = size - MAX_BYTES;
-        keep = keep.saturating_sub((excess / 2).max(1)).min(keep - 1);
+    let size =
+        |envelope: &serde_json::Value| serde_json::to_vec(envelope).map_or(usize::MAX, |v| v.len());
+    let whole = envelope(event, &title, &detail);
+    if size(&whole) <= MAX_BYTES {
+        return whole;
     }
+    // The most detail that fits, by bisection on characters kept: bytes per character vary
+    // (CJK, emoji and JSON escapes take several), so no ratio guesses it.
+    let (mut fits, mut too_long) = (0, detail.chars().count());
+    let mut best = envelope(event, &title, &chat::cut_markup(&detail, 0));
+    while too_long - fits > 1 {
+        let keep = fits + (too_long - fits) / 2;
+        let candidate = envelope(event, &title, &chat::cut_markup(&detail, keep));
+        if size(&candidate) <= MAX_BYTES {
+            fits = keep;
+            best = candidate;
+        } else {
+            too_long = keep;
+        }
+    }
+    best
 }
 
 fn envelope(event: &EventContext, title: &str, detail: &str) -> serde_json::Value {
@@ -187,5 +196,28 @@ mod tests {
             "{}",
             detail.len()
         );
+    }
+
+    #[test]
+    fn wide_characters_keep_as_much_detail_as_fits() {
+        // Three bytes per character, and emoji four: a ratio of bytes to characters would
+        // shrink these to nothing.
+        for line in [
+            "漢字テキスト".repeat(20),
+            "🚀".repeat(100),
+            "\u{1}\"<>".repeat(30),
+        ] {
+            let text = format!("Title\n{}", vec![line.as_str(); 300].join("\n"));
+            let p = payload(&event(), &text);
+            let size = serde_json::to_vec(&p).unwrap().len();
+            assert!(size <= MAX_BYTES, "{size}");
+            let kept = serde_json::to_vec(&p["attachments"][0]["content"]["body"][1]["text"])
+                .unwrap()
+                .len();
+            assert!(
+                kept > MAX_BYTES * 3 / 4,
+                "only {kept} bytes of detail for {line:?}"
+            );
+        }
     }
 }
