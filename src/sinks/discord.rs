@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::chat::{self, Answer, Http};
 use super::{Delivery, Outcome, Sink, SinkBuildError, SinkError};
 use crate::config::{DiscordSinkConfig, Outbound};
-use crate::template::{Target, Template, escape};
+use crate::template::{Target, Template};
 
 const TITLE: usize = 256;
 const DESCRIPTION: usize = 4096;
@@ -91,7 +91,9 @@ impl DiscordSink {
             Some(t) => format!("{} · {t}", delivery.source),
             None => delivery.source.to_string(),
         };
-        let footer = chat::cut_markup(&escape(Target::Discord, &footer_text), FOOTER);
+        // Discord shows a footer as plain text (no markdown, no mentions): escaping would
+        // show its backslashes, as in `pull\_request`.
+        let footer = chat::cut_markup(&footer_text, FOOTER);
         let room = EMBED_TOTAL
             .saturating_sub(title.chars().count() + footer.chars().count())
             .min(DESCRIPTION);
@@ -282,6 +284,31 @@ fn classify(name: &str, answer: &Answer) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_footer_is_plain_text_without_markdown_escapes() {
+        let config = DiscordSinkConfig {
+            url: "https://discord.example/api/webhooks/1/t".into(),
+            username: None,
+            avatar_url: None,
+            template: None,
+        };
+        let sink = DiscordSink::new(
+            "chat",
+            &config,
+            &Outbound::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let mut delivery = crate::sinks::test_delivery();
+        delivery.source = std::sync::Arc::from("my_forge");
+        delivery.event_type = Some("pull_request".into());
+        let payload = sink.payload(&delivery, "title\ndetail");
+        assert_eq!(
+            payload["embeds"][0]["footer"]["text"],
+            "my_forge · pull_request"
+        );
+    }
 
     #[test]
     fn a_title_shows_link_labels_and_links_the_embed_to_the_first() {
