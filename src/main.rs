@@ -309,8 +309,18 @@ fn test_sink(config: &Config, name: &str) -> anyhow::Result<String> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let info = || tracing_subscriber::EnvFilter::new("info");
+    // Empty counts as unset: an empty `Environment=RUST_LOG=` would otherwise log nothing.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&spec)
+            .unwrap_or_else(|err| {
+                eprintln!(
+                    "hookrelay: RUST_LOG={spec:?} is not a log filter ({err}); logging at info"
+                );
+                info()
+            }),
+        _ => info(),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

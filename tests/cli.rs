@@ -1,6 +1,8 @@
 //! The command line as scripts meet it: `check` exit codes and messages, `--help`, and the
 //! sample config shipped in `config/`.
 
+mod common;
+
 use std::process::Command;
 
 fn hookrelay(args: &[&str]) -> std::process::Output {
@@ -91,4 +93,18 @@ fn help_documents_commands_and_exit_codes() {
         assert!(out.status.success());
         assert!(String::from_utf8_lossy(&out.stdout).contains("--config"));
     }
+}
+
+#[test]
+fn an_empty_rust_log_logs_at_info_instead_of_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"store/h.redb\"\n[sources.open]\nkind = \"none\"\n",
+    )
+    .unwrap();
+    // Starting waits for the "listening" line: with nothing logged it would never come.
+    let relay = common::Relay::start_with_file_and_env(dir.path(), &path, &[("RUST_LOG", "")]);
+    assert!(relay.logs().iter().any(|l| l.contains("listening")));
 }
