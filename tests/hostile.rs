@@ -282,6 +282,66 @@ async fn oversized_or_malformed_requests_get_4xx_and_leave_nothing() {
 }
 
 #[tokio::test]
+async fn a_sender_that_writes_its_whole_oversized_body_first_still_reads_the_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start().await;
+    let relay = Relay::start_with_server(dir.path(), SERVER, &config(&receiver));
+    // Far over max_body (64 KiB), as Python's http.client or Ruby's Net::HTTP send it: the
+    // whole body, then the answer is read. Unread, it made the server's close a reset.
+    let body = vec![b'a'; 4 << 20];
+    for chunked in [false, true] {
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_string()
+        } else {
+            format!("Content-Length: {}", body.len())
+        };
+        let head = format!(
+            "POST /hooks/github HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{framing}\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: {}\r\n\r\n",
+            github_signature(SECRET, &body)
+        );
+        let mut stream = TcpStream::connect(relay.addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let sent = if chunked {
+            let mut framed = Vec::new();
+            for chunk in body.chunks(64 << 10) {
+                framed.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                framed.extend_from_slice(chunk);
+                framed.extend_from_slice(b"\r\n");
+            }
+            framed.extend_from_slice(b"0\r\n\r\n");
+            stream.write_all(&framed).await
+        } else {
+            stream.write_all(&body).await
+        };
+        sent.unwrap_or_else(|e| panic!("chunked {chunked}: the body could not be sent: {e}"));
+        let answer = read_to_close(&mut stream).await;
+        assert_eq!(status_of(&answer), "413", "chunked {chunked}: {answer:?}");
+        assert!(answer.contains("max_body"), "{answer}");
+    }
+    assert_nothing_delivered(&mut receiver).await;
+}
+
+#[tokio::test]
+async fn a_sender_that_shuts_its_side_after_the_request_gets_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start().await;
+    let relay = Relay::start_with_server(dir.path(), SERVER, &config(&receiver));
+    let body = b"{\"half\":\"closed\"}";
+    let request = format!(
+        "POST /hooks/github HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: half-close\r\nX-Hub-Signature-256: {}\r\n\r\n",
+        body.len(),
+        github_signature(SECRET, body)
+    );
+    let mut stream = TcpStream::connect(relay.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let answer = read_to_close(&mut stream).await;
+    assert_eq!(status_of(&answer), "202", "{answer:?}");
+    assert_eq!(&receiver.next().await.body[..], body);
+}
+
+#[tokio::test]
 async fn many_large_bodies_at_once_are_refused_beyond_max_buffered() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start().await;

@@ -15,8 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Why a body was not read.
 pub(super) enum BodyError {
-    /// Larger than `max_body`.
-    TooLarge,
+    /// Larger than `max_body`; the rest of the body, unread.
+    TooLarge(Incoming),
     /// Taking it would go past `max_buffered`.
     Busy,
     /// The connection failed or the framing was broken.
@@ -45,13 +45,15 @@ pub(super) async fn read(
         };
         total += data.len() as u64;
         if total > max {
-            return Err(BodyError::TooLarge);
+            return Err(BodyError::TooLarge(body));
         }
         if data.is_empty() {
             continue;
         }
         // A frame is never larger than max_body, which is at most 1 GiB.
-        let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
+        let Ok(n) = u32::try_from(data.len()) else {
+            return Err(BodyError::TooLarge(body));
+        };
         let permit = budget
             .clone()
             .try_acquire_many_owned(n)
@@ -74,4 +76,23 @@ pub(super) async fn read(
         }
     };
     Ok(Body { bytes, _held: held })
+}
+
+/// Reads and drops the rest of a refused body, up to `limit` bytes: whether it ended.
+///
+/// A sender that writes its whole body before reading the answer (most HTTP libraries
+/// without `Expect: 100-continue`) gets a reset instead of the `413` when the server closes
+/// with its body unread; read to the end, the answer reaches it and the connection can stay.
+pub(super) async fn discard(mut body: Incoming, limit: u64) -> bool {
+    let mut total: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return false };
+        if let Some(data) = frame.data_ref() {
+            total += data.len() as u64;
+            if total > limit {
+                return false;
+            }
+        }
+    }
+    true
 }

@@ -192,10 +192,12 @@ impl Ingress {
                 .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
             return response;
         }
-        if content_length(request.headers()).is_some_and(|length| length > live.max_body) {
-            return too_large(source, peer, live.max_body);
-        }
         let (parts, body) = request.into_parts();
+        if let Some(length) = content_length(&parts.headers).filter(|&l| l > live.max_body) {
+            // Past the drain limit the rest is not worth reading: answer and close.
+            let rest = (length <= DRAIN_LIMIT).then_some(body);
+            return too_large(source, peer, &live, &parts.headers, rest).await;
+        }
         let read = body::read(body, live.max_body, &self.buffered);
         let body::Body { bytes: body, _held } = match tokio::time::timeout(live.body_timeout, read)
             .await
@@ -208,7 +210,9 @@ impl Ingress {
                     "the request body did not arrive in time",
                 );
             }
-            Ok(Err(BodyError::TooLarge)) => return too_large(source, peer, live.max_body),
+            Ok(Err(BodyError::TooLarge(rest))) => {
+                return too_large(source, peer, &live, &parts.headers, Some(rest)).await;
+            }
             Ok(Err(BodyError::Busy)) => {
                 source.counters.inc(EventOutcome::Busy);
                 tracing::warn!(source = %source.name, %peer, outcome = "busy", max_buffered = self.max_buffered, "refused event: too many request bodies in memory");
@@ -315,6 +319,9 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(server.header_timeout)
         .keep_alive(true)
+        // A sender may shut its side once the request is out and wait for the answer;
+        // without this, hyper drops the request unanswered when it sees that end of input.
+        .half_close(true)
         .max_buf_size(64 * 1024);
     let http = Arc::new(http);
     let secure = tls.map(|tls| secure_setup(tls, server));
@@ -389,14 +396,44 @@ pub async fn serve(
     }
 }
 
-/// `413`: the body is (or says it is) larger than `max_body`.
-fn too_large(source: &Source, peer: SocketAddr, max_body: u64) -> Response<Full<Bytes>> {
+/// How much of a refused body is read and dropped so that its sender sees the `413`.
+const DRAIN_LIMIT: u64 = 64 << 20;
+
+/// `413`: the body is (or says it is) larger than `max_body`. The `rest` of the body is read
+/// and dropped first (up to [`DRAIN_LIMIT`], within `body_timeout`), unless the sender
+/// waits for `100 Continue` and so has not sent it; when it was not read to the end the
+/// connection closes after the answer.
+async fn too_large(
+    source: &Source,
+    peer: SocketAddr,
+    live: &Live,
+    headers: &HeaderMap,
+    rest: Option<Incoming>,
+) -> Response<Full<Bytes>> {
+    let max_body = live.max_body;
     source.counters.inc(EventOutcome::TooLarge);
     tracing::info!(source = %source.name, %peer, outcome = "too_large", max_body, "refused event");
-    json_error(
+    let waits_for_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let drained = match rest {
+        Some(rest) if !waits_for_continue => {
+            tokio::time::timeout(live.body_timeout, body::discard(rest, DRAIN_LIMIT))
+                .await
+                .unwrap_or(false)
+        }
+        _ => false,
+    };
+    let mut response = json_error(
         StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("body larger than {max_body} bytes ([server] max_body)"),
-    )
+        &format!("body larger than {max_body} bytes: raise [server] max_body to take it"),
+    );
+    if !drained {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// `503` with `Retry-After`: nothing was stored; the sender should try again later.
@@ -426,6 +463,9 @@ fn secure_setup(tls: Arc<tls::TlsIngress>, server: &ServerConfig) -> Secure {
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_timeout)
         .keep_alive(true)
+        // A sender may shut its side once the request is out and wait for the answer;
+        // without this, hyper drops the request unanswered when it sees that end of input.
+        .half_close(true)
         .max_buf_size(64 * 1024);
     // HTTP/2 has no request-head timer between requests: a ping every `header_timeout`
     // finds a peer that vanished, and `idle_close` closes one that stays silent.
