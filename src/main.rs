@@ -222,7 +222,7 @@ fn offline_command(
     config: &std::path::Path,
     run: impl FnOnce(&Config) -> anyhow::Result<()>,
 ) -> ExitCode {
-    let loaded = match Config::load(config) {
+    let loaded = match Config::load_offline(config) {
         Ok(c) => c,
         Err(err) => {
             eprintln!("{err}");

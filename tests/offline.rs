@@ -291,3 +291,35 @@ fn offline_commands_explain_a_missing_store_and_bad_input() {
         );
     }
 }
+
+#[test]
+fn offline_commands_need_no_secret_the_relay_needs() {
+    // As after `systemctl stop`: the service's credentials folder is gone, its environment
+    // too. Only the store matters here.
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_path(dir.path());
+    std::fs::write(
+        &config,
+        "[storage]\npath = \"store/hookrelay.redb\"\n\n\
+         [sources.github]\nkind = \"github\"\nsecret = \"${file:/run/credentials/gone/github}\"\n\n\
+         [sources.std]\nkind = \"standard\"\nsecret = \"${env:HOOKRELAY_TEST_OFFLINE_UNSET}\"\n\n\
+         [sinks.chat]\nkind = \"slack\"\nurl = \"${env:HOOKRELAY_TEST_OFFLINE_UNSET_URL}\"\n\n\
+         [[routes]]\nfrom = \"github\"\nto = [\"chat\"]\n",
+    )
+    .unwrap();
+    let listed = hookrelay(&config, &["events", "list"]);
+    assert_eq!(listed.status.code(), Some(1), "{}", stderr(&listed));
+    assert!(
+        stderr(&listed).contains("no store at"),
+        "the config loaded and the store was looked for: {}",
+        stderr(&listed)
+    );
+    // The relay itself still needs every secret.
+    let checked = hookrelay(&config, &["check"]);
+    assert_eq!(checked.status.code(), Some(2));
+    assert!(
+        stderr(&checked).contains("HOOKRELAY_TEST_OFFLINE_UNSET"),
+        "{}",
+        stderr(&checked)
+    );
+}

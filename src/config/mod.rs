@@ -685,6 +685,13 @@ impl Config {
         validate::load(path)
     }
 
+    /// Like [`Config::load`], for the offline commands, which use no secret: a
+    /// `${env:..}` or `${file:..}` that cannot be read (systemd removes a stopped service's
+    /// credentials) gets a stand-in value instead of failing the command.
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigError> {
+        validate::load_offline(path)
+    }
+
     /// Parses and validates `text`; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         validate::parse(text, origin)

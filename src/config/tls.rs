@@ -25,8 +25,7 @@ use toml::Spanned;
 
 use super::Secret;
 use super::raw::{RawServerTls, RawSink, RawTls};
-use super::secrets;
-use super::validate::Validator;
+use super::validate::{StandIn, Validator};
 
 /// How one sink reaches its receiver: whom it trusts, which certificate it presents, and
 /// through which proxy. The same for every sink kind that speaks HTTP.
@@ -340,27 +339,29 @@ impl Validator<'_> {
         if value.get_ref() == "none" {
             return Some(Proxy::Direct);
         }
-        let checked = secrets::resolve(value.get_ref(), self.dir).and_then(|bytes| {
-            let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?;
-            // url's parse errors describe the problem without echoing the input.
-            let url = reqwest::Url::parse(&text).map_err(|e| {
-                format!(
-                    "is not a valid proxy URL ({e}); write \"http://proxy.example:3128\", or \
+        let checked = self
+            .resolve(value.get_ref(), StandIn::Url)
+            .and_then(|bytes| {
+                let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?;
+                // url's parse errors describe the problem without echoing the input.
+                let url = reqwest::Url::parse(&text).map_err(|e| {
+                    format!(
+                        "is not a valid proxy URL ({e}); write \"http://proxy.example:3128\", or \
                      \"none\" to connect directly"
-                )
-            })?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(format!(
-                    "proxy scheme \"{}\" is not supported; write an http:// (or https://) \
+                    )
+                })?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(format!(
+                        "proxy scheme \"{}\" is not supported; write an http:// (or https://) \
                      proxy URL, or \"none\" to connect directly",
-                    url.scheme()
-                ));
-            }
-            if url.host_str().is_none_or(str::is_empty) {
-                return Err("has no host; write \"http://proxy.example:3128\"".to_string());
-            }
-            Ok(text)
-        });
+                        url.scheme()
+                    ));
+                }
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err("has no host; write \"http://proxy.example:3128\"".to_string());
+                }
+                Ok(text)
+            });
         self.located(value, key, checked.map(Proxy::Url))
     }
 

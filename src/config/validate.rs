@@ -303,6 +303,46 @@ fn locate(text: &str, span: Range<usize>) -> (usize, usize, Excerpt) {
 
 /// Reads, parses and validates the file at `path`.
 pub(super) fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_as(path, Secrets::Required)
+}
+
+/// Like [`load`], for the offline commands: see [`Secrets::StandIn`].
+pub(super) fn load_offline(path: &Path) -> Result<Config, ConfigError> {
+    load_as(path, Secrets::StandIn)
+}
+
+/// Whether secrets given as `${env:..}` or `${file:..}` must be readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    Required,
+    /// One that cannot be read gets a stand-in value. Only for the offline commands, which
+    /// use no secret, and run where secrets are often gone: systemd removes a service's
+    /// credentials folder when it stops, and a store copied to another machine travels
+    /// without them.
+    StandIn,
+}
+
+/// What replaces a secret that cannot be read, in the form its key needs to be valid.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum StandIn {
+    Text,
+    Whsec,
+    Url,
+    NatsServers,
+}
+
+impl StandIn {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            StandIn::Text => b"offline-stand-in-for-an-unreadable-secret",
+            StandIn::Whsec => b"whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            StandIn::Url => b"https://offline.invalid/",
+            StandIn::NatsServers => b"nats://offline.invalid:4222",
+        }
+    }
+}
+
+fn load_as(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::whole_file(
@@ -311,19 +351,20 @@ pub(super) fn load(path: &Path) -> Result<Config, ConfigError> {
         )
     })?;
     let dir = path.parent().unwrap_or(Path::new(""));
-    build(&text, &origin, dir)
+    build(&text, &origin, dir, secrets)
 }
 
 /// Parses and validates `text`; relative paths resolve against the current directory.
 pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    build(text, origin, Path::new(""))
+    build(text, origin, Path::new(""), Secrets::Required)
 }
 
-fn build(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
+fn build(text: &str, origin: &str, dir: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
     let (raw, issues) = raw::read(text);
     let mut v = Validator {
         issues,
         dir,
+        secrets,
         origin,
         text,
     };
@@ -354,6 +395,7 @@ mod machines;
 pub(super) struct Validator<'a> {
     pub(super) issues: Vec<Issue>,
     pub(super) dir: &'a Path,
+    secrets: Secrets,
     /// The file's name as shown in messages, and its text: a template records where it
     /// was written, for errors found when it is compiled.
     origin: &'a str,
@@ -361,6 +403,19 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
+    /// Resolves a secret value (see [`secrets::resolve`]); for the offline commands, an
+    /// `${env:..}` or `${file:..}` that cannot be read becomes `stand_in` instead.
+    pub(super) fn resolve(&self, value: &str, stand_in: StandIn) -> Result<Vec<u8>, String> {
+        let resolved = secrets::resolve(value, self.dir);
+        let indirect = || secrets::classify(value).is_ok_and(|r| r.is_indirect());
+        match resolved {
+            Err(_) if self.secrets == Secrets::StandIn && indirect() => {
+                Ok(stand_in.bytes().to_vec())
+            }
+            resolved => resolved,
+        }
+    }
+
     pub(super) fn problem(
         &mut self,
         span: Range<usize>,
@@ -449,7 +504,7 @@ impl Validator<'_> {
         };
         let token = match &raw.token {
             None => Some(None),
-            Some(value) => match secrets::resolve(value.get_ref(), self.dir) {
+            Some(value) => match self.resolve(value.get_ref(), StandIn::Text) {
                 Ok(bytes) if bytes.len() < SHORTEST_ADMIN_TOKEN => {
                     self.problem(
                         value.span(),
@@ -1248,18 +1303,21 @@ impl Validator<'_> {
 
     /// Resolves each secret of a string-or-list.
     fn secrets(&mut self, value: &Spanned<Strings>, key: &str) -> Option<Vec<Secret>> {
-        self.each_secret(value, key, |bytes| Ok(Secret::new(bytes)))
+        self.each_secret(value, key, StandIn::Text, |bytes| Ok(Secret::new(bytes)))
     }
 
     /// Resolves each `whsec_` secret of a string-or-list and decodes its key bytes.
     fn whsec_keys(&mut self, value: &Spanned<Strings>, key: &str) -> Option<Vec<Secret>> {
-        self.each_secret(value, key, |bytes| decode_whsec(&bytes).map(Secret::new))
+        self.each_secret(value, key, StandIn::Whsec, |bytes| {
+            decode_whsec(&bytes).map(Secret::new)
+        })
     }
 
     fn each_secret(
         &mut self,
         value: &Spanned<Strings>,
         key: &str,
+        stand_in: StandIn,
         convert: impl Fn(Vec<u8>) -> Result<Secret, String>,
     ) -> Option<Vec<Secret>> {
         let items = &value.get_ref().0;
@@ -1273,7 +1331,7 @@ impl Validator<'_> {
         }
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            match secrets::resolve(item.get_ref(), self.dir).and_then(&convert) {
+            match self.resolve(item.get_ref(), stand_in).and_then(&convert) {
                 Ok(secret) => out.push(secret),
                 Err(message) => self.problem(item.span(), key, message),
             }
@@ -1282,7 +1340,10 @@ impl Validator<'_> {
     }
 
     fn whsec(&mut self, value: &Spanned<String>, key: &str) -> Option<Secret> {
-        match secrets::resolve(value.get_ref(), self.dir).and_then(|b| decode_whsec(&b)) {
+        match self
+            .resolve(value.get_ref(), StandIn::Whsec)
+            .and_then(|b| decode_whsec(&b))
+        {
             Ok(bytes) => Some(Secret::new(bytes)),
             Err(message) => {
                 self.problem(value.span(), key, message);
@@ -1293,21 +1354,25 @@ impl Validator<'_> {
 
     /// A resolved sink URL: absolute http(s) with a host. Never echoed: URLs often hold tokens.
     fn url(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
-        let checked = secrets::resolve(value.get_ref(), self.dir).and_then(|bytes| {
-            let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?;
-            let url = reqwest::Url::parse(&text).map_err(|e| {
+        let checked = self
+            .resolve(value.get_ref(), StandIn::Url)
+            .and_then(|bytes| {
+                let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?;
+                let url = reqwest::Url::parse(&text).map_err(|e| {
                 format!(
                     "is not a valid URL ({e}); write an absolute URL such as \"https://host/path\""
                 )
             })?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err("must be an http:// or https:// URL".to_string());
-            }
-            if url.host_str().is_none_or(str::is_empty) {
-                return Err("has no host; write a URL such as \"https://host/path\"".to_string());
-            }
-            Ok(text)
-        });
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err("must be an http:// or https:// URL".to_string());
+                }
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(
+                        "has no host; write a URL such as \"https://host/path\"".to_string()
+                    );
+                }
+                Ok(text)
+            });
         match checked {
             Ok(url) => Some(url),
             Err(message) => {
@@ -1354,16 +1419,18 @@ impl Validator<'_> {
                 Ok(h) => Some(h),
             };
             let indirect = secrets::classify(val.get_ref()).is_ok_and(|r| r.is_indirect());
-            let header_value = secrets::resolve(val.get_ref(), self.dir).and_then(|bytes| {
-                let mut v = HeaderValue::from_bytes(&bytes).map_err(|_| {
-                    "is not a valid header value; use visible ASCII characters and spaces, no \
+            let header_value = self
+                .resolve(val.get_ref(), StandIn::Text)
+                .and_then(|bytes| {
+                    let mut v = HeaderValue::from_bytes(&bytes).map_err(|_| {
+                        "is not a valid header value; use visible ASCII characters and spaces, no \
                      line breaks"
-                        .to_string()
-                })?;
-                // Values from the environment or a file are usually credentials.
-                v.set_sensitive(indirect);
-                Ok(v)
-            });
+                            .to_string()
+                    })?;
+                    // Values from the environment or a file are usually credentials.
+                    v.set_sensitive(indirect);
+                    Ok(v)
+                });
             let header_value = match header_value {
                 Ok(v) => Some(v),
                 Err(message) => {

@@ -16,7 +16,7 @@ use super::super::{
     DiscordSinkConfig, Rate, Secret, SinkKind, SlackSinkConfig, SlackTarget, SmtpSinkConfig,
     SmtpTls, TeamsSinkConfig, TemplateSource,
 };
-use super::{Validator, locate, secrets};
+use super::{StandIn, Validator, locate};
 
 /// For each sink key that only some kinds take, those kinds. `kind`, `enabled`, `paused`, `timeout`,
 /// `concurrency`, `rate`, `burst` and `retry` are taken by all.
@@ -449,7 +449,7 @@ impl Validator<'_> {
 
     /// One secret (`${env:..}`, `${file:..}` or inline), as text-free bytes.
     pub(super) fn secret(&mut self, value: &Spanned<String>, key: &str) -> Option<Secret> {
-        match secrets::resolve(value.get_ref(), self.dir) {
+        match self.resolve(value.get_ref(), StandIn::Text) {
             Ok(bytes) if bytes.is_empty() => {
                 self.problem(value.span(), key, "is empty; give the secret's value");
                 None

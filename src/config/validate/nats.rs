@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::super::raw::{Entry, RawSink};
 use super::super::{NatsAuth, NatsSinkConfig, SinkKind, TemplateSource};
-use super::{Validator, locate, secrets};
+use super::{StandIn, Validator, locate};
 
 /// The URL schemes the NATS client speaks (websockets are left out of the build).
 const SCHEMES: &[&str] = &["nats", "tls"];
@@ -64,31 +64,33 @@ impl Validator<'_> {
 
     /// `url`: one server, or several separated by commas (the NATS tools' convention).
     fn nats_servers(&mut self, value: &Spanned<String>, key: &str) -> Option<Vec<String>> {
-        let checked = secrets::resolve(value.get_ref(), self.dir).and_then(|bytes| {
-            let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?;
-            let mut servers = Vec::new();
-            for (i, part) in text.split(',').map(str::trim).enumerate() {
-                let nth = i + 1;
-                let url = reqwest::Url::parse(part).map_err(|e| {
-                    format!(
-                        "server {nth} is not a valid URL ({e}); write \"nats://host:4222\", \
+        let checked = self
+            .resolve(value.get_ref(), StandIn::NatsServers)
+            .and_then(|bytes| {
+                let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?;
+                let mut servers = Vec::new();
+                for (i, part) in text.split(',').map(str::trim).enumerate() {
+                    let nth = i + 1;
+                    let url = reqwest::Url::parse(part).map_err(|e| {
+                        format!(
+                            "server {nth} is not a valid URL ({e}); write \"nats://host:4222\", \
                          several separated by commas"
-                    )
-                })?;
-                if !SCHEMES.contains(&url.scheme()) {
-                    return Err(format!(
-                        "server {nth} must be a nats:// or tls:// URL (tls:// requires TLS)"
-                    ));
+                        )
+                    })?;
+                    if !SCHEMES.contains(&url.scheme()) {
+                        return Err(format!(
+                            "server {nth} must be a nats:// or tls:// URL (tls:// requires TLS)"
+                        ));
+                    }
+                    if url.host_str().is_none_or(str::is_empty) {
+                        return Err(format!(
+                            "server {nth} has no host; write \"nats://host:4222\""
+                        ));
+                    }
+                    servers.push(part.to_string());
                 }
-                if url.host_str().is_none_or(str::is_empty) {
-                    return Err(format!(
-                        "server {nth} has no host; write \"nats://host:4222\""
-                    ));
-                }
-                servers.push(part.to_string());
-            }
-            Ok(servers)
-        });
+                Ok(servers)
+            });
         match checked {
             Ok(servers) => Some(servers),
             Err(message) => {
