@@ -229,7 +229,22 @@ fn offline_command(
             return ExitCode::from(2);
         }
     };
-    match run(&loaded) {
+    // A damaged store can make redb panic while reading: say so in one line, not a trace.
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&loaded)))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(anyhow::anyhow!(
+                "reading the store {} stopped on data it cannot make sense of ({what}); the file \
+                 is damaged: keep a copy of it and restore the store from a backup",
+                loaded.storage.path.display()
+            ))
+        });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // A closed pipe (`| head`) is the reader's choice, not a failure.

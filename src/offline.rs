@@ -118,6 +118,14 @@ fn open(config: &Config) -> anyhow::Result<Store> {
             path.display()
         );
     }
+    // redb would turn an empty file into a new store; an empty file is a failed copy.
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        bail!(
+            "the store {} is an empty file, not a hookrelay store: was the copy cut short? \
+             Point [storage] path at the store file",
+            path.display()
+        );
+    }
     match Store::open(&config.storage) {
         Ok(store) => Ok(store),
         Err(StoreError::InUse { path }) => {

@@ -272,6 +272,20 @@ fn offline_commands_explain_a_missing_store_and_bad_input() {
         "a read never creates a store"
     );
 
+    // An empty file (a copy cut short) is said to be one, and left as it is.
+    std::fs::create_dir(dir.path().join("store")).unwrap();
+    let empty = dir.path().join("store/hookrelay.redb");
+    std::fs::write(&empty, b"").unwrap();
+    let listed = hookrelay(&config, &["events", "list"]);
+    assert_eq!(listed.status.code(), Some(1));
+    assert!(
+        stderr(&listed).contains("is an empty file"),
+        "{}",
+        stderr(&listed)
+    );
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    std::fs::remove_dir_all(dir.path().join("store")).unwrap();
+
     let nothing = hookrelay(&config, &["replay"]);
     assert_eq!(nothing.status.code(), Some(2));
     let bad_time = hookrelay(&config, &["replay", "--from", "yesterday"]);
