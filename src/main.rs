@@ -255,6 +255,9 @@ fn offline_command(
                 return ExitCode::SUCCESS;
             }
             eprintln!("hookrelay: {err:#}");
+            if err.downcast_ref::<offline::Usage>().is_some() {
+                return ExitCode::from(2);
+            }
             ExitCode::from(1)
         }
     }

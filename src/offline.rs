@@ -164,19 +164,47 @@ fn time(ms: u64) -> String {
 }
 
 /// Parses an RFC 3339 time given to `flag` into Unix milliseconds.
+/// A bad value on the command line: the binary exits 2 for it, as for any usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(String);
+
+fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(Usage(message))
+}
+
 fn parse_time(flag: &str, text: &str) -> anyhow::Result<u64> {
     humantime::parse_rfc3339_weak(text)
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64)
-        .with_context(|| {
-            format!("--{flag} {text:?}: expected an RFC 3339 time such as 2024-05-01T12:00:00Z")
+        .ok_or_else(|| {
+            usage(format!(
+                "--{flag} {text:?}: expected an RFC 3339 time such as 2024-05-01T12:00:00Z"
+            ))
         })
 }
 
+/// `--from` and `--to` in milliseconds; either end open when absent.
+fn time_range(from: Option<&str>, to: Option<&str>) -> anyhow::Result<(u64, u64)> {
+    let from_ms = from.map(|t| parse_time("from", t)).transpose()?;
+    let to_ms = to.map(|t| parse_time("to", t)).transpose()?;
+    if let (Some(f), Some(t), Some(from), Some(to)) = (from_ms, to_ms, from, to)
+        && t < f
+    {
+        return Err(usage(format!(
+            "--to {to:?} is before --from {from:?}; swap them"
+        )));
+    }
+    Ok((from_ms.unwrap_or(0), to_ms.unwrap_or(u64::MAX)))
+}
+
 fn parse_id(text: &str) -> anyhow::Result<EventId> {
-    EventId::parse_str(text)
-        .with_context(|| format!("{text:?} is not an event id (a UUID such as 0191e3c0-…)"))
+    EventId::parse_str(text).map_err(|_| {
+        usage(format!(
+            "{text:?} is not an event id (a UUID such as 0191e3c0-…)"
+        ))
+    })
 }
 
 /// The configured sink called `name`, or an error listing the sinks.
@@ -197,8 +225,10 @@ pub fn events(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
         EventsCommand::List(args) => {
             let status = match &args.status {
                 None => None,
-                Some(text) => Some(EventStatus::parse(text).with_context(|| {
-                    format!("--status {text:?}: expected dead, pending, delivered or unrouted")
+                Some(text) => Some(EventStatus::parse(text).ok_or_else(|| {
+                    usage(format!(
+                        "--status {text:?}: expected dead, pending, delivered or unrouted"
+                    ))
                 })?),
             };
             let query = EventQuery {
@@ -337,11 +367,7 @@ pub fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(from) = &args.from {
-        let from_ms = parse_time("from", from)?;
-        let to_ms = match &args.to {
-            Some(to) => parse_time("to", to)?,
-            None => u64::MAX,
-        };
+        let (from_ms, to_ms) = time_range(Some(from), args.to.as_deref())?;
         let (events, queued) = with_store(config, async |store| {
             let (mut events, mut queued, mut after) = (0usize, 0usize, None);
             loop {
@@ -420,18 +446,7 @@ fn words(result: Replayed) -> &'static str {
 
 /// `hookrelay export`: one JSON document per line, oldest first, as `events show` prints.
 pub fn export(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
-    let from_ms = args
-        .from
-        .as_deref()
-        .map(|t| parse_time("from", t))
-        .transpose()?
-        .unwrap_or(0);
-    let to_ms = args
-        .to
-        .as_deref()
-        .map(|t| parse_time("to", t))
-        .transpose()?
-        .unwrap_or(u64::MAX);
+    let (from_ms, to_ms) = time_range(args.from.as_deref(), args.to.as_deref())?;
     let mask = HeaderMask::new(config);
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(

@@ -288,8 +288,37 @@ fn offline_commands_explain_a_missing_store_and_bad_input() {
 
     let nothing = hookrelay(&config, &["replay"]);
     assert_eq!(nothing.status.code(), Some(2));
+    // Bad values are usage errors, exit 2, like clap's own; checked before the store.
     let bad_time = hookrelay(&config, &["replay", "--from", "yesterday"]);
-    assert_eq!(bad_time.status.code(), Some(1));
+    assert_eq!(bad_time.status.code(), Some(2));
+    let backwards = hookrelay(
+        &config,
+        &[
+            "export",
+            "--from",
+            "2024-05-02T00:00:00Z",
+            "--to",
+            "2024-05-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(backwards.status.code(), Some(2));
+    assert!(
+        stderr(&backwards).contains("is before --from"),
+        "{}",
+        stderr(&backwards)
+    );
+    assert_eq!(
+        hookrelay(&config, &["events", "show", "nonsense"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        hookrelay(&config, &["events", "list", "--status", "bogus"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert!(
         stderr(&bad_time).contains("--from \"yesterday\": expected an RFC 3339 time"),
         "{}",
