@@ -301,6 +301,14 @@ fn locate(text: &str, span: Range<usize>) -> (usize, usize, Excerpt) {
     (line, before + 1, excerpt)
 }
 
+/// Whether two listeners would take the same port: the same port (not 0, which picks a free
+/// one) on the same address, or on any address when one of them is unspecified (`0.0.0.0`).
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// Reads, parses and validates the file at `path`.
 pub(super) fn load(path: &Path) -> Result<Config, ConfigError> {
     load_as(path, Secrets::Required)
@@ -447,7 +455,25 @@ impl Validator<'_> {
             .unwrap_or_default();
         let server = self.server(raw.server.unwrap_or_default());
         let storage = self.storage(raw.storage.unwrap_or_default());
+        let admin_listen_span = raw
+            .admin
+            .as_ref()
+            .and_then(|a| a.listen.as_ref())
+            .map_or(0..0, Spanned::span);
         let admin = raw.admin.map(|a| self.admin(a));
+        if let (Some(server), Some(Some(admin))) = (&server, &admin)
+            && same_socket(server.listen, admin.listen)
+        {
+            self.problem(
+                admin_listen_span,
+                "admin.listen",
+                format!(
+                    "is the address webhooks come in on ([server] listen = \"{}\"); the admin \
+                     API needs its own port, e.g. \"127.0.0.1:9090\"",
+                    server.listen
+                ),
+            );
+        }
         let notices = self.notices(raw.notices.unwrap_or_default());
         let sources: Vec<_> = raw.sources.iter().map(|e| self.source(e)).collect();
         let sinks: Vec<_> = raw.sinks.iter().map(|e| self.sink(e, &outbound)).collect();
@@ -2937,6 +2963,24 @@ to = ["builds"]
             admin.token.unwrap().expose(),
             b"0123456789abcdef0123".as_slice()
         );
+    }
+
+    #[test]
+    fn the_admin_api_cannot_share_the_webhook_port() {
+        for (server, admin) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+        ] {
+            let text = format!("[server]\nlisten = \"{server}\"\n[admin]\nlisten = \"{admin}\"\n");
+            let problems = only(&text);
+            assert_eq!(problems.0, 4, "{problems:?}");
+            assert_eq!(problems.2, "admin.listen");
+            assert!(problems.3.contains("needs its own port"), "{problems:?}");
+        }
+        let fine = "[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:9090\"\n";
+        assert!(Config::parse(fine, "t.toml").is_ok());
+        let ephemeral = "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+        assert!(Config::parse(ephemeral, "t.toml").is_ok());
     }
 
     #[test]
