@@ -129,6 +129,19 @@ async fn every_route_but_healthz_needs_the_token() {
             }
         }
     }
+    // Load balancers probe with HEAD; the auth scheme's case is free (RFC 9110).
+    let head = call(addr, "HEAD", "/healthz", None).await;
+    assert_eq!((head.status, head.text.as_str()), (200, ""));
+    assert_eq!(call(addr, "HEAD", "/readyz", None).await.status, 401);
+    for scheme in ["bearer", "BEARER"] {
+        let lower = reqwest::Client::new()
+            .get(format!("http://{addr}/api/sinks"))
+            .header("authorization", format!("{scheme} {ADMIN_TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(lower.status(), 200, "{scheme}");
+    }
     // Unknown paths and wrong methods are told apart, and never served.
     assert_eq!(get(addr, "/api/nothing").await.status, 404);
     assert_eq!(

@@ -252,9 +252,15 @@ impl View {
         let Some(expected) = &self.token_digest else {
             return true;
         };
+        // The scheme's case is free (RFC 9110 §11.1): `bearer` is `Bearer`.
         let presented = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .and_then(|v| {
+                let (scheme, token) = v.as_bytes().split_at_checked(7)?;
+                scheme
+                    .eq_ignore_ascii_case(b"bearer ")
+                    .then(|| token.trim_ascii())
+            })
             .unwrap_or_default();
         let digest: [u8; 32] = Sha256::digest(presented).into();
         // An empty presented token hashes to a value no configured token has (16+ bytes).
@@ -301,7 +307,9 @@ fn find_route(method: &Method, path: &str) -> Found {
         if !matched {
             continue;
         }
-        if method.as_str() == *route_method {
+        // HEAD is GET without the body (hyper leaves it out): load balancers probe with it.
+        let as_get = *method == Method::HEAD && *route_method == "GET";
+        if method.as_str() == *route_method || as_get {
             return Found::Route(*route, params);
         }
         allowed.push(*route_method);
