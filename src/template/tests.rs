@@ -461,6 +461,37 @@ fn the_built_in_message_names_a_grouped_component_group_colon_name() {
     }
 }
 
+#[test]
+fn without_a_component_the_built_in_message_names_the_repository() {
+    let headline = |event_type: &str, summary: crate::summary::Summary| {
+        let ev = summarized(event_type, serde_json::json!({}), Some(summary));
+        let out = render(DEFAULT_MESSAGE, Target::Plain, &ev);
+        out.lines().next().unwrap_or("").to_string()
+    };
+    // Harbor names an image by its repository and tag.
+    let harbor = crate::summary::Summary {
+        action: Some("uploaded".to_string()),
+        repository: Some("platform/demo-app".to_string()),
+        version: Some("1.4.2".to_string()),
+        ..Default::default()
+    };
+    assert_eq!(
+        headline("PUSH_ARTIFACT", harbor),
+        "uploaded: platform/demo-app 1.4.2"
+    );
+    let ping = crate::summary::Summary {
+        repository: Some("demo/app".to_string()),
+        ..Default::default()
+    };
+    assert_eq!(headline("ping", ping), "ping: demo/app");
+    // A component without a repository: no dangling "in".
+    let loose = crate::summary::Summary {
+        component: Some("app".to_string()),
+        ..Default::default()
+    };
+    assert_eq!(headline("upload", loose), "upload: app");
+}
+
 fn strict(source: &str) -> Result<Template, TemplateError> {
     Template::compile_with(
         source,
