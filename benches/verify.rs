@@ -161,7 +161,7 @@ fn route_config() -> Config {
         outbound: Default::default(),
         kind: SinkKind::Webhook(WebhookSinkConfig {
             url: "http://127.0.0.1:9/".to_owned(),
-            signing_key: None,
+            signing_keys: Vec::new(),
             headers: Vec::new(),
         }),
     };

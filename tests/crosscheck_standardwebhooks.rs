@@ -183,15 +183,33 @@ fn python_standardwebhooks_accepts_what_we_sign() {
         });
         cases.push(json!({ "body": body, "headers": headers }));
         cases.push(json!({ "body": format!("{body}x"), "headers": headers }));
+        // As the sink sends during a key rotation: another key's signature first.
+        let rotating = format!(
+            "{} {signature}",
+            sign_like_the_sink(b"the other key", &id, ts, body.as_bytes())
+        );
+        let headers = json!({
+            "webhook-id": id,
+            "webhook-timestamp": ts.to_string(),
+            "webhook-signature": rotating,
+        });
+        cases.push(json!({ "body": body, "headers": headers }));
     }
     let verdicts = python(
         PYTHON_VERIFIES,
         &json!({ "secret": secret, "cases": cases }),
     );
     let verdicts = verdicts.as_array().expect("verdict list");
-    assert_eq!(verdicts.len(), 2 * BODIES.len());
-    for (body, pair) in BODIES.iter().zip(verdicts.chunks(2)) {
-        assert_eq!(pair[0], "ok", "python refused our signature over {body:?}");
-        assert_ne!(pair[1], "ok", "python accepted a tampered {body:?}");
+    assert_eq!(verdicts.len(), 3 * BODIES.len());
+    for (body, triple) in BODIES.iter().zip(verdicts.chunks(3)) {
+        assert_eq!(
+            triple[0], "ok",
+            "python refused our signature over {body:?}"
+        );
+        assert_ne!(triple[1], "ok", "python accepted a tampered {body:?}");
+        assert_eq!(
+            triple[2], "ok",
+            "python refused two signatures over {body:?}"
+        );
     }
 }

@@ -540,8 +540,9 @@ pub enum NatsAuth {
 pub struct WebhookSinkConfig {
     /// Receiver URL (`http` or `https`). Often carries a secret: never log it.
     pub url: String,
-    /// Decoded key bytes of a `whsec_` secret; when set, `webhook-signature` is sent.
-    pub signing_key: Option<Secret>,
+    /// Decoded key bytes of each `whsec_` secret; with any, `webhook-signature` is sent,
+    /// one `v1,` signature per key (several while a key is being rotated).
+    pub signing_keys: Vec<Secret>,
     /// Static headers added to every request.
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }

@@ -167,7 +167,7 @@ pub(super) struct RawSink {
     pub enabled: Option<bool>,
     pub paused: Option<bool>,
     pub url: Option<Spanned<String>>,
-    pub signing_secret: Option<Spanned<String>>,
+    pub signing_secret: Option<Spanned<Strings>>,
     pub headers: Option<Spanned<RawHeaders>>,
     pub timeout: Option<Spanned<RawDuration>>,
     pub concurrency: Option<Spanned<i64>>,

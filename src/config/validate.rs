@@ -1118,9 +1118,9 @@ impl Validator<'_> {
                 "missing url; add url = \"https://...\", the receiver's address",
             ),
         };
-        let signing_key = match &raw.signing_secret {
-            None => Some(None),
-            Some(s) => self.whsec(s, &key("signing_secret")).map(Some),
+        let signing_keys = match &raw.signing_secret {
+            None => Some(Vec::new()),
+            Some(s) => self.whsec_keys(s, &key("signing_secret")),
         };
         let headers = match &raw.headers {
             None => Some(Vec::new()),
@@ -1128,7 +1128,7 @@ impl Validator<'_> {
         };
         Some(SinkKind::Webhook(WebhookSinkConfig {
             url: url?,
-            signing_key: signing_key?,
+            signing_keys: signing_keys?,
             headers: headers?,
         }))
     }
@@ -1363,19 +1363,6 @@ impl Validator<'_> {
             }
         }
         (out.len() == items.len()).then_some(out)
-    }
-
-    fn whsec(&mut self, value: &Spanned<String>, key: &str) -> Option<Secret> {
-        match self
-            .resolve(value.get_ref(), StandIn::Whsec)
-            .and_then(|b| decode_whsec(&b))
-        {
-            Ok(bytes) => Some(Secret::new(bytes)),
-            Err(message) => {
-                self.problem(value.span(), key, message);
-                None
-            }
-        }
     }
 
     /// A resolved sink URL: absolute http(s) with a host. Never echoed: URLs often hold tokens.
@@ -2108,7 +2095,7 @@ to = ["builds"]
             panic!("audit is a webhook sink")
         };
         assert_eq!(w.url, "https://audit.internal/hooks");
-        assert_eq!(w.signing_key, Some(Secret::new("sign")));
+        assert_eq!(w.signing_keys, [Secret::new("sign")]);
         assert_eq!(w.headers.len(), 2);
         assert_eq!(w.headers[0].0, "x-team");
         assert_eq!(w.headers[0].1, "platform");

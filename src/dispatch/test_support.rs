@@ -36,7 +36,7 @@ pub(crate) fn sink_config(
         outbound: Default::default(),
         kind: SinkKind::Webhook(WebhookSinkConfig {
             url,
-            signing_key: None,
+            signing_keys: Vec::new(),
             headers: Vec::new(),
         }),
     }

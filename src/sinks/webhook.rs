@@ -40,7 +40,7 @@ pub struct WebhookSink {
     name: Arc<str>,
     client: reqwest::Client,
     url: reqwest::Url,
-    signing_key: Option<Secret>,
+    signing_keys: Vec<Secret>,
     headers: HeaderMap,
     timeout: Duration,
 }
@@ -50,7 +50,7 @@ impl fmt::Debug for WebhookSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookSink")
             .field("name", &self.name)
-            .field("signed", &self.signing_key.is_some())
+            .field("signing_keys", &self.signing_keys.len())
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -86,7 +86,7 @@ impl WebhookSink {
             name: Arc::from(name),
             client,
             url,
-            signing_key: config.signing_key.clone(),
+            signing_keys: config.signing_keys.clone(),
             headers: config
                 .headers
                 .iter()
@@ -131,8 +131,15 @@ impl WebhookSink {
         }
         // ...but never the signed ones: the signature covers exactly these values.
         let id = delivery.event_id.hyphenated().to_string();
-        if let Some(key) = &self.signing_key {
-            let signature = sign(key.expose(), &id, timestamp, &delivery.body);
+        if !self.signing_keys.is_empty() {
+            // Space-separated, as Standard Webhooks says: a receiver that holds either key
+            // verifies, so the key can be rotated without a window of failed deliveries.
+            let signature = self
+                .signing_keys
+                .iter()
+                .map(|key| sign(key.expose(), &id, timestamp, &delivery.body))
+                .collect::<Vec<_>>()
+                .join(" ");
             headers.insert(
                 WEBHOOK_SIGNATURE,
                 HeaderValue::from_str(&signature).expect("base64 is a valid header value"),
@@ -445,7 +452,11 @@ mod tests {
     fn sink(url: &str, signed: bool, timeout: Duration) -> WebhookSink {
         let config = WebhookSinkConfig {
             url: url.to_string(),
-            signing_key: signed.then(|| Secret::new(key())),
+            signing_keys: if signed {
+                vec![Secret::new(key())]
+            } else {
+                Vec::new()
+            },
             headers: vec![(
                 HeaderName::from_static("authorization"),
                 HeaderValue::from_static("Bearer static-token"),
@@ -549,11 +560,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn two_signing_keys_give_two_signatures_and_either_verifies() {
+        let mut receiver = Receiver::start(Vec::new()).await;
+        let old_key = b"an older key, still held by some receivers".to_vec();
+        let config = WebhookSinkConfig {
+            url: receiver.url(),
+            signing_keys: vec![Secret::new(key()), Secret::new(old_key.clone())],
+            headers: Vec::new(),
+        };
+        let sink = WebhookSink::new(
+            "audit",
+            &config,
+            &Outbound::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let d = delivery(b"{\"rotate\":true}");
+        assert!(matches!(sink.deliver(&d).await, Outcome::Delivered { .. }));
+        let got = receiver.next().await;
+        let entries: Vec<&str> = got.header("webhook-signature").split(' ').collect();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        let ts = got.header("webhook-timestamp");
+        for (entry, key) in entries.iter().zip([key(), old_key]) {
+            let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+            mac.update(format!("{}.{ts}.", got.header("webhook-id")).as_bytes());
+            mac.update(&got.body);
+            let encoded = entry.strip_prefix("v1,").expect("a v1 signature");
+            mac.verify_slice(&BASE64.decode(encoded).unwrap())
+                .expect("each key's signature verifies");
+        }
+    }
+
+    #[tokio::test]
     async fn static_headers_cannot_replace_the_signed_ones() {
         let mut receiver = Receiver::start(Vec::new()).await;
         let config = WebhookSinkConfig {
             url: receiver.url(),
-            signing_key: None,
+            signing_keys: Vec::new(),
             headers: vec![
                 (WEBHOOK_ID, HeaderValue::from_static("forged")),
                 (CONTENT_TYPE, HeaderValue::from_static("text/plain")),
@@ -733,7 +776,7 @@ mod tests {
     fn a_bad_url_fails_to_build_without_echoing_it() {
         let config = WebhookSinkConfig {
             url: "ftp://user:hunter2@example.com/".to_string(),
-            signing_key: None,
+            signing_keys: Vec::new(),
             headers: Vec::new(),
         };
         let err = WebhookSink::new(
