@@ -6,6 +6,8 @@
 //! name built from it) is stable across retries. Messages name the pointer or the status,
 //! never a URL, a secret or the document's content.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -13,6 +15,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::RETRY_AFTER;
+use serde_json::value::RawValue;
 
 use super::webhook::parse_retry_after;
 use super::{Outcome, SinkError};
@@ -65,7 +68,7 @@ pub fn find(
             bytes,
         }]);
     }
-    let json: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
+    let root: &RawValue = serde_json::from_slice(body).map_err(|_| {
         NoDocument::Missing(format!(
             "the body is not JSON, so {} finds nothing",
             location.pointers.join(", ")
@@ -74,9 +77,12 @@ pub fn find(
     let mut found = Vec::new();
     let mut empty = Vec::new();
     for (i, pointer) in location.pointers.iter().enumerate() {
-        match json.pointer(pointer) {
-            None | Some(serde_json::Value::Null) => empty.push(pointer.as_str()),
-            Some(serde_json::Value::Array(items)) if split_arrays => {
+        match raw_pointer(root, pointer) {
+            None => empty.push(pointer.as_str()),
+            Some(value) if value.get() == "null" => empty.push(pointer.as_str()),
+            Some(value) if split_arrays && value.get().starts_with('[') => {
+                let items: Vec<&RawValue> = serde_json::from_str(value.get())
+                    .map_err(|e| NoDocument::Invalid(format!("{pointer} {e}")))?;
                 if items.is_empty() {
                     empty.push(pointer.as_str());
                 }
@@ -108,20 +114,55 @@ pub fn find(
     Ok(found)
 }
 
+/// The value an RFC 6901 `pointer` names in `root`, as the sender wrote it: a document is
+/// passed on byte for byte (its key order, number forms and spacing), not re-serialized.
+fn raw_pointer<'a>(root: &'a RawValue, pointer: &str) -> Option<&'a RawValue> {
+    if pointer.is_empty() {
+        return Some(root);
+    }
+    let mut current = root;
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let text = current.get();
+        current = if text.starts_with('{') {
+            // A later duplicate key wins, as in `serde_json::Value`.
+            let members: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_str(text).ok()?;
+            members.get(token.as_str()).copied()?
+        } else if text.starts_with('[') {
+            // Array indexes are decimal without leading zeros.
+            if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
+                return None;
+            }
+            let index: usize = token
+                .parse()
+                .ok()
+                .filter(|_| token.bytes().all(|b| b.is_ascii_digit()))?;
+            let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
+            items.get(index).copied()?
+        } else {
+            return None;
+        };
+    }
+    Some(current)
+}
+
 /// A JSON value as document bytes: a string is the document's text (or its base64), any
-/// other value is the document itself, written as compact JSON.
-fn encode(value: &serde_json::Value, encoding: DocumentEncoding) -> Result<Bytes, String> {
-    match (value, encoding) {
-        (serde_json::Value::String(text), DocumentEncoding::Json) => {
-            Ok(Bytes::from(text.clone().into_bytes()))
+/// other value is the document itself, exactly as it stands in the body.
+fn encode(value: &RawValue, encoding: DocumentEncoding) -> Result<Bytes, String> {
+    let text = value.get();
+    match (text.starts_with('"'), encoding) {
+        (true, _) => {
+            let text: String =
+                serde_json::from_str(text).map_err(|e| format!("is not a JSON string ({e})"))?;
+            match encoding {
+                DocumentEncoding::Json => Ok(Bytes::from(text.into_bytes())),
+                DocumentEncoding::Base64 => decode_base64(&text),
+            }
         }
-        (serde_json::Value::String(text), DocumentEncoding::Base64) => decode_base64(text),
-        (_, DocumentEncoding::Base64) => {
+        (false, DocumentEncoding::Base64) => {
             Err("is not a string, but encoding = \"base64\" expects one".to_string())
         }
-        (other, DocumentEncoding::Json) => Ok(Bytes::from(
-            serde_json::to_vec(other).expect("a JSON value always serializes"),
-        )),
+        (false, DocumentEncoding::Json) => Ok(Bytes::copy_from_slice(text.as_bytes())),
     }
 }
 
@@ -255,6 +296,34 @@ mod tests {
         // Without splitting, an array is one document.
         let docs = find(&body, &location(&["/att"], DocumentEncoding::Json), false).unwrap();
         assert_eq!(texts(&docs), [("0", r#"[{"a":1},"text"]"#)]);
+    }
+
+    #[test]
+    fn a_document_at_a_pointer_keeps_the_senders_bytes() {
+        // Key order, number forms and escapes as sent: a BOM's hash or signature over its
+        // own bytes still holds downstream.
+        let sbom = r#"{"specVersion":"1.5","bomFormat":"CycloneDX","n":1.10,"big":12345678901234567890123,"s":"\u00e9"}"#;
+        let body = Bytes::from(format!(r#"{{"meta":{{"a":[0,{{"sbom":{sbom}}}]}},"x":1}}"#));
+        let docs = find(
+            &body,
+            &location(&["/meta/a/1/sbom"], DocumentEncoding::Json),
+            true,
+        )
+        .unwrap();
+        assert_eq!(texts(&docs), [("0", sbom)]);
+        // Pointers that lead nowhere, RFC 6901 style.
+        for pointer in ["/meta/a/01", "/meta/a/-", "/meta/a/+1", "/x/y", "/meta/b"] {
+            let err = find(&body, &location(&[pointer], DocumentEncoding::Json), true).unwrap_err();
+            assert!(matches!(err, NoDocument::Missing(_)), "{pointer}: {err:?}");
+        }
+        let escaped = Bytes::from_static(b" \n{\"a/b\" : { \"m~n\" :  {\"k\":2} } } \n");
+        let docs = find(
+            &escaped,
+            &location(&["/a~1b/m~0n"], DocumentEncoding::Json),
+            true,
+        )
+        .unwrap();
+        assert_eq!(texts(&docs), [("0", r#"{"k":2}"#)]);
     }
 
     #[test]
