@@ -370,7 +370,11 @@ pub async fn serve(
             let connection = http.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             tokio::select! {
-                _ = connection.as_mut() => {}
+                ended = connection.as_mut() => {
+                    if let Err(err) = ended {
+                        log_connection_error(peer, &err);
+                    }
+                }
                 _ = async { drop(stop.wait_for(|s| *s).await) } => {
                     connection.as_mut().graceful_shutdown();
                     let _ = connection.await;
@@ -521,7 +525,11 @@ async fn serve_tls(
     let connection = secure.http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
-        _ = connection.as_mut() => {}
+        ended = connection.as_mut() => {
+            if let Err(err) = ended {
+                log_connection_error(peer, err.as_ref());
+            }
+        }
         _ = async { drop(stop.wait_for(|s| *s).await) } => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
@@ -531,6 +539,24 @@ async fn serve_tls(
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
+    }
+}
+
+/// Logs why hyper ended a connection. Requests it refused itself, before any source saw
+/// them (a head too large: `431`; a malformed one: `400`), are logged like refused events,
+/// so an operator can answer a sender who reports them; timeouts and resets are routine.
+fn log_connection_error(peer: SocketAddr, err: &(dyn std::error::Error + 'static)) {
+    let parse = err
+        .downcast_ref::<hyper::Error>()
+        .filter(|e| e.is_parse() || e.is_parse_too_large());
+    match parse {
+        Some(e) if e.is_parse_too_large() => {
+            tracing::info!(%peer, outcome = "headers_too_large", error = %e, "refused request: its head is over 64 KiB or 100 headers (431)");
+        }
+        Some(e) => {
+            tracing::info!(%peer, outcome = "malformed_request", error = %e, "refused request: not valid HTTP/1.1 (400)");
+        }
+        None => tracing::debug!(%peer, error = %err, "connection ended with an error"),
     }
 }
 
