@@ -52,13 +52,13 @@ pub enum RunError {
     Sink(#[from] sinks::SinkBuildError),
     /// The admin listener could not be bound.
     #[error(
-        "cannot listen on {addr} for the admin API: {source}; set [admin] listen to a free address"
+        "cannot listen on {addr} for the admin API: {reason}; set [admin] listen to a free address"
     )]
     AdminListen {
         /// The configured address.
         addr: std::net::SocketAddr,
-        /// Why.
-        source: std::io::Error,
+        /// Why; in the message, not a `source`, so a chain printout says it once.
+        reason: std::io::Error,
     },
     /// The HTTPS certificate, key or client CA could not be used.
     #[error("[server] tls: {0}")]
@@ -124,10 +124,10 @@ pub async fn run_with(
     health.notify(notices.clone());
     let admin_listener =
         match &config.admin {
-            Some(admin) => Some(TcpListener::bind(admin.listen).await.map_err(|source| {
+            Some(admin) => Some(TcpListener::bind(admin.listen).await.map_err(|reason| {
                 RunError::AdminListen {
                     addr: admin.listen,
-                    source,
+                    reason,
                 }
             })?),
             None => None,
@@ -179,6 +179,12 @@ pub async fn run_with(
     // With a file to reload, the reloader owns the dispatcher (and the config) until
     // shutdown; without, it stays here.
     let (reloader_stop, reloader_stopped) = tokio::sync::oneshot::channel::<()>();
+    let store_path = config.storage.path.display().to_string();
+    let counts = (
+        config.sources.len(),
+        config.sinks.len(),
+        config.routes.len(),
+    );
     let (reloader, mut dispatcher) = match reloading {
         Some((path, (_, requests))) => {
             let parts = reload::Parts {
@@ -211,6 +217,16 @@ pub async fn run_with(
             let _ = admin_stop.send(());
         }
     };
+    // Only now: the store is open and every listener bound, so the line means ready.
+    tracing::info!(
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        store = %store_path,
+        sources = counts.0,
+        sinks = counts.1,
+        routes = counts.2,
+        "hookrelay {} listening",
+        env!("CARGO_PKG_VERSION")
+    );
     ingress::serve(listener, ingress, &server, tls, shutdown, grace).await;
     let deadline = stop_started
         .get()

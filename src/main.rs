@@ -366,15 +366,6 @@ fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
             }
         }
         let shutdown = shutdown_signal();
-        tracing::info!(
-            listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            store = %config.storage.path.display(),
-            sources = config.sources.len(),
-            sinks = config.sinks.len(),
-            routes = config.routes.len(),
-            "hookrelay {} listening",
-            env!("CARGO_PKG_VERSION")
-        );
         let options = hookrelay::RunOptions {
             config_path: Some(path),
         };

@@ -190,7 +190,10 @@ async fn oversized_or_malformed_requests_get_4xx_and_leave_nothing() {
     // hyper refuses these before any source sees them; the operator still gets a line.
     relay.wait_for_log("headers_too_large").await;
     let garbage = raw(addr, b"NOT HTTP AT ALL\r\n\r\n").await;
-    assert!(garbage.is_empty() || status_of(&garbage) == "400", "{garbage:?}");
+    assert!(
+        garbage.is_empty() || status_of(&garbage) == "400",
+        "{garbage:?}"
+    );
     relay.wait_for_log("malformed_request").await;
 
     // Invalid UTF-8 in the signature and event headers.
