@@ -1,7 +1,7 @@
 //! Fuzzes reading the event type and delivery id through JSON pointers from arbitrary
 //! bodies: input is `event-type pointer \0 delivery-id pointer \0 body`. The streaming
 //! reader descends only along the pointers; whatever the pointers and the body (deep
-//! nesting, huge numbers, escapes, invalid UTF-8), it must never panic.
+//! nesting, huge numbers, escapes, invalid UTF-8), it must never panic, nor read an empty id.
 #![no_main]
 
 use hookrelay::config::{FieldLocation, SourceKind};
@@ -11,7 +11,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.splitn(3, |&b| b == 0);
-    let (Some(event_type), Some(delivery_id), Some(body)) = (parts.next(), parts.next(), parts.next())
+    let (Some(event_type), Some(delivery_id), Some(body)) =
+        (parts.next(), parts.next(), parts.next())
     else {
         return;
     };
@@ -24,5 +25,16 @@ fuzz_target!(|data: &[u8]| {
         event_type: pointer(event_type),
         delivery_id: pointer(delivery_id),
     });
-    let _ = verifier.verify(&HeaderMap::new(), body, 0);
+    match verifier.verify(&HeaderMap::new(), body, 0) {
+        // An empty id would deduplicate every such request against the first.
+        Ok(verified) => assert!(
+            verified.delivery_id.as_deref() != Some("")
+                && verified.event_type.as_deref() != Some(""),
+            "an empty field was read: {verified:?}"
+        ),
+        // A refusal is explained from the same request: that path must not panic either.
+        Err(rejection) => {
+            let _ = verifier.explain(rejection, &HeaderMap::new(), 0);
+        }
+    }
 });

@@ -19,5 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let verifier = Verifier::new(&SourceKind::Github {
         secrets: vec![Secret::new(&b"It's a Secret to Everybody"[..])],
     });
-    let _ = verifier.verify(&headers, body, 1_614_265_330);
+    // A refusal is explained from the same request: that path must not panic either.
+    if let Err(rejection) = verifier.verify(&headers, body, 1_614_265_330) {
+        let _ = verifier.explain(rejection, &headers, 1_614_265_330);
+    }
 });

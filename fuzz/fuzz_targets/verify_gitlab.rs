@@ -35,5 +35,8 @@ fuzz_target!(|data: &[u8]| {
         signing_keys: vec![Secret::new(KEY)],
         tolerance: Duration::from_secs(300),
     });
-    let _ = verifier.verify(&headers, body, 1_614_265_330);
+    // A refusal is explained from the same request: that path must not panic either.
+    if let Err(rejection) = verifier.verify(&headers, body, 1_614_265_330) {
+        let _ = verifier.explain(rejection, &headers, 1_614_265_330);
+    }
 });

@@ -142,6 +142,9 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let result = verifier.verify(&headers, body, 0);
+    if let Err(rejection) = result {
+        let _ = verifier.explain(rejection, &headers, 0);
+    }
     if signed {
         assert!(
             matches!(result, Ok(_) | Err(Rejection::MalformedJson)),

@@ -21,5 +21,8 @@ fuzz_target!(|data: &[u8]| {
         event_type: Some(FieldLocation::JsonPointer("/type".to_owned())),
         delivery_id: Some(FieldLocation::JsonPointer("/id".to_owned())),
     });
-    let _ = verifier.verify(&headers, body, 0);
+    // A refusal is explained from the same request: that path must not panic either.
+    if let Err(rejection) = verifier.verify(&headers, body, 0) {
+        let _ = verifier.explain(rejection, &headers, 0);
+    }
 });

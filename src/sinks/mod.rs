@@ -10,7 +10,7 @@ pub mod dependency_track;
 pub mod discord;
 pub mod guac;
 pub mod http;
-mod machine;
+pub mod machine;
 pub mod nats;
 pub mod slack;
 pub mod smtp;
