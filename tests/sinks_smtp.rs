@@ -113,3 +113,45 @@ async fn a_mail_has_both_parts_and_hostile_fields_cannot_add_headers_or_markup()
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn one_refused_recipient_does_not_stop_the_mail_for_the_others() {
+    let server = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[sources.github]\nkind = \"github\"\nsecret = \"{SECRET}\"\n\n\
+         [sinks.mail]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         from = \"hookrelay <relay@example.com>\"\n\
+         to = [\"ops@example.com\", \"reject@example.com\", \"dev@example.com\"]\n\
+         retry = {{ max_attempts = 1, initial = \"50ms\", max = \"100ms\" }}\n\n\
+         [[routes]]\nfrom = \"github\"\nto = [\"mail\"]\n",
+        server.port
+    );
+    let relay = Relay::start(dir.path(), &config);
+    let body = r#"{"zen":"mixed recipients"}"#;
+    let reply = post(
+        &relay.hook_url("github"),
+        &github_headers(SECRET, "ping", "m-mixed", body.as_bytes()),
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    // One transaction per recipient once the list was refused: the two good ones get it.
+    let mut got = vec![server.next(), server.next()];
+    got.sort_by_key(|m| m["rcpt_tos"][0].as_str().unwrap_or("").to_string());
+    assert_eq!(got[0]["rcpt_tos"], json!(["dev@example.com"]));
+    assert_eq!(got[1]["rcpt_tos"], json!(["ops@example.com"]));
+    // Every copy still names all three in To:, as the one mail would have.
+    assert!(
+        got[0]["headers"]["to"]
+            .as_str()
+            .unwrap()
+            .contains("reject@example.com")
+    );
+    let refused = relay.wait_for_log("refused some recipients").await;
+    assert!(
+        refused.contains("reject@example.com") && refused.contains("550"),
+        "{refused}"
+    );
+    relay.wait_for_log("\"delivered\"").await;
+}

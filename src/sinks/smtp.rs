@@ -184,8 +184,21 @@ impl Sink for SmtpSink {
             Ok(m) => m,
             Err(outcome) => return outcome,
         };
-        let Ok(sent) = tokio::time::timeout(self.timeout, self.transport.send(message)).await
-        else {
+        let envelope = message.envelope().clone();
+        let raw = message.formatted();
+        let sent = tokio::time::timeout(self.timeout, async {
+            let all = self.transport.send_raw(&envelope, &raw).await;
+            match all {
+                // One refused recipient fails the whole transaction: send to each alone,
+                // so one stale address does not stop the mail for everyone.
+                Err(err) if err.is_permanent() && envelope.to().len() > 1 => {
+                    Err(self.send_to_each(&envelope, &raw, err).await)
+                }
+                other => other.map(|_| ()).map_err(Fallback::Failed),
+            }
+        })
+        .await;
+        let Ok(sent) = sent else {
             return Outcome::Retry {
                 after: None,
                 error: SinkError {
@@ -199,15 +212,68 @@ impl Sink for SmtpSink {
             };
         };
         match sent {
-            Ok(response) => {
-                tracing::debug!(sink = %self.name, code = %response.code(), "mail accepted");
+            Ok(()) | Err(Fallback::Partly) => {
+                tracing::debug!(sink = %self.name, "mail accepted");
                 Outcome::Delivered {
                     status: None,
                     message_id: None,
                 }
             }
-            Err(err) => classify(&self.name, &err, self.may_want_client_cert),
+            Err(Fallback::Failed(err)) => classify(&self.name, &err, self.may_want_client_cert),
         }
+    }
+}
+
+/// How a send that needed one transaction per recipient ended.
+enum Fallback {
+    /// Some recipients took the mail and the others refused it for good (logged).
+    Partly,
+    /// No recipient took it, or one may still: this error decides (a temporary one first,
+    /// so the mail is retried).
+    Failed(lettre::transport::smtp::Error),
+}
+
+impl SmtpSink {
+    /// Sends `raw` to each recipient of `envelope` in its own transaction, after `first`
+    /// refused the whole list.
+    async fn send_to_each(
+        &self,
+        envelope: &lettre::address::Envelope,
+        raw: &[u8],
+        first: lettre::transport::smtp::Error,
+    ) -> Fallback {
+        let mut delivered = 0;
+        let mut refused = Vec::new();
+        let mut temporary = None;
+        for to in envelope.to() {
+            let Ok(alone) =
+                lettre::address::Envelope::new(envelope.from().cloned(), vec![to.clone()])
+            else {
+                continue;
+            };
+            match self.transport.send_raw(&alone, raw).await {
+                Ok(_) => delivered += 1,
+                Err(err) if err.is_permanent() => {
+                    refused.push(format!("{to} ({})", one_line(&err.to_string())));
+                }
+                Err(err) => temporary = Some(err),
+            }
+        }
+        if let Some(err) = temporary {
+            // Retried whole: the recipients who took it now may get it twice (at least once).
+            return Fallback::Failed(err);
+        }
+        if delivered == 0 {
+            return Fallback::Failed(first);
+        }
+        tracing::warn!(
+            sink = %self.name,
+            refused = %refused.join(", "),
+            delivered_to = delivered,
+            "the SMTP server refused some recipients for good; the mail went to the others. Remove them from [sinks.{}] to",
+            self.name
+        );
+        Fallback::Partly
     }
 }
 
