@@ -137,7 +137,7 @@ async fn one_refused_recipient_does_not_stop_the_mail_for_the_others() {
     .await;
     assert_eq!(reply.status, 202);
     // One transaction per recipient once the list was refused: the two good ones get it.
-    let mut got = vec![server.next(), server.next()];
+    let mut got = [server.next(), server.next()];
     got.sort_by_key(|m| m["rcpt_tos"][0].as_str().unwrap_or("").to_string());
     assert_eq!(got[0]["rcpt_tos"], json!(["dev@example.com"]));
     assert_eq!(got[1]["rcpt_tos"], json!(["ops@example.com"]));
