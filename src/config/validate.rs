@@ -216,7 +216,10 @@ impl ConfigError {
             .into_iter()
             .map(|issue| match issue.span {
                 Some(span) => {
-                    let (line, column, excerpt) = locate(text, span);
+                    let (line, column, mut excerpt) = locate(text, span);
+                    if holds_secret(&issue.key) {
+                        excerpt.text = mask_literals(&excerpt.text);
+                    }
                     Problem {
                         line,
                         column,
@@ -276,6 +279,56 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Whether the value of `key` may be a credential written inline: a secret, a password, a
+/// URL (chat webhook URLs are credentials; others may carry `user:password@`), a proxy, a
+/// static header (`Authorization`). `check` runs in front of journald: none of them may be
+/// echoed.
+fn holds_secret(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    matches!(
+        last,
+        "secret" | "token" | "signing_token" | "signing_secret" | "password" | "url" | "proxy"
+    ) || key.contains(".headers")
+}
+
+/// `line` with the content of every quoted string that is not a `${env:..}`/`${file:..}`
+/// reference replaced by `*`, one for one, so the carets below still line up.
+fn mask_literals(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '\'' {
+            continue;
+        }
+        let mut content = String::new();
+        let mut closed = false;
+        while let Some(inner) = chars.next() {
+            if inner == '\\' && c == '"' {
+                content.push(inner);
+                if let Some(escaped) = chars.next() {
+                    content.push(escaped);
+                }
+                continue;
+            }
+            if inner == c {
+                closed = true;
+                break;
+            }
+            content.push(inner);
+        }
+        if content.starts_with("${") {
+            out.push_str(&content);
+        } else {
+            out.extend(content.chars().map(|_| '*'));
+        }
+        if closed {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Line, column and excerpt of a byte span. Spans running past their first line are
 /// underlined to its end; empty spans (end of file) get one caret.
@@ -2950,6 +3003,25 @@ to = ["builds"]
             admin.token.unwrap().expose(),
             b"0123456789abcdef0123".as_slice()
         );
+    }
+
+    #[test]
+    fn an_inline_credential_is_never_echoed_in_an_error() {
+        let text = "[server]\nproxy = \"htp://user:Sup3rSecret@127.0.0.1:3128\"\n\
+                    [sinks.chat]\nkind = \"slack\"\nurl = \"https://hooks.slack.example/T0/B0/xoxSECRET x\"\n\
+                    [sinks.hook]\nkind = \"webhook\"\nurl = \"https://h/\"\nheaders = { \"X Bad\" = \"Bearer t0kenSECRET\" }\n";
+        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(!shown.contains("Sup3rSecret"), "{shown}");
+        assert!(!shown.contains("xoxSECRET"), "{shown}");
+        assert!(!shown.contains("t0kenSECRET"), "{shown}");
+        // Still placed: the line and the carets under the value.
+        assert!(shown.contains("proxy = \"*****"), "{shown}");
+        // A reference is no secret, and shows what to fix.
+        assert_eq!(
+            mask_literals(r#"secret = "${env:GH_SECRET}" # 'x'"#),
+            r#"secret = "${env:GH_SECRET}" # '*'"#
+        );
+        assert_eq!(mask_literals(r#"a = "q\"x""#), r#"a = "****""#);
     }
 
     #[test]
