@@ -119,6 +119,7 @@ impl Http {
         }
         let mut response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
+        super::http::proxy_refused(&self.name, status)?;
         let headers = response.headers().clone();
         let mut body = Vec::new();
         while body.len() < READ_LIMIT {

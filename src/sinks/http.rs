@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rustls::{AlertDescription, CertificateError};
 
-use super::{SinkBuildError, SinkError};
+use super::{Outcome, SinkBuildError, SinkError};
 use crate::config::{Outbound, Proxy};
 
 /// Idle keep-alive connections to a receiver are closed after this long.
@@ -92,6 +92,25 @@ pub fn client(
             ""
         };
         fail(format!("cannot start the HTTP client: {cause}{hint}"))
+    })
+}
+
+/// A `407` comes from a proxy on the way, not from the receiver (which never asks for proxy
+/// credentials): an operator's fix, retried, not a refusal of the event to dead-letter.
+pub fn proxy_refused(sink: &str, status: http::StatusCode) -> Result<(), Outcome> {
+    if status != http::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        return Ok(());
+    }
+    Err(Outcome::Retry {
+        after: None,
+        error: SinkError {
+            status: Some(status.as_u16()),
+            message: format!(
+                "the proxy on the way answered 407 Proxy Authentication Required: give it \
+                 credentials as http://user:password@host:port in [sinks.{sink}] proxy, \
+                 [server] proxy or HTTP_PROXY"
+            ),
+        },
     })
 }
 

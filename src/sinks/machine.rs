@@ -197,6 +197,7 @@ pub async fn send(
         error: super::http::transport_error(sink, err, timeout),
     })?;
     let status = response.status();
+    super::http::proxy_refused(sink, status)?;
     let retry_after = response
         .headers()
         .get(RETRY_AFTER)

@@ -178,6 +178,9 @@ impl Sink for WebhookSink {
             }
         };
         let status = response.status();
+        if let Err(outcome) = super::http::proxy_refused(&self.name, status) {
+            return outcome;
+        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -671,6 +674,27 @@ mod tests {
             error.message,
             "receiver answered 400 Bad Request: \"missing field `ref`\"; not retrying. \
              The receiver refused this event; see its answer."
+        );
+    }
+
+    #[tokio::test]
+    async fn a_proxy_asking_for_credentials_is_retried_and_named() {
+        let outcome = answer_with(Answer::status(407)).await;
+        let Outcome::Retry { error, .. } = outcome else {
+            panic!("a 407 is the proxy's, not the receiver's refusal: {outcome:?}");
+        };
+        assert_eq!(error.status, Some(407));
+        assert!(
+            error
+                .message
+                .starts_with("the proxy on the way answered 407"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("[sinks.audit] proxy"),
+            "{}",
+            error.message
         );
     }
 
