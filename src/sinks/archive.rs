@@ -5,12 +5,17 @@
 //! Invariants:
 //! - A line is never half-written: it is built whole, written with one `write_all` to a
 //!   file opened for appending, and a failed write is cut off again (`set_len`). A torn
-//!   last line left by a crash is cut off when the sink starts, with a warning.
+//!   last line left by a crash is cut off when the folder is first opened, with a warning.
+//! - Building the sink touches nothing: `check`, `test-sink` and a reload build sinks they
+//!   may throw away, and one that cut a "torn" line while the running sink was writing it
+//!   would delete a delivered event. The folder is opened at the first delivery, under an
+//!   exclusive lock on `.hookrelay-archive.lock`, held while the sink lives: a second
+//!   writer (another relay, `test-sink` beside a running one) is refused and retried.
 //! - `Delivered` is reported only after the line is fsync'd (`sync_data`); a new file's
 //!   directory entry is fsync'd too. Delivery is at least once: an event whose line was
 //!   synced just before a crash is appended again after restart; readers drop duplicates
 //!   by `id`.
-//! - Only this sink writes in its folder; one lock orders its appends.
+//! - Only this sink writes in its folder (the lock file); one mutex orders its appends.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -27,6 +32,8 @@ use crate::config::ArchiveSinkConfig;
 
 const PREFIX: &str = "events-";
 const SUFFIX: &str = ".jsonl";
+/// Held while a sink has the folder open: one writer per folder.
+const LOCK_FILE: &str = ".hookrelay-archive.lock";
 /// How much of a file's end is read at a time while looking for its last full line.
 const TAIL_CHUNK: u64 = 64 * 1024;
 
@@ -34,12 +41,17 @@ const TAIL_CHUNK: u64 = 64 * 1024;
 #[derive(Debug)]
 pub struct ArchiveSink {
     name: Arc<str>,
-    state: Arc<Mutex<Current>>,
+    dir: PathBuf,
+    max_file_size: u64,
+    /// `None` until the first delivery opens the folder.
+    state: Arc<Mutex<Option<Current>>>,
 }
 
 /// The file being appended to.
 #[derive(Debug)]
 struct Current {
+    /// Locked for as long as this is open.
+    _lock: File,
     dir: PathBuf,
     max_file_size: u64,
     seq: u64,
@@ -66,20 +78,13 @@ struct Line<'a> {
 }
 
 impl ArchiveSink {
-    /// Opens (creating) the folder and its newest file, cutting off a torn last line.
+    /// The sink for `config`; its folder is opened at the first delivery.
     pub fn new(name: &str, config: &ArchiveSinkConfig) -> Result<ArchiveSink, SinkBuildError> {
-        let current =
-            Current::open(&config.path, config.max_file_size).map_err(|e| SinkBuildError {
-                sink: name.to_string(),
-                message: format!(
-                    "cannot open the archive folder {}: {e}; check [sinks.{name}] path and its \
-                     permissions",
-                    config.path.display()
-                ),
-            })?;
         Ok(ArchiveSink {
             name: Arc::from(name),
-            state: Arc::new(Mutex::new(current)),
+            dir: config.path.clone(),
+            max_file_size: config.max_file_size,
+            state: Arc::new(Mutex::new(None)),
         })
     }
 }
@@ -92,9 +97,14 @@ impl Sink for ArchiveSink {
     async fn deliver(&self, delivery: &Delivery) -> Outcome {
         let line = line(delivery);
         let state = self.state.clone();
+        let (dir, max_file_size) = (self.dir.clone(), self.max_file_size);
         // File writes and fsync block: keep them off the async workers.
         let written = tokio::task::spawn_blocking(move || {
-            let mut current = state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            let current = match &mut *state {
+                Some(current) => current,
+                None => state.insert(Current::open(&dir, max_file_size)?),
+            };
             current.append(&line)
         })
         .await;
@@ -108,8 +118,9 @@ impl Sink for ArchiveSink {
                 error: SinkError {
                     status: None,
                     message: format!(
-                        "cannot append to the archive: {e}; check free space and permissions \
-                         of [sinks.{}] path",
+                        "cannot append to the archive folder {}: {e}; check free space and \
+                         permissions of [sinks.{}] path",
+                        self.dir.display(),
                         self.name
                     ),
                 },
@@ -154,14 +165,32 @@ fn line(d: &Delivery) -> Vec<u8> {
 }
 
 impl Current {
+    /// Opens (creating) the folder and its newest file under the folder's lock, cutting
+    /// off a torn last line.
     fn open(dir: &Path, max_file_size: u64) -> io::Result<Current> {
         fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    "another hookrelay sink writes in this folder (it holds .hookrelay-archive.lock); \
+                     give each archive sink a folder of its own",
+                ),
+                std::fs::TryLockError::Error(e) => e,
+            });
+        }
         let newest = fs::read_dir(dir)?
             .filter_map(|entry| sequence(&entry.ok()?.file_name().to_string_lossy()))
             .max();
         let seq = newest.unwrap_or(1);
         let (file, len) = open_file(dir, seq)?;
         let mut current = Current {
+            _lock: lock,
             dir: dir.to_path_buf(),
             max_file_size,
             seq,
@@ -362,8 +391,10 @@ mod tests {
             .unwrap()
             .write_all(b"{\"id\":\"torn")
             .unwrap();
+        // Building touches nothing (a reload or `check` builds sinks it throws away)...
         let s = sink(dir.path(), 1 << 20);
-        assert_eq!(fs::metadata(&path).unwrap().len(), whole);
+        assert!(fs::metadata(&path).unwrap().len() > whole);
+        // ...the first delivery opens the folder and cuts the torn line.
         s.deliver(&delivery(b"second")).await;
         let got: Vec<String> = lines(&path)
             .iter()
@@ -381,9 +412,40 @@ mod tests {
         )
         .unwrap();
         fs::write(dir.path().join("events-notes.jsonl"), "not ours").unwrap();
-        let s = sink(dir.path(), 1 << 20);
-        let current = s.state.lock().unwrap();
+        let current = Current::open(dir.path(), 1 << 20).unwrap();
         assert_eq!((current.seq, current.len), (7, 0));
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_in_the_folder_is_refused_and_cuts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = sink(dir.path(), 1 << 20);
+        running.deliver(&delivery(b"first")).await;
+        let path = file_path(dir.path(), 1);
+        // As a write in progress would look to anyone else.
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"id\":\"in progress")
+            .unwrap();
+        let before = fs::metadata(&path).unwrap().len();
+        let other = sink(dir.path(), 1 << 20);
+        let Outcome::Retry { error, .. } = other.deliver(&delivery(b"second")).await else {
+            panic!("a second writer must wait");
+        };
+        assert!(
+            error.message.contains("another hookrelay sink"),
+            "{}",
+            error.message
+        );
+        assert_eq!(fs::metadata(&path).unwrap().len(), before);
+        // Once the first is gone, the folder is the other's.
+        drop(running);
+        assert!(matches!(
+            other.deliver(&delivery(b"second")).await,
+            Outcome::Delivered { .. }
+        ));
     }
 
     #[test]
