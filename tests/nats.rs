@@ -1,6 +1,6 @@
 //! The nats sink through the real binary against a real `nats-server -js` on loopback:
 //! events land in a JetStream stream with the rendered subject, the original body and
-//! `Nats-Msg-Id` = source and delivery id; a re-publish (no acknowledgement came) is dropped by the
+//! `Nats-Msg-Id` = sink, source and delivery id; a re-publish (no acknowledgement came) is dropped by the
 //! stream's duplicate window; a subject no stream listens on dead-letters with the reason.
 
 mod common;
@@ -116,14 +116,14 @@ async fn events_arrive_in_the_stream_with_subject_body_and_msg_id() {
             "hooks.github.push".to_string(),
             bodies[0].to_vec(),
             first,
-            "github:d-1".to_string(),
+            "stream:github:d-1".to_string(),
             "push".to_string(),
         ),
         (
             "hooks.github.pull_request".to_string(),
             bodies[1].to_vec(),
             second,
-            "github:d-2".to_string(),
+            "stream:github:d-2".to_string(),
             "pull_request".to_string(),
         ),
     ];
@@ -166,7 +166,10 @@ async fn a_republish_without_an_ack_is_dropped_by_the_duplicate_window() {
     }
     let got = read(&quiet, 1).await;
     let headers = got[0].headers.as_ref().unwrap();
-    assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), "github:d-1");
+    assert_eq!(
+        headers.get("Nats-Msg-Id").unwrap().as_str(),
+        "stream:github:d-1"
+    );
     assert_eq!(headers.get("Hookrelay-Event-Id").unwrap().as_str(), id);
     assert_eq!(quiet.info().await.unwrap().state.messages, 1);
 }
@@ -214,7 +217,7 @@ async fn publishes_are_in_flight_together_up_to_the_sinks_concurrency() {
             format!("{{\"n\":{i}}}").as_bytes(),
         )
         .await;
-        sent.insert(format!("github:d-{i}"));
+        sent.insert(format!("stream:github:d-{i}"));
     }
     let got: HashSet<String> = read(&quiet, 16)
         .await

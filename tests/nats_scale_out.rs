@@ -8,7 +8,7 @@
 //! What can go twice here, and what catches it: an event the killed instance committed but
 //! never answered is published after its restart, and the sender's retry of it went to the
 //! other instance, which gave it another event id; the stream's duplicate window drops one
-//! of the two because `Nats-Msg-Id` is the source and delivery id on both instances. The
+//! of the two because `Nats-Msg-Id` is the sink, source and delivery id on both instances. The
 //! test also makes that case for sure: it re-sends deliveries the first instance took to
 //! the second one.
 
@@ -324,7 +324,7 @@ async fn two_instances_one_killed_and_restarted_put_every_acknowledged_event_in_
         let headers = message.headers.as_ref().expect("headers");
         let msg_id = headers.get("Nats-Msg-Id").expect("Nats-Msg-Id").as_str();
         let i: usize = msg_id
-            .strip_prefix("github:scale-")
+            .strip_prefix("stream:github:scale-")
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("unexpected Nats-Msg-Id {msg_id}"));
         assert!(seen.insert(i), "delivery {i} is in the stream twice");

@@ -256,9 +256,13 @@ impl Sink for NatsSink {
             }
         };
         let publish = async {
-            js.publish_with_headers(subject.clone(), headers(delivery), delivery.body.clone())
-                .await?
-                .await
+            js.publish_with_headers(
+                subject.clone(),
+                headers(&self.name, delivery),
+                delivery.body.clone(),
+            )
+            .await?
+            .await
         };
         let result = match tokio::time::timeout(self.timeout, publish).await {
             Ok(r) => r,
@@ -304,23 +308,25 @@ impl Sink for NatsSink {
     }
 }
 
-/// The stream's deduplication id: `{source}:{delivery id}` when the sender gave a delivery
-/// id, else the event id. Instances are shared-nothing, so a sender's retry that reached
-/// another instance got another event id there; keyed like each instance's own dedup
-/// (source and delivery id), the stream's duplicate window catches it across instances.
-/// Source names hold no `:`, so the two parts cannot be confused.
-fn msg_id(d: &Delivery) -> String {
+/// The stream's deduplication id: `{sink}:{source}:{delivery id}` when the sender gave a
+/// delivery id, else `{sink}:{event id}`. Instances are shared-nothing, so a sender's retry
+/// that reached another instance got another event id there; keyed like each instance's own
+/// dedup (source and delivery id), the stream's duplicate window catches it across
+/// instances. The sink's name keeps two sinks that publish one event to one stream (two
+/// subjects) from being taken for duplicates of each other. Sink and source names hold no
+/// `:`, so the parts cannot be confused.
+fn msg_id(sink: &str, d: &Delivery) -> String {
     match &d.delivery_id {
-        Some(delivery) => format!("{}:{delivery}", d.source),
-        None => d.event_id.hyphenated().to_string(),
+        Some(delivery) => format!("{sink}:{}:{delivery}", d.source),
+        None => format!("{sink}:{}", d.event_id.hyphenated()),
     }
 }
 
 /// The message's headers: the deduplication id and what names the event.
-fn headers(d: &Delivery) -> HeaderMap {
+fn headers(sink: &str, d: &Delivery) -> HeaderMap {
     let id = d.event_id.hyphenated().to_string();
     let mut headers = HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, value(&msg_id(d)));
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, value(&msg_id(sink, d)));
     headers.insert(HEADER_EVENT_ID, id.as_str());
     headers.insert(HEADER_SOURCE, value(&d.source));
     if let Some(event_type) = &d.event_type {
@@ -454,14 +460,22 @@ mod tests {
     fn headers_name_the_event_and_carry_the_dedup_id() {
         let mut d = super::super::test_delivery();
         d.event_type = Some("push\r\nX: y".to_string());
-        let h = headers(&d);
+        let h = headers("jetstream", &d);
         let id = d.event_id.hyphenated().to_string();
-        assert_eq!(h.get("Nats-Msg-Id").map(|v| v.as_str()), Some(id.as_str()));
+        assert_eq!(
+            h.get("Nats-Msg-Id").map(|v| v.as_str()),
+            Some(format!("jetstream:{id}").as_str())
+        );
         d.delivery_id = Some("72d3162e\r\n".to_string());
-        let with_delivery = headers(&d);
+        let with_delivery = headers("jetstream", &d);
         assert_eq!(
             with_delivery.get("Nats-Msg-Id").map(|v| v.as_str()),
-            Some(format!("{}:72d3162e  ", super::super::TEST_SOURCE).as_str())
+            Some(format!("jetstream:{}:72d3162e  ", super::super::TEST_SOURCE).as_str())
+        );
+        // Another sink publishing the same event is not its duplicate.
+        assert_ne!(
+            headers("copy", &d).get("Nats-Msg-Id"),
+            with_delivery.get("Nats-Msg-Id")
         );
         assert_eq!(
             with_delivery.get(HEADER_EVENT_ID).map(|v| v.as_str()),

@@ -651,3 +651,16 @@ fn a_notice_is_escaped_like_any_event() {
     let slack = render(DEFAULT_MESSAGE, Target::Slack, &hostile);
     assert!(slack.contains("&lt;!channel&gt; answered"), "{slack}");
 }
+
+#[test]
+fn the_readmes_nats_subject_turns_spaces_into_underscores() {
+    let ev = summarized("Push Hook", serde_json::json!({}), None);
+    assert_eq!(
+        render(
+            "hooks.{{ source }}.{{ event_type|replace(' ', '_') }}",
+            Target::Plain,
+            &ev
+        ),
+        "hooks.github.Push_Hook"
+    );
+}
