@@ -230,8 +230,9 @@ pub(super) fn explain_tls(sink: &str, peer: Peer, err: &rustls::Error) -> String
             | AlertDescription::CertificateRevoked
             | AlertDescription::AccessDenied,
         ) => format!(
-            "the {noun} did not accept the client certificate ({err}); check client_cert \
-             and client_key in [sinks.{sink}] against the CA the {noun} trusts"
+            "the {noun} did not accept the client certificate, or wanted one and got none \
+             (some servers say {err} for both); set client_cert and client_key in \
+             [sinks.{sink}], signed by a CA the {noun} trusts"
         ),
         other => format!("{other}"),
     }
