@@ -17,7 +17,6 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -75,45 +74,21 @@ impl fmt::Debug for GuacSink {
 }
 
 impl GuacSink {
-    /// Builds the sink: creates the folders (checking they share a file system) or the
-    /// HTTP client (trust and proxy from `outbound`); `timeout` bounds one S3 attempt.
+    /// Builds the sink: for a folder, nothing on disk yet (`check`, `test-sink` and reloads
+    /// build sinks they throw away, and a folder the relay cannot write must not keep it
+    /// from starting: the first delivery creates it); for S3, the HTTP client (trust and
+    /// proxy from `outbound`); `timeout` bounds one S3 attempt.
     pub fn new(
         name: &str,
         config: &GuacSinkConfig,
         outbound: &Outbound,
         timeout: Duration,
     ) -> Result<GuacSink, SinkBuildError> {
-        let fail = |message: String| SinkBuildError {
-            sink: name.to_string(),
-            message,
-        };
         let target = match &config.target {
-            GuacTarget::Folder { path, tmp_path } => {
-                let device = |dir: &Path, key: &str| -> Result<u64, SinkBuildError> {
-                    fs::create_dir_all(dir)
-                        .and_then(|()| fs::metadata(dir))
-                        .map(|m| m.dev())
-                        .map_err(|e| {
-                            fail(format!(
-                                "cannot create the folder {} ({e}); check [sinks.{name}] {key}",
-                                dir.display()
-                            ))
-                        })
-                };
-                if device(path, "path")? != device(tmp_path, "tmp_path")? {
-                    return Err(fail(format!(
-                        "{} and {} are on different file systems, so a file cannot be renamed \
-                         into place; set [sinks.{name}] tmp_path to a folder beside path on \
-                         its file system",
-                        tmp_path.display(),
-                        path.display()
-                    )));
-                }
-                Target::Folder {
-                    path: path.clone(),
-                    tmp_path: tmp_path.clone(),
-                }
-            }
+            GuacTarget::Folder { path, tmp_path } => Target::Folder {
+                path: path.clone(),
+                tmp_path: tmp_path.clone(),
+            },
             GuacTarget::S3(s3) => Target::S3(S3Target::new(name, s3, outbound, timeout)?),
         };
         Ok(GuacSink {
@@ -187,6 +162,8 @@ async fn write_file(sink: &str, dir: &Path, tmp_dir: &Path, name: &str, bytes: B
         // Unique, so two attempts at once never share a temp file.
         let tmp = tmp_dir.join(format!("{name}.{:016x}.tmp", rand::rng().random::<u64>()));
         let result = (|| {
+            fs::create_dir_all(&dir)?;
+            fs::create_dir_all(&tmp_dir)?;
             let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
@@ -204,6 +181,14 @@ async fn write_file(sink: &str, dir: &Path, tmp_dir: &Path, name: &str, bytes: B
             status: None,
             message_id: None,
         },
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::CrossesDevices => machine::retry(
+            None,
+            format!(
+                "path and tmp_path are on different file systems, so a file cannot be renamed \
+                 into place; set [sinks.{sink}] tmp_path to a folder beside path on its file \
+                 system"
+            ),
+        ),
         Ok(Err(e)) => machine::retry(
             None,
             format!(
@@ -509,8 +494,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_temp_folder_on_another_file_system_is_refused_at_start() {
+    #[tokio::test]
+    async fn a_temp_folder_on_another_file_system_is_explained_at_delivery() {
+        use std::os::unix::fs::MetadataExt as _;
         // /dev/shm is a tmpfs on Linux; the test dir usually is not.
         let shm = Path::new("/dev/shm");
         let dir = tempfile::tempdir().unwrap();
@@ -531,8 +517,18 @@ mod tests {
                 tmp_path: tmp.path().to_path_buf(),
             },
         };
-        let err =
-            GuacSink::new("g", &config, &Outbound::default(), Duration::from_secs(1)).unwrap_err();
-        assert!(err.message.contains("different file systems"), "{err}");
+        // Building touches nothing: `check` and reloads build sinks they throw away.
+        let sink =
+            GuacSink::new("g", &config, &Outbound::default(), Duration::from_secs(1)).unwrap();
+        assert!(!dir.path().join("inbox").exists());
+        let outcome = sink.deliver(&crate::sinks::test_delivery()).await;
+        let Outcome::Retry { error, .. } = outcome else {
+            panic!("a rename across file systems is retried, once fixed: {outcome:?}");
+        };
+        assert!(
+            error.message.contains("different file systems"),
+            "{}",
+            error.message
+        );
     }
 }
