@@ -473,6 +473,24 @@ mod tests {
     }
 
     #[test]
+    fn artifactory_sending_its_secret_unsigned_is_pointed_to_the_token_scheme() {
+        let v = Verifier::new(&SourceKind::Preset {
+            product: Product::Artifactory,
+            scheme: PresetScheme::Signature,
+            secrets: secrets(&["the-secret"]),
+        });
+        let reason = refusal(&v, &[("x-jfrog-event-auth", "the-secret")], b"{}");
+        assert!(
+            reason.starts_with("x-jfrog-event-auth is not a signature"),
+            "{reason}"
+        );
+        assert!(
+            reason.ends_with("set scheme = \"token\" on this source"),
+            "{reason}"
+        );
+    }
+
+    #[test]
     fn presets_list_every_header_they_accept() {
         let v = Verifier::new(&SourceKind::Preset {
             product: Product::Gitea,

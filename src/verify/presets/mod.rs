@@ -113,7 +113,20 @@ impl PresetVerifier {
 
     /// The sender-facing reason for `rejection`; see [`crate::verify::Verifier::explain`].
     pub(super) fn explain(&self, rejection: Rejection, headers: &HeaderMap) -> String {
-        self.auth.explain(rejection, headers)
+        let mut reason = self.auth.explain(rejection, headers);
+        // Both products can send the secret itself instead of signing with it: a
+        // "malformed signature" is then most likely that setting.
+        let may_send_the_secret = matches!(self.product, Product::Artifactory | Product::Gitea);
+        if may_send_the_secret
+            && rejection == Rejection::MalformedSignature
+            && matches!(self.auth, Auth::Signature(_))
+        {
+            reason.push_str(
+                "; if the product sends the secret itself (payload signing off), set \
+                 scheme = \"token\" on this source",
+            );
+        }
+        reason
     }
 
     /// The token header when the scheme sends the secret itself.
