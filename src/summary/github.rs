@@ -2,7 +2,8 @@
 //! `sender.login`; `push` has the full `ref` and `compare`; `create` a short `ref` with
 //! `ref_type`; `release` has `action` and `release.tag_name` / `html_url`; `pull_request` its
 //! `html_url`. A push is `pushed`, a created tag `tag`, a published release `released`, a
-//! pull request `merge request`; other events keep their type.
+//! pull request `merge request`, a deleted branch or tag (`delete`, or a `push` with
+//! `deleted`) `deleted`; other events keep their type.
 
 use serde_json::Value;
 
@@ -15,7 +16,12 @@ pub(super) fn fill(event_type: Option<&str>, json: &Value, s: &mut Summary) {
         Some("push") => {
             s.git_ref = text(json, "/ref");
             s.url = text(json, "/compare");
-            Some("pushed".into())
+            let deleted = json.pointer("/deleted") == Some(&Value::Bool(true));
+            Some(if deleted { "deleted" } else { "pushed" }.into())
+        }
+        Some("delete") => {
+            s.git_ref = full_ref(text(json, "/ref_type").as_deref(), text(json, "/ref"));
+            Some("deleted".into())
         }
         Some("create") if text(json, "/ref_type").as_deref() == Some("tag") => {
             s.version = text(json, "/ref");
@@ -62,5 +68,17 @@ mod tests {
         assert_eq!(s.action.as_deref(), Some("released"));
         assert_eq!(s.version.as_deref(), Some("v2"));
         assert_eq!(s.git_ref, None);
+    }
+
+    #[test]
+    fn a_deleted_branch_is_deleted_not_pushed() {
+        let github = source(SourceKind::Github { secrets: vec![] }, &[]);
+        let push = br#"{"ref":"refs/heads/main","deleted":true,"repository":{"full_name":"o/r"}}"#;
+        let s = summarize(&github, Some("push"), push);
+        assert_eq!(s.action.as_deref(), Some("deleted"));
+        let delete = br#"{"ref":"v1.2","ref_type":"tag","repository":{"full_name":"o/r"}}"#;
+        let s = summarize(&github, Some("delete"), delete);
+        assert_eq!(s.action.as_deref(), Some("deleted"));
+        assert_eq!(s.git_ref.as_deref(), Some("refs/tags/v1.2"));
     }
 }

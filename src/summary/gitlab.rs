@@ -2,8 +2,10 @@
 //! `project.path_with_namespace`; `push` and `tag_push` have the full `ref` and
 //! `user_username`; `merge_request`, `pipeline` and others have `user.username` and
 //! `object_attributes` (`url`, and `ref` for pipelines); `release` has `tag` and `url`.
-//! A push is `pushed`, a tag push `tag`, a merge request `merge request`, a pipeline
-//! `pipeline`, a release `released`; other kinds keep their name.
+//! A push is `pushed`, a tag push `tag`, either with an all-zero `after` (the ref was
+//! removed) `deleted`, a merge request `merge request`, a pipeline `pipeline`, a release
+//! `released` (its `action` `update` is `updated`, `delete` `deleted`); other kinds keep
+//! their name.
 
 use serde_json::Value;
 
@@ -13,7 +15,14 @@ pub(super) fn fill(json: &Value, s: &mut Summary) {
     s.repository = text(json, "/project/path_with_namespace");
     s.actor = text(json, "/user_username").or_else(|| text(json, "/user/username"));
     let kind = text(json, "/object_kind");
+    // GitLab marks a removed branch or tag by an `after` of forty zeros.
+    let removed =
+        text(json, "/after").is_some_and(|a| !a.is_empty() && a.bytes().all(|b| b == b'0'));
     s.action = match kind.as_deref() {
+        Some("push" | "tag_push") if removed => {
+            s.git_ref = text(json, "/ref");
+            Some("deleted".into())
+        }
         Some("push") => {
             s.git_ref = text(json, "/ref");
             s.url = text(json, "/project/web_url");
@@ -46,7 +55,11 @@ pub(super) fn fill(json: &Value, s: &mut Summary) {
         Some("release") => {
             s.version = text(json, "/tag");
             s.url = text(json, "/url");
-            Some("released".into())
+            Some(match text(json, "/action").as_deref() {
+                Some("delete") => "deleted".into(),
+                Some("update") => "updated".into(),
+                _ => "released".into(),
+            })
         }
         _ => kind,
     };
@@ -59,6 +72,36 @@ mod tests {
     use crate::config::SourceKind;
     use crate::summary::summarize;
     use crate::summary::tests::source;
+
+    #[test]
+    fn removals_and_release_actions_are_told_apart() {
+        let gitlab = source(
+            SourceKind::Gitlab {
+                tokens: vec![],
+                signing_keys: vec![],
+                tolerance: Duration::from_secs(1),
+            },
+            &[],
+        );
+        let zeros = "0".repeat(40);
+        let tag_removed = format!(
+            r#"{{"object_kind":"tag_push","ref":"refs/tags/v1","after":"{zeros}","project":{{"path_with_namespace":"g/p"}}}}"#
+        );
+        let s = summarize(&gitlab, Some("Tag Push Hook"), tag_removed.as_bytes());
+        assert_eq!(s.action.as_deref(), Some("deleted"));
+        assert_eq!(s.git_ref.as_deref(), Some("refs/tags/v1"));
+        for (action, word) in [
+            ("create", "released"),
+            ("update", "updated"),
+            ("delete", "deleted"),
+        ] {
+            let release = format!(
+                r#"{{"object_kind":"release","action":"{action}","tag":"v1","project":{{"path_with_namespace":"g/p"}}}}"#
+            );
+            let s = summarize(&gitlab, Some("Release Hook"), release.as_bytes());
+            assert_eq!(s.action.as_deref(), Some(word), "{action}");
+        }
+    }
 
     #[test]
     fn a_push_and_a_pipeline() {
