@@ -664,3 +664,32 @@ fn the_readmes_nats_subject_turns_spaces_into_underscores() {
         "hooks.github.Push_Hook"
     );
 }
+
+#[test]
+fn the_built_in_push_message_reads_gitea_pushers_and_tag_pushes() {
+    let headline = |body: serde_json::Value| {
+        let ev = summarized("push", body, None);
+        render(DEFAULT_MESSAGE, Target::Plain, &ev)
+    };
+    // Gitea and Forgejo: `pusher.login` and `compare_url`.
+    let gitea = headline(serde_json::json!({
+        "ref": "refs/heads/main",
+        "compare_url": "https://gitea.example/p/demo-app/compare/a...b",
+        "pusher": {"login": "ada", "username": "ada"},
+        "repository": {"full_name": "p/demo-app", "html_url": "https://gitea.example/p/demo-app"},
+        "commits": [{"id": "0123456789", "message": "fix", "url": "https://gitea.example/c/1", "author": {"name": "Ada"}}]
+    }));
+    assert!(
+        gitea.starts_with("ada pushed 1 commit to main of p/demo-app"),
+        "{gitea}"
+    );
+    assert!(gitea.contains("Compare changes"), "{gitea}");
+    // A tag push has no commits to count.
+    let tag = headline(serde_json::json!({
+        "ref": "refs/tags/v1.2",
+        "pusher": {"name": "ada"},
+        "repository": {"full_name": "o/r", "html_url": "https://github.com/o/r"},
+        "commits": []
+    }));
+    assert!(tag.starts_with("ada pushed tag v1.2 to o/r"), "{tag}");
+}
