@@ -234,9 +234,10 @@ pub fn check(sinks: &[SinkConfig]) -> Vec<SinkBuildError> {
         .collect()
 }
 
-/// The source name of `hookrelay test-sink`'s message; not a valid source name, so no real
-/// event can pass for a test.
-pub const TEST_SOURCE: &str = "hookrelay test-sink";
+/// The source name of `hookrelay test-sink`'s message; not a valid source name (`:`), so no
+/// real event can pass for a test, yet valid wherever a source name goes: a NATS subject
+/// (no space), a header, a file name.
+pub const TEST_SOURCE: &str = "hookrelay:test-sink";
 
 /// The clearly labelled message `hookrelay test-sink` sends: templates see `test = true`.
 pub fn test_delivery() -> Delivery {

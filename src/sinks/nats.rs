@@ -454,6 +454,9 @@ mod tests {
                 .unwrap_err()
                 .contains("whitespace")
         );
+        // `test-sink`'s message goes out on the README's subject.
+        let test = format!("hooks.{}.hookrelay.test", crate::sinks::TEST_SOURCE);
+        assert_eq!(check_subject(&test), Ok(()));
     }
 
     #[test]
