@@ -217,7 +217,9 @@ impl ConfigError {
             .map(|issue| match issue.span {
                 Some(span) => {
                     let (line, column, mut excerpt) = locate(text, span);
-                    if holds_secret(&issue.key) {
+                    // By the problem's key, or by the key written on the line: a syntax
+                    // error has no key of its own.
+                    if holds_secret(&issue.key) || holds_secret(line_key(&excerpt.text)) {
                         excerpt.text = mask_literals(&excerpt.text);
                     }
                     Problem {
@@ -285,11 +287,29 @@ impl std::error::Error for ConfigError {}
 /// static header (`Authorization`). `check` runs in front of journald: none of them may be
 /// echoed.
 fn holds_secret(key: &str) -> bool {
+    // A list item's key ends in its index: `sources.gh.secret[1]`.
+    let key = key.split('[').next().unwrap_or(key);
     let last = key.rsplit('.').next().unwrap_or(key);
     matches!(
         last,
-        "secret" | "token" | "signing_token" | "signing_secret" | "password" | "url" | "proxy"
+        "secret"
+            | "token"
+            | "signing_token"
+            | "signing_secret"
+            | "password"
+            | "url"
+            | "proxy"
+            | "headers"
     ) || key.contains(".headers")
+}
+
+/// The key a TOML line assigns (`url` in `  url = "…"`, `sinks.a.url` in a dotted key);
+/// empty when the line is no assignment.
+fn line_key(line: &str) -> &str {
+    line.split_once('=')
+        .map(|(key, _)| key.trim().trim_matches(['"', '\'']))
+        .filter(|key| !key.is_empty() && !key.contains([' ', '{', '[']))
+        .unwrap_or("")
 }
 
 /// `line` with the content of every quoted string that is not a `${env:..}`/`${file:..}`
@@ -3014,6 +3034,14 @@ to = ["builds"]
         assert!(!shown.contains("Sup3rSecret"), "{shown}");
         assert!(!shown.contains("xoxSECRET"), "{shown}");
         assert!(!shown.contains("t0kenSECRET"), "{shown}");
+        // A bad list item, and a line TOML itself cannot read.
+        for text in [
+            "[sources.gh]\nkind = \"github\"\nsecret = [\"GhS3cretAAA\", 42]\n",
+            "[sources.gh]\nkind = \"github\"\nsecret = \"GhS3cretAAA\" \"x\"\n",
+        ] {
+            let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
+            assert!(!shown.contains("GhS3cretAAA"), "{shown}");
+        }
         // Still placed: the line and the carets under the value.
         assert!(shown.contains("proxy = \"*****"), "{shown}");
         // A reference is no secret, and shows what to fix.
