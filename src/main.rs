@@ -167,6 +167,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if !loaded.sinks.iter().any(|s| s.name == name) {
+                // A name that is not in the file is a command-line error, like a bad flag.
+                let names: Vec<&str> = loaded.sinks.iter().map(|s| s.name.as_str()).collect();
+                eprintln!(
+                    "hookrelay: no sink \"{name}\" in {}; the sinks are: {}",
+                    config.display(),
+                    names.join(", ")
+                );
+                return ExitCode::from(2);
+            }
             match test_sink(&loaded, &name) {
                 Ok(line) => {
                     println!("{line}");

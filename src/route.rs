@@ -53,22 +53,30 @@ enum CompiledTest {
 
 impl Check {
     fn holds(&self, event: &mut EventView<'_>) -> bool {
-        let value: Option<Cow<'_, str>> = match &self.subject {
-            Subject::Summary(field) => event.summary().get(*field).map(Cow::Borrowed),
+        // Whether the value is there, and its text when it has one.
+        let (present, text): (bool, Option<Cow<'_, str>>) = match &self.subject {
+            Subject::Summary(field) => {
+                let text = event.summary().get(*field).map(Cow::Borrowed);
+                (text.is_some(), text)
+            }
             Subject::Pointer(pointer) => match event.json().and_then(|j| j.pointer(pointer)) {
-                // Empty counts as absent, as in the summary.
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) if s.is_empty() => None,
-                Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
-                Some(Value::Bool(b)) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
-                Some(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
-                // Present, but no text a pattern could match.
-                Some(Value::Array(_) | Value::Object(_)) => Some(Cow::Borrowed("")),
+                // Empty counts as absent, as in the summary: "", [], {} and null.
+                None | Some(Value::Null) => (false, None),
+                Some(Value::String(s)) if s.is_empty() => (false, None),
+                Some(Value::Array(a)) if a.is_empty() => (false, None),
+                Some(Value::Object(o)) if o.is_empty() => (false, None),
+                Some(Value::String(s)) => (true, Some(Cow::Borrowed(s.as_str()))),
+                Some(Value::Bool(b)) => {
+                    (true, Some(Cow::Borrowed(if *b { "true" } else { "false" })))
+                }
+                Some(Value::Number(n)) => (true, Some(Cow::Owned(n.to_string()))),
+                // Present, but no text a pattern could match, not even "*".
+                Some(Value::Array(_) | Value::Object(_)) => (true, None),
             },
         };
         match &self.test {
-            CompiledTest::Present(wanted) => value.is_some() == *wanted,
-            CompiledTest::AnyOf(globs) => value.is_some_and(|v| globs.is_match(v.as_ref())),
+            CompiledTest::Present(wanted) => present == *wanted,
+            CompiledTest::AnyOf(globs) => text.is_some_and(|v| globs.is_match(v.as_ref())),
         }
     }
 }
@@ -495,8 +503,12 @@ mod tests {
     #[test]
     fn where_matches_pointers_and_presence() {
         let r = filtered_router();
-        let cases: [(&[u8], &[&str]); 7] = [
+        let cases: [(&[u8], &[&str]); 10] = [
             (br#"{"ref":"refs/heads/main"}"#, &["all", "main"]),
+            // An empty list or object is absent, like "" and null; a full one is present.
+            (br#"{"ref":"refs/heads/main","draft":[]}"#, &["all", "main"]),
+            (br#"{"ref":"refs/heads/main","draft":{}}"#, &["all", "main"]),
+            (br#"{"ref":"refs/heads/main","draft":[1]}"#, &["all"]),
             (
                 br#"{"ref":"refs/heads/main","draft":null}"#,
                 &["all", "main"],
@@ -524,6 +536,25 @@ mod tests {
         ));
         assert_eq!(names(numbers.sinks_for("x", None, br#"{"n":42}"#)), ["s"]);
         assert!(numbers.sinks_for("x", None, br#"{"n":5}"#).is_empty());
+        // "*" matches any text, and a list or object has none.
+        let anything = Router::new(&config(
+            vec![sink("s", true)],
+            vec![RouteConfig {
+                filter: vec![condition(Subject::Pointer("/tags".into()), any_of(&["*"]))],
+                ..route(&["x"], &[], &["s"])
+            }],
+        ));
+        assert_eq!(
+            names(anything.sinks_for("x", None, br#"{"tags":"a"}"#)),
+            ["s"]
+        );
+        for body in [
+            &br#"{"tags":[]}"#[..],
+            br#"{"tags":["a"]}"#,
+            br#"{"tags":{}}"#,
+        ] {
+            assert!(anything.sinks_for("x", None, body).is_empty());
+        }
     }
 
     #[test]

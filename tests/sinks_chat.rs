@@ -361,6 +361,19 @@ async fn test_sink_sends_a_labelled_message_and_reports_the_sinks_answer() {
         "{stderr}"
     );
     assert!(!stderr.contains(&slack.url()), "{stderr}");
+
+    // A sink that is not in the file is a command-line error.
+    let unknown = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["test-sink", "chta", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("the sinks are: chat"),
+        "{unknown:?}"
+    );
 }
 
 #[tokio::test]
