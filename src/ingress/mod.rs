@@ -171,15 +171,13 @@ impl Ingress {
         let live = self.live.load_full();
         let Some(source) = live.sources.get(name).filter(|s| s.enabled) else {
             self.unknown_source.inc(EventOutcome::UnknownSource);
-            tracing::info!(source = %truncate(name, 64), %peer, outcome = "unknown_source", "refused event");
-            return json_error(
-                StatusCode::NOT_FOUND,
-                &format!(
-                    "no enabled source named {:?}: the last part of the URL must name one of \
-                     the relay's [sources.NAME]",
-                    truncate(name, 64)
-                ),
+            let reason = format!(
+                "no enabled source named {:?}: the last part of the URL must name one of the \
+                 relay's [sources.NAME]",
+                truncate(name, 64)
             );
+            tracing::info!(source = %truncate(name, 64), %peer, outcome = "unknown_source", reason, "refused event");
+            return json_error(StatusCode::NOT_FOUND, &reason);
         };
         if request.method() != Method::POST {
             source.counters.inc(EventOutcome::MethodNotAllowed);

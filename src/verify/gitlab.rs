@@ -84,6 +84,18 @@ impl GitlabVerifier {
         let token_refused =
             !self.tokens.is_empty() && self.tokens.check(headers, &TOKEN_HEADER).is_err();
         match &self.signing {
+            Some(_) if !token_refused && !headers.contains_key("webhook-signature") => {
+                // GitLab signs only when the webhook has a signing token of its own.
+                format!(
+                    "no webhook-signature header: this source checks GitLab's signing; add \
+                     a signing token to the webhook in GitLab (the source's signing_token){}",
+                    if self.tokens.is_empty() && headers.contains_key(&TOKEN_HEADER) {
+                        ", or set token = \"…\" on this source to check X-Gitlab-Token instead"
+                    } else {
+                        ""
+                    }
+                )
+            }
             Some(signing) if !token_refused => signing.explain(rejection, headers, now_unix),
             _ => explain_credential(rejection, "X-Gitlab-Token", Expected::Token),
         }

@@ -439,7 +439,20 @@ mod tests {
             "{wrong_token}"
         );
         let unsigned = refusal(&v, &[("x-gitlab-token", "tok")], b"{}");
-        assert!(unsigned.starts_with("no webhook-id header"), "{unsigned}");
+        assert!(
+            unsigned
+                .starts_with("no webhook-signature header: this source checks GitLab's signing"),
+            "{unsigned}"
+        );
+        // Signing only, and the webhook sends just a token: both ways out are named.
+        let signing_only = Verifier::new(&SourceKind::Gitlab {
+            tokens: Vec::new(),
+            signing_keys: whsec_key(),
+            tolerance: Duration::from_secs(300),
+        });
+        let token_sent = refusal(&signing_only, &[("x-gitlab-token", "tok")], b"{}");
+        assert!(token_sent.contains("add a signing token"), "{token_sent}");
+        assert!(token_sent.contains("set token ="), "{token_sent}");
     }
 
     #[test]
