@@ -148,10 +148,46 @@ async fn one_refused_recipient_does_not_stop_the_mail_for_the_others() {
             .unwrap()
             .contains("reject@example.com")
     );
-    let refused = relay.wait_for_log("refused some recipients").await;
+    let refused = relay.wait_for_log("refused some recipients for good").await;
     assert!(
         refused.contains("reject@example.com") && refused.contains("550"),
         "{refused}"
     );
     relay.wait_for_log("\"delivered\"").await;
+}
+
+#[tokio::test]
+async fn a_full_mailbox_does_not_hold_the_mail_back_from_the_others() {
+    let server = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[sources.github]\nkind = \"github\"\nsecret = \"{SECRET}\"\n\n\
+         [sinks.mail]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         from = \"hookrelay <relay@example.com>\"\nto = [\"ops@example.com\", \"full@example.com\"]\n\
+         retry = {{ max_attempts = 3, initial = \"50ms\", max = \"100ms\" }}\n\n\
+         [[routes]]\nfrom = \"github\"\nto = [\"mail\"]\n",
+        server.port
+    );
+    let relay = Relay::start(dir.path(), &config);
+    let body = r#"{"zen":"full mailbox"}"#;
+    let reply = post(
+        &relay.hook_url("github"),
+        &github_headers(SECRET, "ping", "m-full", body.as_bytes()),
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    // Before, a 452 for one address failed the whole transaction on every attempt, and the
+    // mail was dead-lettered without reaching anyone.
+    assert_eq!(server.next()["rcpt_tos"], json!(["ops@example.com"]));
+    let later = relay.wait_for_log("refused some recipients for now").await;
+    assert!(
+        later.contains("full@example.com") && later.contains("452"),
+        "{later}"
+    );
+    relay.wait_for_log("\"delivered\"").await;
+    assert!(
+        !relay.logs().iter().any(|l| l.contains("dead-lettered")),
+        "delivered once, not retried into a dead letter"
+    );
 }

@@ -189,9 +189,11 @@ impl Sink for SmtpSink {
         let sent = tokio::time::timeout(self.timeout, async {
             let all = self.transport.send_raw(&envelope, &raw).await;
             match all {
-                // One refused recipient fails the whole transaction: send to each alone,
-                // so one stale address does not stop the mail for everyone.
-                Err(err) if err.is_permanent() && envelope.to().len() > 1 => {
+                // One refused recipient (a stale address, a full mailbox) fails the whole
+                // transaction: send to each alone, so it does not stop the mail for all.
+                Err(err)
+                    if (err.is_permanent() || err.is_transient()) && envelope.to().len() > 1 =>
+                {
                     Err(self.send_to_each(&envelope, &raw, err).await)
                 }
                 other => other.map(|_| ()).map_err(Fallback::Failed),
@@ -226,10 +228,10 @@ impl Sink for SmtpSink {
 
 /// How a send that needed one transaction per recipient ended.
 enum Fallback {
-    /// Some recipients took the mail and the others refused it for good (logged).
+    /// Some recipients took the mail and the others refused it (logged, by address).
     Partly,
-    /// No recipient took it, or one may still: this error decides (a temporary one first,
-    /// so the mail is retried).
+    /// No recipient took it: this error decides (a temporary one first, so the mail is
+    /// retried).
     Failed(lettre::transport::smtp::Error),
 }
 
@@ -244,6 +246,7 @@ impl SmtpSink {
     ) -> Fallback {
         let mut delivered = 0;
         let mut refused = Vec::new();
+        let mut later = Vec::new();
         let mut temporary = None;
         for to in envelope.to() {
             let Ok(alone) =
@@ -256,23 +259,35 @@ impl SmtpSink {
                 Err(err) if err.is_permanent() => {
                     refused.push(format!("{to} ({})", one_line(&err.to_string())));
                 }
-                Err(err) => temporary = Some(err),
+                Err(err) => {
+                    later.push(format!("{to} ({})", one_line(&err.to_string())));
+                    temporary = Some(err);
+                }
             }
         }
-        if let Some(err) = temporary {
-            // Retried whole: the recipients who took it now may get it twice (at least once).
-            return Fallback::Failed(err);
-        }
         if delivered == 0 {
-            return Fallback::Failed(first);
+            // Retried whole when any refusal was temporary.
+            return Fallback::Failed(temporary.unwrap_or(first));
         }
-        tracing::warn!(
-            sink = %self.name,
-            refused = %refused.join(", "),
-            delivered_to = delivered,
-            "the SMTP server refused some recipients for good; the mail went to the others. Remove them from [sinks.{}] to",
-            self.name
-        );
+        // Some took it. Retrying would send those a copy per attempt, so the others are
+        // named in the log instead: the operator sees who did not get this mail.
+        if !refused.is_empty() {
+            tracing::warn!(
+                sink = %self.name,
+                refused = %refused.join(", "),
+                delivered_to = delivered,
+                "the SMTP server refused some recipients for good; the mail went to the others. Remove them from [sinks.{}] to",
+                self.name
+            );
+        }
+        if !later.is_empty() {
+            tracing::warn!(
+                sink = %self.name,
+                not_now = %later.join(", "),
+                delivered_to = delivered,
+                "the SMTP server refused some recipients for now (a full mailbox, greylisting); the mail went to the others, and these did not get it"
+            );
+        }
         Fallback::Partly
     }
 }

@@ -1,7 +1,8 @@
 //! A real SMTP server for the mail tests: `aiosmtpd` (from PyPI, installed by `.ci/run` or
 //! into the test virtualenv) on an ephemeral loopback port. Every accepted mail is parsed
 //! by Python's `email` package and handed to the test as JSON; recipients whose local part
-//! is `reject` get a permanent 550, and `busy` a transient 451 the first time.
+//! is `reject` get a permanent 550, `full` a transient 452 every time, and `busy` a transient
+//! 451 the first time.
 //!
 //! [`SmtpServer::start_tls`] serves with a certificate: STARTTLS required before any mail
 //! (`require_starttls`), or TLS from the first byte (an SSL socket); optionally demanding
@@ -28,6 +29,8 @@ class Handler:
         local = address.split("@")[0]
         if local == "reject":
             return "550 5.1.1 no such user here"
+        if local == "full":
+            return "452 4.2.2 mailbox full"
         if local == "busy" and address not in busy_seen:
             busy_seen.add(address)
             return "451 4.3.0 try again later"
