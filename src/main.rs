@@ -142,6 +142,12 @@ fn main() -> ExitCode {
                     eprintln!("{} error(s) in {}", problems.len(), config.display());
                     return ExitCode::from(2);
                 }
+                if let Some(files) = &loaded.server.tls {
+                    let end = hookrelay::ingress::tls::certificate_end(files).unwrap_or(None);
+                    if let Some(warning) = hookrelay::ingress::tls::expiry_warning(files, end) {
+                        eprintln!("warning: {warning}");
+                    }
+                }
                 println!(
                     "{}: ok ({} sources, {} sinks, {} routes)",
                     config.display(),

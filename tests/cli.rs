@@ -108,3 +108,34 @@ fn an_empty_rust_log_logs_at_info_instead_of_nothing() {
     let relay = common::Relay::start_with_file_and_env(dir.path(), &path, &[("RUST_LOG", "")]);
     assert!(relay.logs().iter().any(|l| l.contains("listening")));
 }
+
+#[test]
+fn an_expired_https_certificate_is_a_warning_from_check_and_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 5, 17);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         tls = { cert_file = \"cert.pem\", key_file = \"key.pem\" }\n\
+         [storage]\npath = \"store/h.redb\"\n[sources.open]\nkind = \"none\"\n",
+    )
+    .unwrap();
+    // Still valid: a warning, exit 0.
+    let out = hookrelay(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the certificate in") && stderr.contains("expired at 2020-05-17"),
+        "{stderr}"
+    );
+    let relay = common::Relay::start_with_file(dir.path(), &path);
+    let logs = relay.logs().join("\n");
+    assert!(logs.contains("expired at 2020-05-17"), "{logs}");
+}
