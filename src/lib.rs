@@ -101,6 +101,7 @@ pub async fn run_with(
         )),
         None => None,
     };
+    warn_of_client_certificates(&config);
     let reloading = options.config_path.map(|path| (path, reload::channel()));
     let reload_handle = reloading.as_ref().map(|(_, (handle, _))| handle.clone());
     // Before serving: a SIGHUP that arrives before a handler exists kills the process.
@@ -258,4 +259,12 @@ pub async fn run_with(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Logs each sink whose client certificate has expired or ends within two weeks: its
+/// receiver may refuse every delivery once it has.
+pub(crate) fn warn_of_client_certificates(config: &Config) {
+    for (sink, warning) in config.client_certificate_warnings() {
+        tracing::warn!(sink, "{warning}");
+    }
 }

@@ -148,6 +148,9 @@ fn main() -> ExitCode {
                         eprintln!("warning: {warning}");
                     }
                 }
+                for (sink, warning) in loaded.client_certificate_warnings() {
+                    eprintln!("warning: sinks.{sink}: {warning}");
+                }
                 println!(
                     "{}: ok ({} sources, {} sinks, {} routes)",
                     config.display(),

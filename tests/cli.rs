@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 fn hookrelay(args: &[&str]) -> std::process::Output {
@@ -109,16 +110,22 @@ fn an_empty_rust_log_logs_at_info_instead_of_nothing() {
     assert!(relay.logs().iter().any(|l| l.contains("listening")));
 }
 
-#[test]
-fn an_expired_https_certificate_is_a_warning_from_check_and_serve() {
-    let dir = tempfile::tempdir().unwrap();
+/// Writes `cert.pem` and `key.pem` into `dir`: a self-signed certificate that expired on
+/// 2020-05-17.
+fn write_expired_certificate(dir: &Path) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     params.not_before = rcgen::date_time_ymd(2019, 1, 1);
     params.not_after = rcgen::date_time_ymd(2020, 5, 17);
     let cert = params.self_signed(&key).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn an_expired_https_certificate_is_a_warning_from_check_and_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    write_expired_certificate(dir.path());
     let path = dir.path().join("hookrelay.toml");
     std::fs::write(
         &path,
@@ -138,4 +145,37 @@ fn an_expired_https_certificate_is_a_warning_from_check_and_serve() {
     let relay = common::Relay::start_with_file(dir.path(), &path);
     let logs = relay.logs().join("\n");
     assert!(logs.contains("expired at 2020-05-17"), "{logs}");
+}
+
+#[test]
+fn an_expired_sink_client_certificate_is_a_warning_naming_the_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    write_expired_certificate(dir.path());
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"store/h.redb\"\n\
+         [sources.open]\nkind = \"none\"\n\
+         [sinks.audit]\nkind = \"webhook\"\nurl = \"https://127.0.0.1:9/hook\"\n\
+         client_cert = \"cert.pem\"\nclient_key = \"key.pem\"\n",
+    )
+    .unwrap();
+    let out = hookrelay(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let cert = dir.path().join("cert.pem");
+    let expected = format!(
+        "warning: sinks.audit: the client certificate in \"{}\" expired at \
+         2020-05-17T00:00:00Z: receivers that ask for a client certificate refuse the \
+         connection; renew it, then reload the relay (SIGHUP)",
+        cert.display()
+    );
+    assert!(stderr.lines().any(|line| line == expected), "{stderr}");
+    let relay = common::Relay::start_with_file(dir.path(), &path);
+    let logs = relay.logs().join("\n");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("the client certificate in") && l.contains(r#""sink":"audit""#)),
+        "{logs}"
+    );
 }

@@ -5,6 +5,7 @@
 //! section. Secrets are resolved here (`secrets`) and only ever held as [`Secret`], whose
 //! `Debug` never prints the value.
 
+pub(crate) mod expiry;
 mod raw;
 mod secrets;
 mod tls;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+pub use expiry::{expiry_warning, not_after};
 pub use tls::{
     ClientIdentity, Outbound, Proxy, ServerTls, check_key_pair, read_certificates, read_private_key,
 };
@@ -696,5 +698,17 @@ impl Config {
     /// Parses and validates `text`; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         validate::parse(text, origin)
+    }
+
+    /// Each sink whose client certificate has expired or ends within two weeks, with what
+    /// to tell the operator: `check`, the start and every reload say it.
+    pub fn client_certificate_warnings(&self) -> Vec<(&str, String)> {
+        self.sinks
+            .iter()
+            .filter_map(|sink| {
+                let identity = sink.outbound.identity.as_ref()?;
+                Some((sink.name.as_str(), identity.expiry_warning()?))
+            })
+            .collect()
     }
 }

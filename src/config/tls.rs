@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -56,13 +57,27 @@ impl Default for Outbound {
 
 /// A client certificate chain and its private key, as one PEM document.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClientIdentity(Secret);
+pub struct ClientIdentity {
+    pem: Secret,
+    cert_file: PathBuf,
+    not_after: Option<SystemTime>,
+}
 
 impl ClientIdentity {
     /// The certificate chain (leaf first) then the private key, PEM-encoded. Holds the key:
     /// never log it.
     pub fn pem(&self) -> &[u8] {
-        self.0.expose()
+        self.pem.expose()
+    }
+
+    /// What to tell the operator if the certificate has expired or ends within two weeks.
+    pub fn expiry_warning(&self) -> Option<String> {
+        super::expiry_warning(
+            &format!("the client certificate in \"{}\"", self.cert_file.display()),
+            self.not_after,
+            "receivers that ask for a client certificate refuse the connection",
+            "renew it, then reload the relay (SIGHUP)",
+        )
     }
 }
 
@@ -332,7 +347,11 @@ impl Validator<'_> {
             pem.push_str(&pem_block("CERTIFICATE", c));
         }
         pem.push_str(&pem_block(label, key_der.secret_der()));
-        Some(ClientIdentity(Secret::new(pem)))
+        Some(ClientIdentity {
+            pem: Secret::new(pem),
+            not_after: chain.first().and_then(|leaf| super::not_after(leaf)),
+            cert_file,
+        })
     }
 
     fn proxy(&mut self, value: &Spanned<String>, key: &str) -> Option<Proxy> {
