@@ -159,8 +159,13 @@ async fn a_delivery_goes_through_the_configured_proxy() {
     assert_eq!(&got.request.body[..], b"{\"delivery\":\"proxied-1\"}");
 }
 
-/// Starts the relay with `HTTPS_PROXY` pointing at `proxy` and no `NO_PROXY`.
-fn relay_behind_env_proxy(dir: &std::path::Path, proxy: &ConnectProxy, config: &str) -> Relay {
+/// Starts the relay with `HTTPS_PROXY` pointing at `proxy` and `NO_PROXY` set to `no_proxy`.
+fn relay_behind_env_proxy(
+    dir: &std::path::Path,
+    proxy: &ConnectProxy,
+    no_proxy: &str,
+    config: &str,
+) -> Relay {
     let path = dir.join("hookrelay.toml");
     std::fs::write(
         &path,
@@ -176,8 +181,8 @@ fn relay_behind_env_proxy(dir: &std::path::Path, proxy: &ConnectProxy, config: &
         &[
             ("HTTPS_PROXY", &url),
             ("https_proxy", &url),
-            ("NO_PROXY", ""),
-            ("no_proxy", ""),
+            ("NO_PROXY", no_proxy),
+            ("no_proxy", no_proxy),
         ],
     )
 }
@@ -194,6 +199,7 @@ async fn https_proxy_from_the_environment_is_used_by_default() {
     let relay = relay_behind_env_proxy(
         dir.path(),
         &proxy,
+        "",
         &config(
             &receiver.url(),
             "ca_file = \"ca.pem\"\nclient_cert = \"relay-client.pem\"\nclient_key = \"relay-client.key\"",
@@ -220,6 +226,7 @@ async fn proxy_none_connects_directly_whatever_the_environment_says() {
     let relay = relay_behind_env_proxy(
         dir.path(),
         &proxy,
+        "",
         &config(
             &receiver.url(),
             "ca_file = \"ca.pem\"\nclient_cert = \"relay-client.pem\"\nclient_key = \"relay-client.key\"\nproxy = \"none\"",
@@ -229,6 +236,32 @@ async fn proxy_none_connects_directly_whatever_the_environment_says() {
     assert_eq!(reply.status(), 202);
     receiver.next().await;
     // Through the proxy, the CONNECT would have come before the delivery could arrive.
+    assert_eq!(proxy.try_target(), None);
+}
+
+#[tokio::test]
+async fn no_proxy_star_connects_directly_also_to_a_receiver_given_by_ip_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Site CA");
+    ca.write(&dir.path().join("ca.pem"));
+    ca.issue(dir.path(), "receiver");
+    ca.issue(dir.path(), "relay-client");
+    let mut receiver = TlsReceiver::start(dir.path(), "receiver", &ca.pem).await;
+    let mut proxy = ConnectProxy::start().await;
+    // The receiver's URL names 127.0.0.1, an IP address, not a host name.
+    assert!(receiver.url().starts_with("https://127.0.0.1:"));
+    let relay = relay_behind_env_proxy(
+        dir.path(),
+        &proxy,
+        "*",
+        &config(
+            &receiver.url(),
+            "ca_file = \"ca.pem\"\nclient_cert = \"relay-client.pem\"\nclient_key = \"relay-client.key\"",
+        ),
+    );
+    let reply = send(&relay.hook_url("github"), &client(), "no-proxy-star-1").await;
+    assert_eq!(reply.status(), 202);
+    receiver.next().await;
     assert_eq!(proxy.try_target(), None);
 }
 

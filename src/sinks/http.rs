@@ -70,6 +70,9 @@ pub fn client(
         builder = builder.identity(identity);
     }
     builder = match &outbound.proxy {
+        // curl's `NO_PROXY=*` means no proxy for any host; reqwest applies `*` to host
+        // names only, so a receiver given by IP address would still go through the proxy.
+        Proxy::FromEnvironment if no_proxy_for_any_host() => builder.no_proxy(),
         // reqwest reads HTTPS_PROXY, HTTP_PROXY and NO_PROXY when no proxy is given.
         Proxy::FromEnvironment => builder,
         Proxy::Direct => builder.no_proxy(),
@@ -93,6 +96,14 @@ pub fn client(
         };
         fail(format!("cannot start the HTTP client: {cause}{hint}"))
     })
+}
+
+/// Whether `NO_PROXY` (else `no_proxy`, the order reqwest reads them in) is `*`.
+fn no_proxy_for_any_host() -> bool {
+    ["NO_PROXY", "no_proxy"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        .is_some_and(|value| value.trim() == "*")
 }
 
 /// A `407` comes from a proxy on the way, not from the receiver (which never asks for proxy
