@@ -1,7 +1,7 @@
 //! Bitbucket, by event key (`X-Event-Key`). Cloud: `repository.full_name` and
 //! `repository.links.html.href`, `actor.nickname`, and for `repo:push` the first change's
-//! `new` branch or tag. Data Center: `repository.project.key` and `repository.slug` (written
-//! `KEY/slug`), `actor.name`, and for `repo:refs_changed` the first change's `refId`. A push
+//! `new` branch or tag. Data Center (a repository with `project.key` and no `full_name`):
+//! `repository.project.key` and `repository.slug` (written `KEY/slug`), `actor.name`, and for `repo:refs_changed` the first change's `refId`. A push
 //! is `pushed`, a pushed tag `tag` (with its name as the version), a deleted branch or tag
 //! `deleted`, a pull request event (`pullrequest:*`, `pr:*`) `merge request`; other events
 //! keep their key. A Data Center pull request has no top-level repository: it is the target
@@ -12,16 +12,21 @@ use serde_json::Value;
 use super::{Summary, full_ref, text};
 
 pub(super) fn fill(event_type: Option<&str>, json: &Value, s: &mut Summary) {
-    // A Data Center pull request names its repository only under its target branch.
-    let repository = ["/repository", "/pullRequest/toRef/repository"]
+    // A Data Center repository has a project key and a slug, and no `full_name`: a Cloud
+    // repository in a project has a project key too. A Data Center pull request names its
+    // repository only under its target branch.
+    let data_center = ["/repository", "/pullRequest/toRef/repository"]
         .into_iter()
-        .find(|at| json.pointer(&format!("{at}/project/key")).is_some())
-        .unwrap_or("/repository");
-    let data_center = text(json, &format!("{repository}/project/key"));
-    match &data_center {
-        Some(project) => {
-            s.repository =
-                text(json, &format!("{repository}/slug")).map(|slug| format!("{project}/{slug}"));
+        .find(|at| {
+            json.pointer(&format!("{at}/project/key")).is_some()
+                && json.pointer(&format!("{at}/full_name")).is_none()
+        });
+    match data_center {
+        Some(repository) => {
+            let project = text(json, &format!("{repository}/project/key"));
+            s.repository = text(json, &format!("{repository}/slug"))
+                .zip(project)
+                .map(|(slug, project)| format!("{project}/{slug}"));
             s.actor = text(json, "/actor/name");
         }
         None => {
