@@ -175,6 +175,18 @@ fn regression_the_built_in_message_renders_whatever_type_a_field_has() {
         serde_json::json!({"object_kind": "push", "user_name": "u", "total_commits_count": 9,
             "commits": {"0": 1}, "project": {"path_with_namespace": "g/p"}}),
         serde_json::json!({"repositoryName": "r", "action": 3, "component": {"name": ["n"], "group": 1}}),
+        serde_json::json!({"object_kind": "push", "user_name": "u", "after": 0, "before": ["0"],
+            "project": {"path_with_namespace": "g/p"}}),
+        serde_json::json!({"ref": 5, "ref_type": "tag", "repository": {"full_name": 1}, "sender": "s"}),
+        serde_json::json!({"action": ["closed"], "pull_request": {"merged": "yes", "head": 1, "base": {}},
+            "repository": {"full_name": "o/r"}, "review": {"state": {}}}),
+        serde_json::json!({"workflow_run": {"name": ["CI"], "conclusion": null, "display_title": 4},
+            "repository": {"full_name": "o/r"}}),
+        serde_json::json!({"pullrequest": {"id": {}, "links": [], "source": "x"}, "repository": {"full_name": "p/r"}}),
+        serde_json::json!({"pullRequest": {"toRef": {"repository": 1}, "links": {"self": ["a", 2]}}}),
+        serde_json::json!({"pullRequest": {"toRef": {}, "links": {"self": "x"}}}),
+        serde_json::json!({"event_data": {"resources": [{"scan_overview": {"a": {"severity": 1, "summary": {"summary": []}}, "b": 2}}]}}),
+        serde_json::json!({"event_data": {"resources": "x"}}),
     ];
     for body in odd {
         let ev = event("push", body.clone());
@@ -692,4 +704,99 @@ fn the_built_in_push_message_reads_gitea_pushers_and_tag_pushes() {
         "commits": []
     }));
     assert!(tag.starts_with("ada pushed tag v1.2 to o/r"), "{tag}");
+}
+
+#[test]
+fn the_built_in_message_tells_deletions_new_branches_pull_requests_and_runs() {
+    let zeros = "0".repeat(40);
+    let gitlab =
+        serde_json::json!({"path_with_namespace": "g/p", "web_url": "https://gitlab.example/g/p"});
+    let github = serde_json::json!({"full_name": "o/r", "html_url": "https://github.com/o/r"});
+    let cases = [
+        (
+            "Push Hook",
+            serde_json::json!({"object_kind": "push", "ref": "refs/heads/feature/x", "before": "1a2b", "after": zeros, "user_name": "Ann", "total_commits_count": 0, "project": gitlab}),
+            "Ann deleted branch feature/x of g/p",
+        ),
+        (
+            "Tag Push Hook",
+            serde_json::json!({"object_kind": "tag_push", "ref": "refs/tags/v2", "before": "1a2b", "after": zeros, "user_name": "Ann", "project": gitlab}),
+            "Ann deleted tag v2 of g/p",
+        ),
+        (
+            "Push Hook",
+            serde_json::json!({"object_kind": "push", "ref": "refs/heads/new", "before": zeros, "after": "1a2b", "user_name": "Ann", "total_commits_count": 0, "project": gitlab}),
+            "Ann created branch new in g/p",
+        ),
+        (
+            "push",
+            serde_json::json!({"ref": "refs/heads/new", "created": true, "pusher": {"name": "mona"}, "repository": github, "commits": []}),
+            "mona created branch new in o/r",
+        ),
+        (
+            "push",
+            serde_json::json!({"ref": "refs/heads/main", "forced": true, "pusher": {"name": "mona"}, "repository": github, "commits": [{"id": "0123456789", "message": "m"}, {"id": "abcdef0123", "message": "n"}]}),
+            "mona force-pushed 2 commits to main of o/r",
+        ),
+        (
+            "delete",
+            serde_json::json!({"ref": "feature", "ref_type": "branch", "repository": github, "sender": {"login": "mona"}}),
+            "mona deleted branch feature of o/r",
+        ),
+        (
+            "create",
+            serde_json::json!({"ref": "v1.0", "ref_type": "tag", "repository": github, "sender": {"login": "mona"}}),
+            "mona created tag v1.0 in o/r",
+        ),
+        (
+            "pull_request",
+            serde_json::json!({"action": "opened", "number": 7, "pull_request": {"number": 7, "title": "Add x", "html_url": "https://github.com/o/r/pull/7", "head": {"ref": "x"}, "base": {"ref": "main"}}, "repository": github, "sender": {"login": "mona"}}),
+            "o/r: pull request #7 opened by mona\nAdd x\nx → main",
+        ),
+        (
+            "pull_request",
+            serde_json::json!({"action": "closed", "number": 7, "pull_request": {"number": 7, "title": "Add x", "merged": true}, "repository": github, "sender": {"login": "mona"}}),
+            "o/r: pull request #7 merged by mona\nAdd x",
+        ),
+        (
+            "workflow_run",
+            serde_json::json!({"action": "completed", "workflow_run": {"name": "CI", "conclusion": "failure", "status": "completed", "head_branch": "main", "html_url": "https://github.com/o/r/actions/runs/1", "display_title": "Fix the build"}, "repository": github}),
+            "o/r: workflow CI failure on main\nFix the build",
+        ),
+        (
+            "pullrequest:created",
+            serde_json::json!({"actor": {"display_name": "Ada Lovelace"}, "pullrequest": {"id": 3, "title": "Add y", "links": {"html": {"href": "https://bitbucket.org/p/r/pull-requests/3"}}, "source": {"branch": {"name": "y"}}, "destination": {"branch": {"name": "main"}}}, "repository": {"full_name": "p/r", "links": {"html": {"href": "https://bitbucket.org/p/r"}}}}),
+            "p/r: pull request #3 created by Ada Lovelace\nAdd y\ny → main",
+        ),
+        (
+            "pr:opened",
+            serde_json::json!({"actor": {"name": "ada"}, "pullRequest": {"id": 9, "title": "Add z", "fromRef": {"displayId": "z"}, "toRef": {"displayId": "main", "repository": {"slug": "demo-app"}}, "links": {"self": [{"href": "https://bb.example/pr/9"}]}}}),
+            "demo-app: pull request #9 opened by ada\nAdd z\nz → main",
+        ),
+    ];
+    for (event_type, body, expected) in cases {
+        let out = render(DEFAULT_MESSAGE, Target::Plain, &event(event_type, body));
+        let shown: Vec<String> = out.lines().map(strip_links).collect();
+        assert!(
+            shown.join("\n").starts_with(expected),
+            "{event_type}: {out:?} does not start with {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn the_built_in_message_gives_harbor_scan_results_and_the_actor() {
+    let body = serde_json::json!({"type": "SCANNING_COMPLETED", "operator": "auto", "event_data": {"repository": {"repo_full_name": "platform/shop"}, "resources": [{"tag": "1.4.0", "scan_overview": {"application/vnd.security.vulnerability.report; version=1.1": {"severity": "Critical", "summary": {"total": 5, "summary": {"Critical": 2, "High": 3}}}}}]}});
+    let summary = crate::summary::Summary {
+        action: Some("scanned".into()),
+        repository: Some("platform/shop".into()),
+        version: Some("1.4.0".into()),
+        actor: Some("auto".into()),
+        ..Default::default()
+    };
+    let ev = summarized("SCANNING_COMPLETED", body, Some(summary));
+    assert_eq!(
+        render(DEFAULT_MESSAGE, Target::Plain, &ev),
+        "scanned: platform/shop 1.4.0\nSeverity Critical: 2 critical, 3 high\nBy auto\n"
+    );
 }
