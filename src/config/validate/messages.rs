@@ -243,7 +243,10 @@ impl Validator<'_> {
                     None => Some(None),
                 };
                 let username = match &raw.username {
-                    Some(u) => self.bounded_text(u, &key("username"), 80).map(Some),
+                    Some(u) => self
+                        .bounded_text(u, &key("username"), 80)
+                        .and_then(|name| self.discord_name(u, &key("username"), name))
+                        .map(Some),
                     None => Some(None),
                 };
                 Some(SinkKind::Discord(DiscordSinkConfig {
@@ -496,6 +499,36 @@ impl Validator<'_> {
         }
         Some(text.clone())
     }
+
+    /// A name Discord takes for a webhook message: it answers `400` (and every message would
+    /// become a dead letter) to one containing "discord", "clyde", `@`, `#`, `:` or three
+    /// backticks, or one that is "everyone" or "here".
+    fn discord_name(&mut self, value: &Spanned<String>, key: &str, name: String) -> Option<String> {
+        let lower = name.to_lowercase();
+        let refused = ["discord", "clyde", "@", "#", ":", "```"]
+            .into_iter()
+            .find(|part| lower.contains(part))
+            .or_else(|| {
+                ["everyone", "here"]
+                    .into_iter()
+                    .find(|n| lower.trim() == *n)
+            });
+        match refused {
+            None => Some(name),
+            Some(part) => {
+                self.problem(
+                    value.span(),
+                    key,
+                    format!(
+                        "Discord refuses a webhook username with \"{part}\" in it (it also \
+                         refuses \"discord\", \"clyde\", @, #, : and ```, and the names \
+                         \"everyone\" and \"here\"); choose another name"
+                    ),
+                );
+                None
+            }
+        }
+    }
 }
 
 /// Where to point when a Slack token lacks its channel.
@@ -564,6 +597,16 @@ pub(super) mod tests {
             "[sinks.s]\nkind = \"smtp\"\nhost = \"mail\"\nfrom = \"a@b.example\"\nto = \"c@d.example\"\ntls = \"ssl\"\n",
             "sinks.s.tls",
             "unknown value \"ssl\"",
+        ),
+        (
+            "[sinks.s]\nkind = \"discord\"\nurl = \"https://discord.example/api/webhooks/1/x\"\nusername = \"Discord Release Bot\"\n",
+            "sinks.s.username",
+            "Discord refuses a webhook username with \"discord\" in it",
+        ),
+        (
+            "[sinks.s]\nkind = \"discord\"\nurl = \"https://discord.example/api/webhooks/1/x\"\nusername = \"Here\"\n",
+            "sinks.s.username",
+            "with \"here\" in it",
         ),
         (
             "[sinks.s]\nkind = \"smtp\"\nhost = \"mail\"\nfrom = \"a@b.example\"\nto = \"c@d.example\"\nusername = \"u\"\n",
