@@ -276,7 +276,7 @@ async fn teams_gets_an_adaptive_card_in_the_workflows_envelope() {
     assert_eq!(attachment["contentUrl"], Value::Null);
     let card = &attachment["content"];
     assert_eq!(card["type"], "AdaptiveCard");
-    assert_eq!(card["version"], "1.5");
+    assert_eq!(card["version"], "1.4");
     assert_eq!(card["body"][0]["type"], "TextBlock");
     let everything = all_text(card);
     assert!(!everything.contains("[click](https://evil"), "{everything}");

@@ -1,4 +1,4 @@
-//! The Microsoft Teams sink (`kind = "teams"`): an Adaptive Card 1.5 posted to a Teams
+//! The Microsoft Teams sink (`kind = "teams"`): an Adaptive Card 1.4 posted to a Teams
 //! Workflows webhook, in the envelope Workflows expects (the format that replaced the
 //! retired Office 365 connectors):
 //! `{"type":"message","attachments":[{"contentType":"application/vnd.microsoft.card.adaptive","contentUrl":null,"content":<card>}]}`.
@@ -132,7 +132,9 @@ fn envelope(event: &EventContext, title: &str, detail: &str) -> serde_json::Valu
             "content": {
                 "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
                 "type": "AdaptiveCard",
-                "version": "1.5",
+                // 1.4: every element used exists since 1.0, and some Teams clients show "this card
+                // couldn't be displayed" for a 1.5 card posted by a Workflows flow.
+                "version": "1.4",
                 "body": body,
             },
         }],
