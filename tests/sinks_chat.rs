@@ -256,6 +256,7 @@ async fn teams_gets_an_adaptive_card_in_the_workflows_envelope() {
     let mut teams = Receiver::with_script(vec![
         Answer::status(202),
         Answer::status(400).with_body("Bad payload"),
+        Answer::status(301).with_header("location", "https://elsewhere.example/hook"),
     ])
     .await;
     let relay = Relay::start(
@@ -288,6 +289,16 @@ async fn teams_gets_an_adaptive_card_in_the_workflows_envelope() {
     let line = relay.wait_for_log("dead-lettered").await;
     assert!(
         line.contains("400") && line.contains("Bad payload"),
+        "{line}"
+    );
+
+    // A moved workflow: the URL is what to fix, not the card.
+    send(&relay, "t-3", &push("mona", "three")).await;
+    teams.next().await;
+    let line = relay.wait_for_log("301 Moved Permanently").await;
+    assert!(line.contains("dead-lettered"), "{line}");
+    assert!(
+        line.contains("The URL redirects elsewhere: set [sinks.chat] url to the final address"),
         "{line}"
     );
 }

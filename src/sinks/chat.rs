@@ -65,6 +65,16 @@ impl Answer {
         }
     }
 
+    /// A redirect, which is never followed (it would send the message where the operator did
+    /// not say): a dead letter saying which URL to fix. `said` quotes the answer; the
+    /// `Location` is not quoted, since a chat webhook's URL is a secret.
+    pub fn redirected(&self, sink: &str, said: String) -> Outcome {
+        Outcome::Failed(self.error(format!(
+            "{said}; not retrying. The URL redirects elsewhere: set [sinks.{sink}] url to the \
+             final address."
+        )))
+    }
+
     /// A failure that carries this answer's status.
     pub fn error(&self, message: String) -> SinkError {
         SinkError {

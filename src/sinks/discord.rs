@@ -271,6 +271,7 @@ fn classify(name: &str, answer: &Answer) -> Outcome {
             after: answer.retry_after(),
             error: answer.error(said),
         },
+        300..=399 => answer.redirected(name, said),
         401 | 403 | 404 => Outcome::Failed(answer.error(format!(
             "{said}; not retrying. The webhook was deleted or its token is wrong: fix \
              [sinks.{name}] url or disable the sink."

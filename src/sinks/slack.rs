@@ -217,6 +217,7 @@ fn classify_webhook(name: &str, answer: &Answer) -> Outcome {
             after: answer.retry_after(),
             error: answer.error(said),
         },
+        300..=399 => answer.redirected(name, said),
         403 | 404 | 410 => Outcome::Failed(answer.error(format!(
             "{said}; not retrying. The webhook's channel is gone, archived or closed to it: \
              fix [sinks.{name}] url or disable the sink."

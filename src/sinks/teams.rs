@@ -155,6 +155,7 @@ fn classify(name: &str, answer: &Answer) -> Outcome {
             after: answer.retry_after(),
             error: answer.error(said),
         },
+        300..=399 => answer.redirected(name, said),
         401 | 403 | 404 | 410 => Outcome::Failed(answer.error(format!(
             "{said}; not retrying. The workflow was deleted or its URL is wrong: fix \
              [sinks.{name}] url or disable the sink."
