@@ -72,6 +72,10 @@ async fn a_mail_has_both_parts_and_hostile_fields_cannot_add_headers_or_markup()
         format!("<{event_id}@example.com>"),
         "the Message-ID is stable per event"
     );
+    assert_eq!(
+        headers["auto-submitted"], "auto-generated",
+        "out-of-office responders leave it alone"
+    );
     let names: Vec<&str> = mail["header_names"]
         .as_array()
         .unwrap()

@@ -143,6 +143,7 @@ impl SmtpSink {
         let domain = self.from.email.domain();
         let mut builder = Message::builder()
             .from(self.from.clone())
+            .header(AutoSubmitted)
             .subject(subject)
             .message_id(Some(format!(
                 "<{}@{domain}>",
@@ -408,6 +409,25 @@ fn crlf(text: &str) -> String {
         out.push_str("\r\n");
     }
     out
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): the mail is from a program, so
+/// out-of-office responders and mailing lists do not answer it.
+#[derive(Debug, Clone, Copy)]
+struct AutoSubmitted;
+
+impl lettre::message::header::Header for AutoSubmitted {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), "auto-generated".to_owned())
+    }
 }
 
 #[cfg(test)]
