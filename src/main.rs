@@ -186,6 +186,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
+            init_logging(LogFormat::Text, "warn");
             match test_sink(&loaded, &name) {
                 Ok(line) => {
                     println!("{line}");
@@ -217,7 +218,7 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             log_format,
         } => {
-            init_logging(log_format);
+            init_logging(log_format, "info");
             let loaded = match Config::load(&config) {
                 Ok(c) => c,
                 Err(err) => {
@@ -345,14 +346,16 @@ fn test_sink(config: &Config, name: &str) -> anyhow::Result<String> {
     })
 }
 
-fn init_logging(format: LogFormat) {
-    let info = || tracing_subscriber::EnvFilter::new("info");
+/// Logs to stderr at `RUST_LOG`, else at `default` (`info` for the relay; `warn` for
+/// `test-sink`, which shows a sink's warnings, such as a refused mail recipient).
+fn init_logging(format: LogFormat, default: &str) {
+    let info = || tracing_subscriber::EnvFilter::new(default);
     // Empty counts as unset: an empty `Environment=RUST_LOG=` would otherwise log nothing.
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&spec)
             .unwrap_or_else(|err| {
                 eprintln!(
-                    "hookrelay: RUST_LOG={spec:?} is not a log filter ({err}); logging at info"
+                    "hookrelay: RUST_LOG={spec:?} is not a log filter ({err}); logging at {default}"
                 );
                 info()
             }),

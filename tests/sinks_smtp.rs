@@ -195,3 +195,35 @@ async fn a_full_mailbox_does_not_hold_the_mail_back_from_the_others() {
         "delivered once, not retried into a dead letter"
     );
 }
+
+#[test]
+fn test_sink_names_a_refused_recipient_while_the_others_get_the_test_mail() {
+    let server = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sinks.mail]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             from = \"relay@example.com\"\nto = [\"ops@example.com\", \"reject@example.com\"]\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["test-sink", "mail", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test message delivered"));
+    // Before, nothing said that one recipient did not get it.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refused some recipients for good")
+            && stderr.contains("reject@example.com"),
+        "{stderr}"
+    );
+    assert_eq!(server.next()["rcpt_tos"], json!(["ops@example.com"]));
+}
