@@ -98,7 +98,7 @@ impl EventView<'_> {
             .get_or_insert_with(|| {
                 #[cfg(test)]
                 tests::PARSES.with(|n| n.set(n.get() + 1));
-                serde_json::from_slice(body).ok()
+                crate::summary::body_json(body)
             })
             .as_ref()
     }

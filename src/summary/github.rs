@@ -71,6 +71,23 @@ mod tests {
     }
 
     #[test]
+    fn a_form_encoded_push_is_read_from_its_payload_field() {
+        let github = source(SourceKind::Github { secrets: vec![] }, &[]);
+        let json = r#"{"ref":"refs/heads/main","repository":{"full_name":"o/r+s t"},"pusher":{"name":"ada"}}"#;
+        let form: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", json)
+            .finish();
+        assert!(form.starts_with("payload=%7B%22ref%22"), "{form}");
+        let s = summarize(&github, Some("push"), form.as_bytes());
+        assert_eq!(s, summarize(&github, Some("push"), json.as_bytes()));
+        // `+` and `%20` both decode to a space, `%2B` to a plus.
+        assert_eq!(s.repository.as_deref(), Some("o/r+s t"));
+        // Neither JSON nor a form with a JSON payload: nothing to summarise.
+        assert_eq!(crate::summary::body_json(b"payload=%7Bnot json"), None);
+        assert_eq!(crate::summary::body_json(b"other=1"), None);
+    }
+
+    #[test]
     fn a_deleted_branch_is_deleted_not_pushed() {
         let github = source(SourceKind::Github { secrets: vec![] }, &[]);
         let push = br#"{"ref":"refs/heads/main","deleted":true,"repository":{"full_name":"o/r"}}"#;

@@ -141,9 +141,9 @@ impl Summarizer {
     /// The summary of an event with this `event_type` and `body`; a body that is not JSON
     /// has an empty summary.
     pub fn summarize(&self, event_type: Option<&str>, body: &[u8]) -> Summary {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(json) => self.summarize_json(event_type, &json),
-            Err(_) => Summary::default(),
+        match body_json(body) {
+            Some(json) => self.summarize_json(event_type, &json),
+            None => Summary::default(),
         }
     }
 
@@ -166,6 +166,21 @@ impl Summarizer {
             }
         }
         summary
+    }
+}
+
+/// An event's body as JSON, for summaries, routes' `where` and templates: the body itself,
+/// or, for a form-encoded body (GitHub's "application/x-www-form-urlencoded" content type),
+/// the JSON in its `payload` field. `None` when it is neither. The body stored and relayed is
+/// always the one received.
+pub fn body_json(body: &[u8]) -> Option<Value> {
+    match serde_json::from_slice(body) {
+        Ok(json) => Some(json),
+        // A JSON body never starts with a letter; a form body names its fields.
+        Err(_) if body.starts_with(b"payload=") => form_urlencoded::parse(body)
+            .find(|(name, _)| name == "payload")
+            .and_then(|(_, payload)| serde_json::from_str(&payload).ok()),
+        Err(_) => None,
     }
 }
 

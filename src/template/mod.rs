@@ -292,7 +292,8 @@ pub struct EventContext {
     pub received_at: String,
     /// The headers kept with the event (secrets were dropped at ingress), lower-case names.
     pub headers: BTreeMap<String, String>,
-    /// The parsed JSON body; `null` when the body is not JSON.
+    /// The parsed JSON body (of a form-encoded body, its `payload` field); `null` when it is
+    /// not JSON.
     pub body: serde_json::Value,
     /// A normalized summary of the event, when one is known for its kind; `null` otherwise.
     pub summary: serde_json::Value,
@@ -320,7 +321,7 @@ impl EventContext {
                     )
                 })
                 .collect(),
-            body: serde_json::from_slice(&delivery.body).unwrap_or(serde_json::Value::Null),
+            body: crate::summary::body_json(&delivery.body).unwrap_or(serde_json::Value::Null),
             summary: delivery
                 .summary
                 .as_deref()
