@@ -208,6 +208,18 @@ fn parse_id(text: &str) -> anyhow::Result<EventId> {
 }
 
 /// The configured sink called `name`, or an error listing the sinks.
+/// `name` as a sink that takes deliveries: configured and enabled.
+fn enabled_sink(config: &Config, name: &str) -> anyhow::Result<Arc<str>> {
+    let sink = known_sink(config, name)?;
+    if config.sinks.iter().any(|s| s.name == name && !s.enabled) {
+        bail!(
+            "sink \"{name}\" is disabled (enabled = false): nothing is sent to it; set enabled = \
+             true first"
+        );
+    }
+    Ok(sink)
+}
+
 fn known_sink(config: &Config, name: &str) -> anyhow::Result<Arc<str>> {
     if config.sinks.iter().any(|s| s.name == name) {
         return Ok(Arc::from(name));
@@ -295,11 +307,21 @@ pub fn events(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
 /// `hookrelay dlq list`.
 pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
     let DlqCommand::List { sink, limit } = command;
-    let sinks: Vec<String> = match sink {
-        Some(name) => vec![known_sink(config, &name)?.to_string()],
-        None => config.sinks.iter().map(|s| s.name.clone()).collect(),
-    };
     let letters = with_store(config, async |store| {
+        // Configured sinks, then those removed from the file whose dead letters the store
+        // still holds (as the admin API lists them).
+        let stored = store.sinks_with_entries()?;
+        let sinks: Vec<String> = match &sink {
+            Some(name) if stored.contains(name) => vec![name.clone()],
+            Some(name) => vec![known_sink(config, name)?.to_string()],
+            None => {
+                let configured = config.sinks.iter().map(|s| s.name.clone());
+                let removed = stored
+                    .into_iter()
+                    .filter(|n| !config.sinks.iter().any(|s| s.name == *n));
+                configured.chain(removed).collect()
+            }
+        };
         let mut all = Vec::new();
         for sink in &sinks {
             let (page, more) = store.dead_letter_page(sink, None, limit.max(1))?;
@@ -340,16 +362,20 @@ pub fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
     let only: Option<Arc<str>> = args
         .sink
         .as_deref()
-        .map(|s| known_sink(config, s))
+        .map(|s| enabled_sink(config, s))
         .transpose()?;
-    let configured = |sink: &str| config.sinks.iter().any(|s| s.name == sink);
+    let configured = |sink: &str| config.sinks.iter().any(|s| s.name == sink && s.enabled);
     if let Some(id) = &args.event {
         let id = parse_id(id)?;
         let lines = with_store(config, async |store| {
             let Some((_, deliveries, _)) = store.event_detail(id)? else {
                 bail!("no event {id} in the store (it may have passed retention)");
             };
-            let targets = targets_of(&deliveries, only.as_ref(), &configured);
+            // One event, one named sink: sent there even if it was not routed there.
+            let targets = match &only {
+                Some(sink) => vec![sink.clone()],
+                None => targets_of(&deliveries, None, &configured),
+            };
             let results = store.replay(id, targets.clone()).await?;
             Ok(targets
                 .iter()
@@ -358,12 +384,16 @@ pub fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
                 .collect::<Vec<_>>())
         })?;
         if lines.is_empty() {
-            println!("event {id}: no configured sink to replay it to");
+            println!("event {id}: no configured, enabled sink to replay it to");
+            return Ok(());
         }
+        let queued = lines.iter().any(|line| line.ends_with(": queued"));
         for line in lines {
             println!("{line}");
         }
-        println!("queued deliveries are sent when the relay starts");
+        if queued {
+            println!("queued deliveries are sent when the relay starts");
+        }
         return Ok(());
     }
     if let Some(from) = &args.from {
@@ -419,21 +449,21 @@ pub fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sinks to replay an event to: those it was routed to that are still configured, or
-/// only `only`.
+/// The sinks to replay an event to: those it was routed to that are still configured and
+/// enabled, or of those only `only`. An event never goes to a sink it was not routed to, so
+/// a range replay to one sink skips the other sinks' events (and hookrelay's notices about
+/// that sink, which are never sent to it).
 fn targets_of(
     deliveries: &[(String, DeliveryState)],
     only: Option<&Arc<str>>,
     configured: &impl Fn(&str) -> bool,
 ) -> Vec<Arc<str>> {
-    match only {
-        Some(sink) => vec![sink.clone()],
-        None => deliveries
-            .iter()
-            .filter(|(sink, _)| configured(sink))
-            .map(|(sink, _)| Arc::from(sink.as_str()))
-            .collect(),
-    }
+    deliveries
+        .iter()
+        .filter(|(sink, _)| configured(sink))
+        .filter(|(sink, _)| only.is_none_or(|only| **only == **sink))
+        .map(|(sink, _)| Arc::from(sink.as_str()))
+        .collect()
 }
 
 fn words(result: Replayed) -> &'static str {

@@ -366,3 +366,98 @@ fn offline_commands_need_no_secret_the_relay_needs() {
         stderr(&checked)
     );
 }
+
+/// Two sinks, each routed its own events: pushes to `pushes`, releases to `releases` (one
+/// attempt, so a refusal is a dead letter). Without `releases`, the file as an operator
+/// who removed that sink would leave it.
+fn two_sinks(pushes: &Receiver, releases: Option<&Receiver>) -> String {
+    let mut config = format!(
+        r#"
+[sources.github]
+kind = "github"
+secret = "{GITHUB_SECRET}"
+
+[sinks.pushes]
+kind = "webhook"
+url = "{}"
+
+[[routes]]
+from = "github"
+events = ["push"]
+to = ["pushes"]
+"#,
+        pushes.url()
+    );
+    if let Some(releases) = releases {
+        config.push_str(&format!(
+            r#"
+[sinks.releases]
+kind = "webhook"
+url = "{}"
+retry = {{ max_attempts = 1, initial = "10ms", max = "20ms" }}
+
+[[routes]]
+from = "github"
+events = ["release"]
+to = ["releases"]
+"#,
+            releases.url()
+        ));
+    }
+    config
+}
+
+#[tokio::test]
+async fn a_range_replay_to_one_sink_queues_only_that_sinks_events_and_removed_sinks_keep_their_dead_letters()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_path(dir.path());
+    let mut pushes = Receiver::start().await;
+    let mut releases = Receiver::with_script(vec![Answer::status(500)]).await;
+    let relay = Relay::start(dir.path(), &two_sinks(&pushes, Some(&releases)));
+    for delivery in ["p-1", "p-2"] {
+        send(&relay, delivery).await;
+        pushes.next().await;
+    }
+    let body = r#"{"action":"published","release":{"tag_name":"v1"}}"#;
+    let reply = post(
+        &relay.hook_url("github"),
+        &github_headers(GITHUB_SECRET, "release", "r-1", body.as_bytes()),
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    let release = reply.id();
+    releases.next().await;
+    wait_for_line(&relay, &["dead-lettered", &release]).await;
+    assert!(relay.terminate().success());
+
+    // The sink removed from the file: its dead letter is still listed, by name too.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let kept = text.split("\n[sinks.releases]").next().unwrap();
+    std::fs::write(&config, kept).unwrap();
+    let listed = ok(&config, &["dlq", "list"]);
+    assert!(
+        listed.contains("releases") && listed.contains(&release),
+        "{listed}"
+    );
+    let named = ok(&config, &["dlq", "list", "--sink", "releases"]);
+    assert!(named.contains(&release), "{named}");
+
+    // Back in the file: a range replay to it queues the release, not the two pushes.
+    std::fs::write(&config, text).unwrap();
+    let ranged = ok(
+        &config,
+        &[
+            "replay",
+            "--from",
+            "2000-01-01T00:00:00Z",
+            "--sink",
+            "releases",
+        ],
+    );
+    assert!(
+        ranged.contains("1 event(s) replayed, 1 delivery(ies) queued"),
+        "{ranged}"
+    );
+}
