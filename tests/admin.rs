@@ -426,6 +426,27 @@ async fn a_dead_letter_is_replayed_once_the_sink_recovers() {
     )
     .await;
     assert_eq!(unknown.status, 404);
+
+    // A sink that is disabled now is named as skipped, with why, not left out.
+    let path = dir.path().join("hookrelay.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let disabled = text.replace("[sinks.receiver]\n", "[sinks.receiver]\nenabled = false\n");
+    assert_ne!(disabled, text);
+    std::fs::write(&path, disabled).unwrap();
+    let reload = call(addr, "POST", "/api/reload", Some(ADMIN_TOKEN)).await;
+    assert_eq!(reload.status, 200, "{}", reload.text);
+    let all = call(
+        addr,
+        "POST",
+        &format!("/api/events/{id}/replay"),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(all.status, 200, "{}", all.text);
+    assert_eq!(
+        all.json()["sinks"],
+        serde_json::json!([{"sink": "receiver", "result": "skipped", "reason": "the sink is disabled (enabled = false)"}])
+    );
 }
 
 #[tokio::test]

@@ -332,6 +332,7 @@ async fn replay_event(
     query: &HashMap<String, String>,
 ) -> Result<Answer, ApiError> {
     let id = event_id(id, "id")?;
+    let mut skipped = Vec::new();
     let targets: Vec<Arc<str>> = match query.get("sink") {
         Some(name) => vec![Arc::from(enabled_sink(view, name)?.name.as_str())],
         None => {
@@ -340,11 +341,19 @@ async fn replay_event(
                 return Err(ApiError::new(StatusCode::NOT_FOUND, "no such event"));
             };
             // Its sinks that still exist and are enabled; others are reported as skipped.
-            deliveries
-                .iter()
-                .filter(|(sink, _)| view.sinks.iter().any(|s| s.name == *sink && s.enabled))
-                .map(|(sink, _)| Arc::from(sink.as_str()))
-                .collect()
+            let mut targets = Vec::new();
+            for (sink, _) in &deliveries {
+                match view.sinks.iter().find(|s| s.name == *sink) {
+                    Some(config) if config.enabled => targets.push(Arc::from(sink.as_str())),
+                    Some(_) => skipped.push(json!({
+                        "sink": sink, "result": "skipped", "reason": "the sink is disabled (enabled = false)"
+                    })),
+                    None => skipped.push(json!({
+                        "sink": sink, "result": "skipped", "reason": "the sink is no longer in the configuration"
+                    })),
+                }
+            }
+            targets
         }
     };
     let results = admin
@@ -366,6 +375,7 @@ async fn replay_event(
             };
             json!({ "sink": &**sink, "result": result })
         })
+        .chain(skipped)
         .collect();
     tracing::info!(event_id = %id, sinks = sinks.len(), "admin: replay requested");
     Ok(ok(json!({ "event_id": id.to_string(), "sinks": sinks })))
