@@ -101,7 +101,7 @@ pub async fn run_with(
         )),
         None => None,
     };
-    warn_of_client_certificates(&config);
+    warn_of_config(&config);
     let reloading = options.config_path.map(|path| (path, reload::channel()));
     let reload_handle = reloading.as_ref().map(|(_, (handle, _))| handle.clone());
     // Before serving: a SIGHUP that arrives before a handler exists kills the process.
@@ -261,10 +261,10 @@ pub async fn run_with(
     Ok(())
 }
 
-/// Logs each sink whose client certificate has expired or ends within two weeks: its
-/// receiver may refuse every delivery once it has.
-pub(crate) fn warn_of_client_certificates(config: &Config) {
-    for (sink, warning) in config.client_certificate_warnings() {
-        tracing::warn!(sink, "{warning}");
+/// Logs what is valid in the config but likely a mistake ([`Config::warnings`]): a source
+/// no route takes events from, a sink's client certificate that has expired or soon will.
+pub(crate) fn warn_of_config(config: &Config) {
+    for (key, warning) in config.warnings() {
+        tracing::warn!(key, "{warning}");
     }
 }

@@ -148,8 +148,8 @@ fn main() -> ExitCode {
                         eprintln!("warning: {warning}");
                     }
                 }
-                for (sink, warning) in loaded.client_certificate_warnings() {
-                    eprintln!("warning: sinks.{sink}: {warning}");
+                for (key, warning) in loaded.warnings() {
+                    eprintln!("warning: {key}: {warning}");
                 }
                 println!(
                     "{}: ok ({} sources, {} sinks, {} routes)",

@@ -428,7 +428,7 @@ impl Reloader {
         parts.retention.send_replace(new.storage.retention);
         parts.notices.set_router(Router::new(&new));
         parts.metrics.reload(ReloadOutcome::Success);
-        crate::warn_of_client_certificates(&new);
+        crate::warn_of_config(&new);
         self.running = new;
 
         tracing::info!(

@@ -174,8 +174,45 @@ fn an_expired_sink_client_certificate_is_a_warning_naming_the_sink() {
     let relay = common::Relay::start_with_file(dir.path(), &path);
     let logs = relay.logs().join("\n");
     assert!(
+        logs.lines().any(
+            |l| l.contains("the client certificate in") && l.contains(r#""key":"sinks.audit""#)
+        ),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_source_no_route_takes_events_from_is_a_warning_from_check_and_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"store/h.redb\"\n\
+         [sources.github]\nkind = \"github\"\nsecret = \"s\"\n\
+         [sources.nexus]\nkind = \"github\"\nsecret = \"t\"\n\
+         [sinks.audit]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n\
+         [[routes]]\nfrom = \"github\"\nto = [\"audit\"]\n",
+    )
+    .unwrap();
+    let out = hookrelay(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("warning:")).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: sources.nexus: no route takes its events")
+            && stderr.contains("from = \"nexus\""),
+        "{stderr}"
+    );
+    let relay = common::Relay::start_with_file(dir.path(), &path);
+    let logs = relay.logs().join("\n");
+    assert!(
         logs.lines()
-            .any(|l| l.contains("the client certificate in") && l.contains(r#""sink":"audit""#)),
+            .any(|l| l.contains("no route takes its events")
+                && l.contains(r#""key":"sources.nexus""#)),
         "{logs}"
     );
 }

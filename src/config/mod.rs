@@ -700,9 +700,37 @@ impl Config {
         validate::parse(text, origin)
     }
 
+    /// Warnings about a file that is valid but likely not what its author meant, each with
+    /// the key it is about: an enabled source that no route takes events from (they are
+    /// stored and acknowledged, and sent nowhere), and a sink's client certificate that has
+    /// expired or ends within two weeks. `check`, the start and every reload say them.
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        let unrouted = self
+            .sources
+            .iter()
+            .filter(|source| source.enabled)
+            .filter(|source| !self.routes.iter().any(|r| r.from.contains(&source.name)))
+            .map(|source| {
+                (
+                    format!("sources.{}", source.name),
+                    format!(
+                        "no route takes its events: they are stored and acknowledged, and sent \
+                         nowhere; add a [[routes]] with from = \"{}\" (unless they are kept only \
+                         for the admin API and export)",
+                        source.name
+                    ),
+                )
+            });
+        let certificates = self
+            .client_certificate_warnings()
+            .into_iter()
+            .map(|(sink, warning)| (format!("sinks.{sink}"), warning));
+        unrouted.chain(certificates).collect()
+    }
+
     /// Each sink whose client certificate has expired or ends within two weeks, with what
     /// to tell the operator: `check`, the start and every reload say it.
-    pub fn client_certificate_warnings(&self) -> Vec<(&str, String)> {
+    fn client_certificate_warnings(&self) -> Vec<(&str, String)> {
         self.sinks
             .iter()
             .filter_map(|sink| {

@@ -89,13 +89,14 @@ impl Relay {
                 let mut addr_tx = Some(addr_tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(tx) = &addr_tx
-                        && let Some(addr) = listen_addr(&line)
-                    {
+                    let addr = addr_tx.as_ref().and(listen_addr(&line));
+                    // Kept before the address is sent, so a test that starts reading the log
+                    // once the relay listens finds every line up to "listening".
+                    logs.lock().unwrap().push(line);
+                    if let (Some(tx), Some(addr)) = (&addr_tx, addr) {
                         let _ = tx.send(addr);
                         addr_tx = None;
                     }
-                    logs.lock().unwrap().push(line);
                 }
             });
         }
