@@ -111,6 +111,7 @@ pub async fn run_with(
     };
     let mut metrics = metrics::Metrics::new(&config);
     let store = Store::open_observed(&config.storage, metrics.store())?;
+    warn_of_stranded_deliveries(&store, &config);
     let gauged = admin::GaugedSinks::default();
     gauged.set(config.sinks.iter().map(|s| s.name.clone()).collect());
     metrics.add_collector(admin::StoreGauges::new(store.clone(), gauged.clone()));
@@ -189,6 +190,7 @@ pub async fn run_with(
     let (reloader, mut dispatcher) = match reloading {
         Some((path, (_, requests))) => {
             let parts = reload::Parts {
+                store: store.clone(),
                 ingress: ingress.clone(),
                 dispatcher,
                 admin: admin_state,
@@ -267,4 +269,41 @@ pub(crate) fn warn_of_config(config: &Config) {
     for (key, warning) in config.warnings() {
         tracing::warn!(key, "{warning}");
     }
+}
+
+/// Logs each sink that is not in `config` but whose queued deliveries or dead letters the
+/// store still holds: they wait, and go out only if a sink of that name comes back. In the
+/// background: counting a long queue takes a while, and serving does not wait for it.
+pub(crate) fn warn_of_stranded_deliveries(store: &Store, config: &Config) {
+    let store = store.clone();
+    let configured: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        let stranded = || -> Result<Vec<(String, store::SinkStats)>, store::StoreError> {
+            let removed: Vec<String> = store
+                .sinks_with_entries()?
+                .into_iter()
+                .filter(|name| !configured.contains(name))
+                .collect();
+            let names: Vec<&str> = removed.iter().map(String::as_str).collect();
+            let stats = store.sink_stats(&names)?;
+            Ok(removed.into_iter().zip(stats).collect())
+        };
+        match stranded() {
+            Ok(sinks) => {
+                for (sink, stats) in sinks {
+                    tracing::warn!(
+                        sink,
+                        queued = stats.queued,
+                        dead_letters = stats.dead,
+                        "the store holds deliveries for a sink that is not in the configuration: \
+                         they wait, and go out if a sink of this name comes back; GET /api/sinks \
+                         lists them (hookrelay dlq list on a stopped relay)"
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot look for deliveries of removed sinks")
+            }
+        }
+    });
 }

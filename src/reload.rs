@@ -39,6 +39,7 @@ use crate::ingress::tls::TlsIngress;
 use crate::metrics::{Metrics, ReloadOutcome};
 use crate::notice::Notices;
 use crate::route::Router;
+use crate::store::Store;
 
 /// Reload requests that may wait while one runs; more SIGHUPs than this add nothing, since
 /// a waiting reload reads the file as it is when it runs.
@@ -300,6 +301,8 @@ pub(crate) struct ReloadRequests(mpsc::Receiver<Request>);
 
 /// The running parts a reload reconfigures.
 pub(crate) struct Parts {
+    /// Read for deliveries left to sinks a reload removed.
+    pub store: Store,
     /// Takes the new sources, verifiers, routes and body limits.
     pub ingress: Arc<Ingress>,
     /// Starts, replaces and stops sink workers; handed back at shutdown.
@@ -429,6 +432,9 @@ impl Reloader {
         parts.notices.set_router(Router::new(&new));
         parts.metrics.reload(ReloadOutcome::Success);
         crate::warn_of_config(&new);
+        if !report.sinks.removed.is_empty() {
+            crate::warn_of_stranded_deliveries(&parts.store, &new);
+        }
         self.running = new;
 
         tracing::info!(

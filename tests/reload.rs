@@ -352,6 +352,14 @@ async fn a_removed_sink_keeps_its_queue_and_resumes_when_it_returns() {
         metrics.contains("hookrelay_queue_depth{sink=\"a\"} 2"),
         "{metrics}"
     );
+    // The log says what the removal left behind, not only "sinks=-a".
+    let stranded = relay
+        .wait_for_log("holds deliveries for a sink that is not in the configuration")
+        .await;
+    assert!(
+        stranded.contains(r#""sink":"a""#) && stranded.contains(r#""queued":2"#),
+        "{stranded}"
+    );
 
     let mut back = setup.clone();
     back.sink_a = String::new();
