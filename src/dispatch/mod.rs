@@ -12,7 +12,8 @@
 //! A reload ([`Dispatcher::reconfigure`]) leaves the worker of an unchanged sink alone. A
 //! changed sink's worker is retired like at shutdown (attempts in flight get the grace
 //! period, then stay queued) and its successor starts only once it has ended, so an event
-//! is never in two attempts for one sink; it keeps the limiter when the rate is the same.
+//! is never in two attempts for one sink; it keeps the limiter when the rate is the same,
+//! and the receiver's `Retry-After` hold in any case.
 //! A removed, paused or disabled sink's queue stays in the store, untouched.
 
 pub mod backoff;
@@ -68,6 +69,9 @@ struct Lane {
     task: Option<JoinHandle<()>>,
     /// The sink's rate limiter, handed from worker to worker while the rate stays the same.
     limiter: Option<Arc<Limiter>>,
+    /// The receiver's `Retry-After`, handed from worker to worker: a reload that changes,
+    /// pauses or resumes the sink does not cut short the wait its receiver asked for.
+    hold: Arc<worker::Hold>,
 }
 
 /// Builds every enabled sink of `sinks` (paused ones included), by name; every sink that
@@ -194,6 +198,7 @@ impl Dispatcher {
                 sink,
                 observe,
                 lane.limiter.clone(),
+                lane.hold.clone(),
                 stop_rx,
             );
             let predecessor = lane.task.take();

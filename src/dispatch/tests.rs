@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::Rate;
-use crate::sinks::webhook::test_receiver::{Receiver, WAIT};
+use crate::sinks::webhook::test_receiver::{Answer, Receiver, WAIT};
 
 use super::test_support::{SINK, ingest, open_store, policy, sink_config};
 
@@ -61,6 +61,42 @@ async fn a_changed_sink_keeps_its_limiter_while_its_rate_is_the_same() {
     assert!(!Arc::ptr_eq(&spent, &fresh));
     assert!(fresh.check().is_ok(), "a new rate starts with its burst");
     dispatcher.shutdown(WAIT).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_wait_the_receiver_asked_for() {
+    let (_dir, store) = open_store();
+    let mut receiver =
+        Receiver::start(vec![Answer::status(503).header("retry-after", "600")]).await;
+    let mut config = sink(receiver.url());
+    let mut dispatcher = Dispatcher::start(store.clone(), std::slice::from_ref(&config)).unwrap();
+    ingest(&store, 1).await;
+    receiver.next().await;
+    let hold = lane(&dispatcher).hold.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let until = loop {
+        if let Some(until) = hold.until() {
+            break until;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the 503 set no hold"
+        );
+        // The worker records the answer after the receiver has sent it.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(until > tokio::time::Instant::now() + Duration::from_secs(590));
+
+    // Another setting changes: a new worker, under the same hold (it was a fresh one before,
+    // and the queue went out at once).
+    config.timeout = Duration::from_secs(7);
+    reconfigure(&mut dispatcher, std::slice::from_ref(&config));
+    let kept = lane(&dispatcher).hold.clone();
+    assert!(Arc::ptr_eq(&hold, &kept), "the hold was replaced");
+    assert_eq!(kept.until(), Some(until));
+    dispatcher.shutdown(WAIT).await;
+    assert_eq!(store.queue_len(SINK).unwrap(), 1, "still waiting");
     store.close().await;
 }
 

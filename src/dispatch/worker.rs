@@ -59,8 +59,21 @@ struct Shared {
     timeout: Duration,
     observe: Observe,
     /// No attempt starts before this instant: the receiver answered 429 or 503 with a
-    /// `Retry-After`, which is about the whole sink, not the one event.
-    held_until: std::sync::Mutex<Option<Instant>>,
+    /// `Retry-After`, which is about the whole sink, not the one event. Shared with the
+    /// sink's next worker after a reload.
+    held_until: Arc<Hold>,
+}
+
+/// When a sink's receiver asked it to wait: the end of its `Retry-After`, if any.
+#[derive(Debug, Default)]
+pub(super) struct Hold(std::sync::Mutex<Option<Instant>>);
+
+#[cfg(test)]
+impl Hold {
+    /// The end of the wait, if one was asked for (past or not).
+    pub(super) fn until(&self) -> Option<Instant> {
+        *self.0.lock().unwrap()
+    }
 }
 
 impl Shared {
@@ -77,7 +90,7 @@ impl Shared {
             return;
         }
         let until = Instant::now() + (*after).min(backoff::CEILING);
-        let mut held = self.held_until.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held_until.0.lock().unwrap_or_else(|e| e.into_inner());
         if held.is_none_or(|current| current < until) {
             *held = Some(until);
             tracing::info!(
@@ -90,7 +103,7 @@ impl Shared {
 
     /// When the sink is held, the instant the hold ends.
     fn held(&self) -> Option<Instant> {
-        let held = *self.held_until.lock().unwrap_or_else(|e| e.into_inner());
+        let held = *self.held_until.0.lock().unwrap_or_else(|e| e.into_inner());
         held.filter(|until| *until > Instant::now())
     }
 }
@@ -154,7 +167,8 @@ impl InFlight {
 }
 
 impl Worker {
-    /// A worker for one enabled sink, pacing its deliveries with `limiter`.
+    /// A worker for one enabled sink, pacing its deliveries with `limiter`, and holding them
+    /// while `hold` says the receiver asked to wait.
     pub(super) fn new(
         store: Store,
         config: &SinkConfig,
@@ -162,6 +176,7 @@ impl Worker {
         sink: AnySink,
         observe: Observe,
         limiter: Option<Arc<Limiter>>,
+        hold: Arc<Hold>,
         stop: watch::Receiver<Option<Instant>>,
     ) -> Worker {
         let concurrency = config.concurrency.max(1);
@@ -174,7 +189,7 @@ impl Worker {
                 retry: config.retry,
                 timeout: config.timeout,
                 observe,
-                held_until: std::sync::Mutex::new(None),
+                held_until: hold,
             }),
             limiter,
             permits: Arc::new(Semaphore::new(concurrency)),
