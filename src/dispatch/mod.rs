@@ -197,8 +197,10 @@ impl Dispatcher {
                 &self.summaries,
                 sink,
                 observe,
-                lane.limiter.clone(),
-                lane.hold.clone(),
+                worker::Pace {
+                    limiter: lane.limiter.clone(),
+                    hold: lane.hold.clone(),
+                },
                 stop_rx,
             );
             let predecessor = lane.task.take();

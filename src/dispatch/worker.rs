@@ -64,6 +64,14 @@ struct Shared {
     held_until: Arc<Hold>,
 }
 
+/// What paces a sink's deliveries, handed from one of its workers to the next.
+pub(super) struct Pace {
+    /// The sink's `rate`, when it has one.
+    pub limiter: Option<Arc<Limiter>>,
+    /// The wait its receiver asked for.
+    pub hold: Arc<Hold>,
+}
+
 /// When a sink's receiver asked it to wait: the end of its `Retry-After`, if any.
 #[derive(Debug, Default)]
 pub(super) struct Hold(std::sync::Mutex<Option<Instant>>);
@@ -167,18 +175,17 @@ impl InFlight {
 }
 
 impl Worker {
-    /// A worker for one enabled sink, pacing its deliveries with `limiter`, and holding them
-    /// while `hold` says the receiver asked to wait.
+    /// A worker for one enabled sink, paced by `pace`.
     pub(super) fn new(
         store: Store,
         config: &SinkConfig,
         summaries: &Arc<ArcSwap<Summaries>>,
         sink: AnySink,
         observe: Observe,
-        limiter: Option<Arc<Limiter>>,
-        hold: Arc<Hold>,
+        pace: Pace,
         stop: watch::Receiver<Option<Instant>>,
     ) -> Worker {
+        let Pace { limiter, hold } = pace;
         let concurrency = config.concurrency.max(1);
         Worker {
             shared: Arc::new(Shared {
