@@ -504,6 +504,26 @@ mod tests {
     }
 
     #[test]
+    fn a_gitea_webhook_without_a_secret_is_told_to_set_one() {
+        let v = Verifier::new(&SourceKind::Preset {
+            product: Product::Gitea,
+            scheme: PresetScheme::Signature,
+            secrets: secrets(&["s"]),
+        });
+        // Gitea sends its signature headers empty when the webhook has no secret.
+        let reason = refusal(
+            &v,
+            &[("x-gitea-signature", ""), ("x-gogs-signature", "")],
+            b"{}",
+        );
+        assert_eq!(
+            reason,
+            "x-gitea-signature is empty: the webhook in the product has no secret; set its \
+             secret to this source's secret"
+        );
+    }
+
+    #[test]
     fn presets_list_every_header_they_accept() {
         let v = Verifier::new(&SourceKind::Preset {
             product: Product::Gitea,

@@ -57,6 +57,14 @@ impl Auth {
                     .iter()
                     .find(|(name, _)| headers.contains_key(name));
                 match checked {
+                    // Gitea, Forgejo and Gogs send the header empty when the webhook has no
+                    // secret: the fix is in the product, not in how it signs.
+                    Some((name, _)) if headers.get(name).is_some_and(|v| v.is_empty()) => {
+                        format!(
+                            "{name} is empty: the webhook in the product has no secret; set its \
+                             secret to this source's secret"
+                        )
+                    }
                     Some((_, v)) => v.explain(rejection),
                     None => {
                         let names: Vec<&str> = verifiers.iter().map(|(n, _)| n.as_str()).collect();
@@ -120,6 +128,7 @@ impl PresetVerifier {
         if may_send_the_secret
             && rejection == Rejection::MalformedSignature
             && matches!(self.auth, Auth::Signature(_))
+            && !reason.contains(" is empty: ")
         {
             reason.push_str(
                 "; if the product sends the secret itself (payload signing off), set \
