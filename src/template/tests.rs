@@ -460,7 +460,34 @@ fn the_built_in_message_names_a_grouped_component_group_colon_name() {
         nexus_upload(serde_json::json!("org.acme")),
         "uploaded: org.acme:app 1.0 in maven-releases"
     );
-    // npm and raw components have no group; a group of another JSON type is not shown.
+    // A scoped npm package reads as npm writes it.
+    let body = serde_json::json!({"action": "CREATED", "repositoryName": "npm-hosted",
+        "component": {"format": "npm", "group": "acme", "name": "logger", "version": "2.0.1"}});
+    let summary = crate::summary::Summary {
+        action: Some("uploaded".to_string()),
+        repository: Some("npm-hosted".to_string()),
+        component: Some("logger".to_string()),
+        version: Some("2.0.1".to_string()),
+        ..Default::default()
+    };
+    let ev = summarized("rm:repository:component", body.clone(), Some(summary));
+    let out = render(DEFAULT_MESSAGE, Target::Plain, &ev);
+    assert!(
+        out.starts_with("uploaded: @acme/logger 2.0.1 in npm-hosted"),
+        "{out}"
+    );
+    // Without a summary (a Nexus source of kind hmac), the same.
+    let out = render(
+        DEFAULT_MESSAGE,
+        Target::Plain,
+        &event("rm:repository:component", body),
+    );
+    assert!(
+        out.starts_with("created: @acme/logger 2.0.1 in npm-hosted"),
+        "{out}"
+    );
+    // Unscoped npm and raw components have no group; a group of another JSON type is not
+    // shown.
     for no_group in [
         serde_json::Value::Null,
         serde_json::json!(""),
@@ -799,4 +826,15 @@ fn the_built_in_message_gives_harbor_scan_results_and_the_actor() {
         render(DEFAULT_MESSAGE, Target::Plain, &ev),
         "scanned: platform/shop 1.4.0\nSeverity Critical: 2 critical, 3 high\nBy auto\n"
     );
+}
+
+#[test]
+fn the_built_in_listing_writes_json_values_as_json_does() {
+    let ev = event(
+        "diagnostics:ping",
+        serde_json::json!({"test": true, "n": 3, "none": null, "s": "x"}),
+    );
+    let out = render(DEFAULT_MESSAGE, Target::Plain, &ev);
+    assert!(out.contains("test: true\n"), "{out}");
+    assert!(out.contains("n: 3\n") && out.contains("s: x\n"), "{out}");
 }
