@@ -6,7 +6,9 @@
 //! read as a mention even where mentions are parsed. Adaptive Card markdown knows only
 //! emphasis, lists and links, and its clients honour backslash escapes unevenly, so only the
 //! characters that make emphasis and links are escaped there. HTML: the five characters that
-//! matter in text and attribute values.
+//! matter in text and attribute values. Every target drops the Unicode bidirectional
+//! controls (embeddings, overrides, isolates: "Trojan Source"), with which an event could make
+//! its text read in another order than it was written.
 
 use super::Target;
 
@@ -20,9 +22,15 @@ const TEAMS: &[char] = &['\\', '*', '_', '[', ']', '~'];
 /// Zero-width space, placed after `@` so no mention can form.
 const ZWSP: char = '\u{200B}';
 
+/// U+202A to U+202E and U+2066 to U+2069: they reorder how the text around them shows.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// `text` escaped for `target`.
 pub fn escape(target: Target, text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let text = &*strip_bidi_controls(text);
     match target {
         Target::Slack => {
             for c in text.chars() {
@@ -67,4 +75,13 @@ pub fn escape(target: Target, text: &str) -> String {
         Target::Plain => out.push_str(text),
     }
     out
+}
+
+/// `text` without bidirectional controls; borrowed when it has none (nearly always).
+fn strip_bidi_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(is_bidi_control) {
+        text.chars().filter(|c| !is_bidi_control(*c)).collect()
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }

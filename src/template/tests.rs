@@ -93,6 +93,27 @@ fn printed_values_are_escaped_for_each_target() {
 }
 
 #[test]
+fn bidirectional_controls_from_an_event_are_dropped_for_every_target() {
+    // "Trojan Source": U+202E shows "txt.exe" as "exe.txt" and the like.
+    let ev = event(
+        "push",
+        serde_json::json!({ "t": "fix \u{202E}txt.exe\u{202C} \u{2066}a\u{2069} \u{200F}ok" }),
+    );
+    for target in EVERY_TARGET {
+        let out = render("{{ body.t }}", target, &ev);
+        assert!(
+            !out.contains(['\u{202E}', '\u{202C}', '\u{2066}', '\u{2069}']),
+            "{target:?}: {out:?}"
+        );
+        // Other characters, right-to-left marks included, are left as they are.
+        assert!(
+            out.contains("txt.exe") && out.contains('\u{200F}'),
+            "{target:?}: {out:?}"
+        );
+    }
+}
+
+#[test]
 fn safe_whole_maps_and_concatenation_cannot_bypass_escaping() {
     let ev = event("push", serde_json::json!({ "t": "<!channel>" }));
     assert!(
