@@ -158,7 +158,7 @@ fn enabled_sink<'a>(view: &'a View, name: &str) -> Result<&'a SinkConfig, ApiErr
     if !sink.enabled {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "the sink is disabled (enabled = false): nothing is queued for it",
+            "the sink is disabled (enabled = false): it takes no new deliveries; set enabled = true first",
         ));
     }
     Ok(sink)

@@ -524,6 +524,28 @@ mod tests {
     }
 
     #[test]
+    fn a_gitea_webhook_sending_a_form_is_told_to_send_json() {
+        let v = Verifier::new(&SourceKind::Preset {
+            product: Product::Gitea,
+            scheme: PresetScheme::Signature,
+            secrets: secrets(&["s"]),
+        });
+        let reason = refusal(
+            &v,
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-gitea-signature", &"0".repeat(64)),
+            ],
+            b"payload=%7B%7D",
+        );
+        assert!(
+            reason.starts_with("the body is form-encoded")
+                && reason.ends_with("set the webhook's POST content type to application/json"),
+            "{reason}"
+        );
+    }
+
+    #[test]
     fn presets_list_every_header_they_accept() {
         let v = Verifier::new(&SourceKind::Preset {
             product: Product::Gitea,

@@ -135,6 +135,19 @@ impl PresetVerifier {
                  scheme = \"token\" on this source",
             );
         }
+        // Gitea signs the JSON, then sends it form-encoded when the webhook's content type is
+        // "application/x-www-form-urlencoded": no body sent that way can verify.
+        let form = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if self.product == Product::Gitea && rejection == Rejection::BadSignature && form {
+            reason = "the body is form-encoded (the webhook's content type is \
+                      application/x-www-form-urlencoded), and Gitea signs the JSON it holds, so \
+                      the signature cannot match: set the webhook's POST content type to \
+                      application/json"
+                .to_owned();
+        }
         reason
     }
 
