@@ -168,6 +168,10 @@ async fn write_file(sink: &str, dir: &Path, tmp_dir: &Path, name: &str, bytes: B
             file.write_all(&bytes)?;
             file.sync_all()?;
             fs::rename(&tmp, dir.join(&name))?;
+            // GUAC's file collector takes only files modified after its last pass ended:
+            // stamped now, once in place, the file is newer than any pass that could have
+            // missed it (stamped when written, one renamed in during a pass was skipped).
+            file.set_modified(std::time::SystemTime::now())?;
             File::open(&dir)?.sync_all()
         })();
         if result.is_err() {
