@@ -28,6 +28,9 @@ const TITLE: usize = 256;
 const DESCRIPTION: usize = 4096;
 const FOOTER: usize = 2048;
 const EMBED_TOTAL: usize = 6000;
+/// The longest embed `url` sent: Discord has answered 400 to longer ones, refusing the whole
+/// message; 2048 is the common URL limit of browsers and services.
+const MAX_EMBED_URL: usize = 2048;
 
 /// Posts messages to a Discord channel webhook.
 pub struct DiscordSink {
@@ -103,7 +106,9 @@ impl DiscordSink {
             "footer": {"text": footer},
             "timestamp": chat::context(delivery).received_at,
         });
-        if let Some(url) = link {
+        // Discord refuses the whole message (400) for an embed URL it finds too long; the
+        // title is worth more than its link.
+        if let Some(url) = link.filter(|url| url.len() <= MAX_EMBED_URL) {
             embed["url"] = json!(url);
         }
         if !description.is_empty() {
@@ -309,6 +314,13 @@ mod tests {
             payload["embeds"][0]["footer"]["text"],
             "my_forge · pull_request"
         );
+        // A title linking to a very long URL keeps its text and loses only the link.
+        let long = format!("[title](https://h.example/{})\ndetail", "a".repeat(3000));
+        let payload = sink.payload(&delivery, &long);
+        assert_eq!(payload["embeds"][0]["title"], "title");
+        assert!(payload["embeds"][0].get("url").is_none(), "{payload}");
+        let payload = sink.payload(&delivery, "[title](https://h.example/a)\ndetail");
+        assert_eq!(payload["embeds"][0]["url"], "https://h.example/a");
     }
 
     #[test]
