@@ -12,6 +12,7 @@ pub mod guac;
 pub mod http;
 pub mod machine;
 pub mod nats;
+pub mod redact;
 pub mod slack;
 pub mod smtp;
 pub mod teams;
@@ -94,9 +95,17 @@ pub trait Sink {
     fn deliver(&self, delivery: &Delivery) -> impl Future<Output = Outcome> + Send;
 }
 
+/// Any sink, built from its config: its kind's sink, and the secrets masked in what its
+/// receiver answers (see `redact`).
+#[derive(Debug)]
+pub struct AnySink {
+    kind: KindSink,
+    redactor: redact::Redactor,
+}
+
 /// Every sink kind, behind one enum that delegates.
 #[derive(Debug)]
-pub enum AnySink {
+enum KindSink {
     /// `kind = "webhook"`.
     Webhook(webhook::WebhookSink),
     /// `kind = "dependency-track"`.
@@ -120,14 +129,38 @@ pub enum AnySink {
 impl AnySink {
     /// Builds the sink for its validated configuration.
     pub fn new(config: &SinkConfig) -> Result<AnySink, SinkBuildError> {
+        Ok(AnySink {
+            kind: KindSink::new(config)?,
+            redactor: redact::Redactor::new(config),
+        })
+    }
+
+    /// Whether this sink renders templates, and so wants the event summary computed.
+    pub fn renders_messages(&self) -> bool {
+        self.kind.renders_messages()
+    }
+}
+
+impl Sink for AnySink {
+    fn kind(&self) -> &'static str {
+        self.kind.kind()
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Outcome {
+        self.redactor.outcome(self.kind.deliver(delivery).await)
+    }
+}
+
+impl KindSink {
+    fn new(config: &SinkConfig) -> Result<KindSink, SinkBuildError> {
         match &config.kind {
-            SinkKind::Webhook(w) => Ok(AnySink::Webhook(webhook::WebhookSink::new(
+            SinkKind::Webhook(w) => Ok(KindSink::Webhook(webhook::WebhookSink::new(
                 &config.name,
                 w,
                 &config.outbound,
                 config.timeout,
             )?)),
-            SinkKind::DependencyTrack(c) => Ok(AnySink::DependencyTrack(
+            SinkKind::DependencyTrack(c) => Ok(KindSink::DependencyTrack(
                 dependency_track::DependencyTrackSink::new(
                     &config.name,
                     c,
@@ -135,41 +168,41 @@ impl AnySink {
                     config.timeout,
                 )?,
             )),
-            SinkKind::Guac(c) => Ok(AnySink::Guac(guac::GuacSink::new(
+            SinkKind::Guac(c) => Ok(KindSink::Guac(guac::GuacSink::new(
                 &config.name,
                 c,
                 &config.outbound,
                 config.timeout,
             )?)),
-            SinkKind::Slack(c) => Ok(AnySink::Slack(slack::SlackSink::new(
+            SinkKind::Slack(c) => Ok(KindSink::Slack(slack::SlackSink::new(
                 &config.name,
                 c,
                 &config.outbound,
                 config.timeout,
             )?)),
-            SinkKind::Archive(c) => Ok(AnySink::Archive(archive::ArchiveSink::new(
+            SinkKind::Archive(c) => Ok(KindSink::Archive(archive::ArchiveSink::new(
                 &config.name,
                 c,
             )?)),
-            SinkKind::Discord(c) => Ok(AnySink::Discord(discord::DiscordSink::new(
-                &config.name,
-                c,
-                &config.outbound,
-                config.timeout,
-            )?)),
-            SinkKind::Teams(c) => Ok(AnySink::Teams(teams::TeamsSink::new(
+            SinkKind::Discord(c) => Ok(KindSink::Discord(discord::DiscordSink::new(
                 &config.name,
                 c,
                 &config.outbound,
                 config.timeout,
             )?)),
-            SinkKind::Smtp(c) => Ok(AnySink::Smtp(Box::new(smtp::SmtpSink::new(
+            SinkKind::Teams(c) => Ok(KindSink::Teams(teams::TeamsSink::new(
+                &config.name,
+                c,
+                &config.outbound,
+                config.timeout,
+            )?)),
+            SinkKind::Smtp(c) => Ok(KindSink::Smtp(Box::new(smtp::SmtpSink::new(
                 &config.name,
                 c,
                 &config.outbound,
                 config.timeout,
             )?))),
-            SinkKind::Nats(c) => Ok(AnySink::Nats(Box::new(nats::NatsSink::new(
+            SinkKind::Nats(c) => Ok(KindSink::Nats(Box::new(nats::NatsSink::new(
                 &config.name,
                 c,
                 &config.outbound,
@@ -179,47 +212,46 @@ impl AnySink {
     }
 }
 
-impl AnySink {
-    /// Whether this sink renders templates, and so wants the event summary computed.
-    pub fn renders_messages(&self) -> bool {
+impl KindSink {
+    fn renders_messages(&self) -> bool {
         matches!(
             self,
-            AnySink::Slack(_)
-                | AnySink::Discord(_)
-                | AnySink::Teams(_)
-                | AnySink::Smtp(_)
-                | AnySink::DependencyTrack(_)
-                | AnySink::Nats(_)
+            KindSink::Slack(_)
+                | KindSink::Discord(_)
+                | KindSink::Teams(_)
+                | KindSink::Smtp(_)
+                | KindSink::DependencyTrack(_)
+                | KindSink::Nats(_)
         )
     }
 }
 
-impl Sink for AnySink {
+impl Sink for KindSink {
     fn kind(&self) -> &'static str {
         match self {
-            AnySink::Webhook(s) => s.kind(),
-            AnySink::DependencyTrack(s) => s.kind(),
-            AnySink::Guac(s) => s.kind(),
-            AnySink::Archive(s) => s.kind(),
-            AnySink::Slack(s) => s.kind(),
-            AnySink::Discord(s) => s.kind(),
-            AnySink::Teams(s) => s.kind(),
-            AnySink::Smtp(s) => s.kind(),
-            AnySink::Nats(s) => s.kind(),
+            KindSink::Webhook(s) => s.kind(),
+            KindSink::DependencyTrack(s) => s.kind(),
+            KindSink::Guac(s) => s.kind(),
+            KindSink::Archive(s) => s.kind(),
+            KindSink::Slack(s) => s.kind(),
+            KindSink::Discord(s) => s.kind(),
+            KindSink::Teams(s) => s.kind(),
+            KindSink::Smtp(s) => s.kind(),
+            KindSink::Nats(s) => s.kind(),
         }
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Outcome {
         match self {
-            AnySink::Webhook(s) => s.deliver(delivery).await,
-            AnySink::DependencyTrack(s) => s.deliver(delivery).await,
-            AnySink::Guac(s) => s.deliver(delivery).await,
-            AnySink::Archive(s) => s.deliver(delivery).await,
-            AnySink::Slack(s) => s.deliver(delivery).await,
-            AnySink::Discord(s) => s.deliver(delivery).await,
-            AnySink::Teams(s) => s.deliver(delivery).await,
-            AnySink::Smtp(s) => s.deliver(delivery).await,
-            AnySink::Nats(s) => s.deliver(delivery).await,
+            KindSink::Webhook(s) => s.deliver(delivery).await,
+            KindSink::DependencyTrack(s) => s.deliver(delivery).await,
+            KindSink::Guac(s) => s.deliver(delivery).await,
+            KindSink::Archive(s) => s.deliver(delivery).await,
+            KindSink::Slack(s) => s.deliver(delivery).await,
+            KindSink::Discord(s) => s.deliver(delivery).await,
+            KindSink::Teams(s) => s.deliver(delivery).await,
+            KindSink::Smtp(s) => s.deliver(delivery).await,
+            KindSink::Nats(s) => s.deliver(delivery).await,
         }
     }
 }

@@ -1,0 +1,221 @@
+//! Masks a sink's secrets in what its receiver says back. A receiver (or a proxy, or an
+//! error page) may echo the request it got, URL and headers included, and that text becomes
+//! an attempt's error: kept in the store, shown by the admin API, logged and carried by
+//! notices to other sinks. Every secret the sink sends is replaced by `***` there first.
+//!
+//! The secrets: each URL the sink posts to, whole, and its password, the Basic credentials
+//! made from it, its query values and its long path segments (Slack and Discord webhook
+//! URLs carry their token in the path); the static header values; and the sink kind's own
+//! credentials (API key, token, password, S3 keys).
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::Outcome;
+use crate::config::{
+    NatsAuth, Proxy, Secret, SinkConfig, SinkKind, SlackTarget, WebhookSinkConfig,
+};
+
+/// Shorter values are not masked: they are not secrets worth the name, and masking them
+/// would blank ordinary words in the receiver's text.
+const SHORTEST: usize = 6;
+/// A URL path segment this long is taken for a token.
+const TOKEN_SEGMENT: usize = 16;
+
+/// The secrets of one sink, longest first, so a secret that contains another is masked
+/// whole.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// The secrets `config`'s sink sends.
+    pub fn new(config: &SinkConfig) -> Redactor {
+        let mut secrets = Vec::new();
+        let mut url = |u: &str| url_secrets(u, &mut secrets);
+        match &config.kind {
+            SinkKind::Webhook(WebhookSinkConfig {
+                url: u, headers, ..
+            }) => {
+                url(u);
+                for (_, value) in headers {
+                    if let Ok(text) = value.to_str() {
+                        secrets.push(text.to_owned());
+                    }
+                }
+            }
+            SinkKind::Slack(c) => match &c.target {
+                SlackTarget::Webhook { url: u } => url(u),
+                SlackTarget::Api { token, .. } => secrets.extend(text(token)),
+            },
+            SinkKind::Discord(c) => url(&c.url),
+            SinkKind::Teams(c) => url(&c.url),
+            SinkKind::DependencyTrack(c) => {
+                url(&c.url);
+                secrets.extend(text(&c.api_key));
+            }
+            SinkKind::Guac(c) => {
+                if let crate::config::GuacTarget::S3(s3) = &c.target {
+                    if let Some(endpoint) = &s3.endpoint {
+                        url(endpoint);
+                    }
+                    secrets.extend(text(&s3.access_key_id));
+                    secrets.extend(text(&s3.secret_access_key));
+                }
+            }
+            SinkKind::Smtp(c) => {
+                if let Some((_, password)) = &c.credentials {
+                    secrets.extend(text(password));
+                }
+            }
+            SinkKind::Nats(c) => {
+                for server in &c.servers {
+                    url(server);
+                }
+                match &c.auth {
+                    NatsAuth::UserPassword { password, .. } => secrets.extend(text(password)),
+                    NatsAuth::Token(s) | NatsAuth::NKey(s) | NatsAuth::Creds(s) => {
+                        secrets.extend(text(s))
+                    }
+                    NatsAuth::None => {}
+                }
+            }
+            SinkKind::Archive(_) => {}
+        }
+        if let Proxy::Url(proxy) = &config.outbound.proxy {
+            url_secrets(proxy, &mut secrets);
+        }
+        secrets.retain(|s| s.len() >= SHORTEST);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Redactor { secrets }
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = Cow::Owned(out.replace(secret.as_str(), "***"));
+            }
+        }
+        out
+    }
+
+    /// `outcome` with its error message masked.
+    pub fn outcome(&self, mut outcome: Outcome) -> Outcome {
+        if let Outcome::Retry { error, .. } | Outcome::Failed(error) = &mut outcome
+            && let Cow::Owned(masked) = self.text(&error.message)
+        {
+            error.message = masked;
+        }
+        outcome
+    }
+}
+
+/// A secret's text, when it is text.
+fn text(secret: &Secret) -> Option<String> {
+    std::str::from_utf8(secret.expose()).ok().map(str::to_owned)
+}
+
+/// The parts of `url` that may be secret, in the forms a receiver could echo them.
+fn url_secrets(url: &str, out: &mut Vec<String>) {
+    out.push(url.to_owned());
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return;
+    };
+    if let Some(password) = parsed.password() {
+        out.push(password.to_owned());
+        let user = parsed.username();
+        out.push(BASE64.encode(format!("{user}:{password}")));
+        if let Ok(decoded) = percent_decoded(password) {
+            out.push(BASE64.encode(format!("{user}:{decoded}")));
+            out.push(decoded);
+        }
+    }
+    if let Some(query) = parsed.query() {
+        out.push(query.to_owned());
+    }
+    for (_, value) in parsed.query_pairs() {
+        out.push(value.into_owned());
+    }
+    for segment in parsed.path_segments().into_iter().flatten() {
+        if segment.len() >= TOKEN_SEGMENT {
+            out.push(segment.to_owned());
+        }
+    }
+}
+
+fn percent_decoded(text: &str) -> Result<String, std::str::Utf8Error> {
+    let bytes: Vec<u8> =
+        form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned().into_bytes())
+            .unwrap_or_default();
+    String::from_utf8(bytes).map_err(|e| e.utf8_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn redactor(sink: &str) -> Redactor {
+        let text = format!("[sources.s]\nkind = \"none\"\n\n[sinks.x]\n{sink}");
+        let config = Config::parse(&text, "t.toml").unwrap();
+        Redactor::new(&config.sinks[0])
+    }
+
+    #[test]
+    fn a_webhook_url_and_headers_echoed_back_are_masked() {
+        let r = redactor(
+            "kind = \"webhook\"\nurl = \"https://bob:p%40ss-word@h.example/in?api_key=SINKURLTOKEN_888&x=1\"\n\
+             headers = { Authorization = \"Bearer header-token-123\" }\n",
+        );
+        let basic = BASE64.encode("bob:p@ss-word");
+        let echoed = format!(
+            "500: \"got POST /in?api_key=SINKURLTOKEN_888&x=1 authorization: Basic {basic} \
+             and Bearer header-token-123; password p@ss-word\""
+        );
+        let masked = r.text(&echoed);
+        for secret in ["SINKURLTOKEN_888", &basic, "header-token-123", "p@ss-word"] {
+            assert!(!masked.contains(secret), "{secret} in {masked}");
+        }
+        assert!(masked.contains("got POST /in?***"), "{masked}");
+        // Nothing to mask: the text is not copied.
+        assert!(matches!(r.text("plain error"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn chat_webhook_tokens_in_the_path_and_api_keys_are_masked() {
+        let r = redactor(
+            "kind = \"slack\"\nurl = \"https://hooks.slack.example/services/T0001/B0001/abcdefghijklmnopqrstuvwx\"\n",
+        );
+        assert_eq!(
+            r.text("no_service for services/T0001/B0001/abcdefghijklmnopqrstuvwx"),
+            "no_service for services/T0001/B0001/***"
+        );
+        let r = redactor(
+            "kind = \"dependency-track\"\nurl = \"https://dt.example\"\napi_key = \"odt_secretkey42\"\nproject = \"00000000-0000-0000-0000-000000000000\"\n",
+        );
+        assert_eq!(r.text("key odt_secretkey42 refused"), "key *** refused");
+    }
+
+    #[test]
+    fn an_outcome_keeps_its_kind_and_status() {
+        let r = redactor("kind = \"webhook\"\nurl = \"https://h.example/in?token=abcdef123\"\n");
+        let outcome = r.outcome(Outcome::Failed(super::super::SinkError {
+            status: Some(400),
+            message: "bad token=abcdef123".into(),
+        }));
+        let Outcome::Failed(error) = outcome else {
+            panic!("still failed")
+        };
+        assert_eq!(error.status, Some(400));
+        // The whole query string is one of the secrets.
+        assert_eq!(error.message, "bad ***");
+    }
+}
