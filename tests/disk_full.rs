@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::admin::{admin_addr, call};
 use common::faults::Tmpfs;
 use common::*;
 
@@ -17,6 +18,9 @@ const SECRET: &str = "disk-full-secret";
 fn config(receiver_addr: std::net::SocketAddr) -> String {
     format!(
         r#"
+[admin]
+listen = "127.0.0.1:0"
+
 [sources.github]
 kind = "github"
 secret = "{SECRET}"
@@ -86,6 +90,11 @@ async fn a_full_disk_does_not_poison_the_store_until_restart() {
     relay.wait_for_log("disk full (ENOSPC)").await;
     // The failed commit left redb refusing every transaction: the store reopened the file.
     relay.wait_for_log("store reopened").await;
+    // Not ready: a commit of nothing would still fit, an event's does not.
+    let admin = admin_addr(&relay).await;
+    let ready = call(admin, "GET", "/readyz", None).await;
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert!(ready.text.contains("disk full"), "{}", ready.text);
 
     // Still up and still judging requests: a bad signature is 401, not 503.
     let forged = post(
@@ -108,6 +117,9 @@ async fn a_full_disk_does_not_poison_the_store_until_restart() {
     // Free space: the refused event is accepted now, as new (not a duplicate: nothing of
     // it was stored), without restarting the relay.
     std::fs::remove_file(&ballast).unwrap();
+    // Ready again once a probe as large as the refused batch fits, before any event came.
+    let ready = call(admin, "GET", "/readyz", None).await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
     let deadline = std::time::Instant::now() + WAIT;
     let again = loop {
         let reply = send(&url, &refused, &body).await;

@@ -196,8 +196,7 @@ impl Notices {
         ));
         let watcher = tokio::spawn(storage::watch(
             notices.clone(),
-            store.health(),
-            store.path().to_path_buf(),
+            store.clone(),
             config.min_free,
             config.check_interval,
         ));

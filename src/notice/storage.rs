@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use bytesize::ByteSize;
 use serde_json::{Map, Value, json};
-use tokio::sync::watch;
 
 use super::{Notices, Trouble, now_ms};
-use crate::store::StoreHealth;
+use crate::store::{Store, StoreHealth};
 
 /// Free space under the threshold, as last measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,14 +24,12 @@ struct LowSpace {
     since_ms: u64,
 }
 
-/// Watches until the store closes (its health channel ends).
-pub(super) async fn watch(
-    notices: Notices,
-    mut commits: watch::Receiver<StoreHealth>,
-    path: PathBuf,
-    min_free: u64,
-    check_interval: Duration,
-) {
+/// Watches until the store closes (its health channel ends). While commits fail, each
+/// check also probes the store (see [`Store::ping`]), so it is seen to work again once it
+/// does, whether or not events arrive meanwhile.
+pub(super) async fn watch(notices: Notices, store: Store, min_free: u64, check_interval: Duration) {
+    let mut commits = store.health();
+    let path: PathBuf = store.path().to_path_buf();
     let mut tick = tokio::time::interval(check_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut health = commits.borrow_and_update().clone();
@@ -48,7 +45,14 @@ pub(super) async fn watch(
                 }
                 health = commits.borrow_and_update().clone();
             }
-            _ = tick.tick(), if min_free > 0 => {
+            _ = tick.tick() => {
+                if health.failing_since_ms.is_some() {
+                    // Its outcome arrives through `commits`.
+                    let _probe = tokio::time::timeout(check_interval, store.ping()).await;
+                }
+                if min_free == 0 {
+                    continue;
+                }
                 let folder = path.parent().unwrap_or(Path::new(".")).to_path_buf();
                 match tokio::task::spawn_blocking(move || free_space(&folder)).await {
                     Ok(Ok(free)) => {

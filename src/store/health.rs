@@ -32,9 +32,10 @@ impl HealthReport {
         (HealthReport { tx, failing: false }, rx)
     }
 
-    /// A batch committed: healthy again if it was failing.
-    pub(super) fn committed(&mut self) {
-        if self.failing {
+    /// A batch committed: healthy again if it was failing and the batch `proves_writable`
+    /// (it needed new space: it stored events, or the probe).
+    pub(super) fn committed(&mut self, proves_writable: bool) {
+        if self.failing && proves_writable {
             self.failing = false;
             self.tx.send_replace(StoreHealth::default());
         }
@@ -58,7 +59,7 @@ mod tests {
     #[test]
     fn failures_run_until_a_commit_succeeds_and_only_changes_are_published() {
         let (mut report, mut rx) = HealthReport::new();
-        report.committed();
+        report.committed(true);
         assert!(
             !rx.has_changed().unwrap(),
             "a healthy commit publishes nothing"
@@ -70,9 +71,12 @@ mod tests {
         assert_eq!(failing.consecutive_failures, 2);
         assert_eq!(failing.failing_since_ms, Some(10));
         assert_eq!(failing.last_error.as_deref(), Some("disk full again"));
-        report.committed();
+        // A small batch that fits where events do not proves nothing.
+        report.committed(false);
+        assert!(!rx.has_changed().unwrap());
+        report.committed(true);
         assert_eq!(*rx.borrow_and_update(), StoreHealth::default());
-        report.committed();
+        report.committed(true);
         assert!(!rx.has_changed().unwrap());
     }
 }

@@ -455,9 +455,21 @@ impl Store {
         Ok(std::fs::metadata(&self.inner.path)?.len())
     }
 
-    /// Resolves once a commit succeeded after the call: the store is writable.
+    /// Resolves once a commit succeeded after the call: the store is writable. While
+    /// commits fail, the ping is a probe that needs new space as events do (a full disk can
+    /// still take a commit of nothing), and the store counts as writable only once one
+    /// succeeds.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.submit(|reply| writer::Op::Ping { reply }).await
+        let failing = self.health().borrow().failing_since_ms.is_some();
+        self.submit(|reply| writer::Op::Ping {
+            probe: failing,
+            reply,
+        })
+        .await?;
+        match self.health().borrow().last_error.clone() {
+            Some(error) => Err(StoreError::Commit(error)),
+            None => Ok(()),
+        }
     }
 
     /// Queues `event_id` again for each of `sinks`, as a new round of deliveries, durably.

@@ -27,3 +27,7 @@ pub const ATTEMPTS: TableDefinition<(u128, &str, u32), &[u8]> = TableDefinition:
 
 /// (sink, event id) → `DeadValue`.
 pub const DEAD: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("dead_letters");
+
+/// One value, rewritten by a readiness probe while commits fail: a write that needs as much
+/// new space as a batch of events does, so its success says events can be stored again.
+pub const PROBE: TableDefinition<u8, &[u8]> = TableDefinition::new("probe");

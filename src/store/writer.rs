@@ -24,7 +24,7 @@ use super::health::HealthReport;
 use super::pack::{self, Row};
 use super::retention::{Sweep, SweepChanges, Tables};
 use super::slot::{self, Slot};
-use super::tables::{ATTEMPTS, DEAD, DEDUP_LOG, DEDUP_PACKS, EVENTS, PENDING, QUEUE};
+use super::tables::{ATTEMPTS, DEAD, DEDUP_LOG, DEDUP_PACKS, EVENTS, PENDING, PROBE, QUEUE};
 use super::{
     AttemptRecord, EventId, Ingested, NextStep, PurgeStep, QueueEntry, Replayed, StoreError,
     Watchers,
@@ -33,6 +33,9 @@ use crate::metrics::StoreMetrics;
 
 /// Most operations in one transaction: bounds the time one commit holds its callers.
 const MAX_BATCH_OPS: usize = 4096;
+/// The readiness probe's value size: the failed batch's records, within these bounds (as
+/// much new space as a few dozen small events need, and no more than a few large ones).
+const PROBE_BYTES: std::ops::Range<usize> = (64 << 10)..(4 << 20);
 /// Most body bytes in one transaction, so a burst of large bodies does not build one huge
 /// transaction in memory.
 const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -65,8 +68,10 @@ pub(super) enum Op {
         limit: usize,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
-    /// Rides along with the next batch: answered once a commit succeeded.
+    /// Rides along with the next batch: answered once a commit succeeded. With `probe`, the
+    /// batch also rewrites [`PROBE`]'s value, so it needs new space like a batch of events.
     Ping {
+        probe: bool,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
@@ -137,7 +142,7 @@ impl Op {
         let err = || StoreError::Commit(message.to_string());
         match self {
             Op::Ingest { reply, .. } => drop(reply.send(Err(err()))),
-            Op::Finish { reply, .. } | Op::Ping { reply } => drop(reply.send(Err(err()))),
+            Op::Finish { reply, .. } | Op::Ping { reply, .. } => drop(reply.send(Err(err()))),
             Op::Purge { reply, .. } => drop(reply.send(Err(err()))),
             Op::ReplayDead { reply, .. } => drop(reply.send(Err(err()))),
             Op::Replay { reply, .. } => drop(reply.send(Err(err()))),
@@ -172,6 +177,9 @@ struct Memory {
     ids: IdGenerator,
     dedup: DedupIndex,
     sweep: Sweep,
+    /// The readiness probe's size: the records of the last batch that failed to commit
+    /// (within bounds), so a probe that fits shows such a batch fits too.
+    probe_bytes: usize,
 }
 
 /// Runs the writer until every sender is dropped; then returns. `last_id` is the largest
@@ -189,6 +197,7 @@ pub(super) fn run(
         ids: IdGenerator { last: last_id },
         dedup,
         sweep: Sweep::default(),
+        probe_bytes: PROBE_BYTES.start,
     };
     let mut batch: Vec<Op> = Vec::with_capacity(256);
     while let Some(first) = rx.blocking_recv() {
@@ -237,12 +246,14 @@ fn commit_batch(
     };
     let started = Instant::now();
     let ops = batch.len();
+    let batch_bytes: usize = batch.iter().map(Op::body_len).sum();
     let mut touched: HashSet<Arc<str>> = HashSet::new();
     let mut replies = Vec::with_capacity(ops);
     let mut pending = batch.drain(..);
     // Index and sweep changes wait for the commit: a failed batch must leave them as the
     // file is (also across a reopen, which rolls the file back to the last commit).
     let mut index_changes = IndexChanges::default();
+    let mut proof = Proof::default();
     let result = (|| -> Result<(), redb::Error> {
         // No quick repair: it saves the allocator state with every commit and needs a
         // second fsync, which halved the commit rate (6.3 ms vs 13.0 ms for a 1-event
@@ -256,6 +267,7 @@ fn commit_batch(
             &mut pending,
             &mut replies,
             &mut touched,
+            &mut proof,
         )?;
         txn.commit()?;
         Ok(())
@@ -296,6 +308,7 @@ fn commit_batch(
         }
         if !landed_anyway {
             health.failed(&message, now_ms());
+            memory.probe_bytes = batch_bytes.clamp(PROBE_BYTES.start, PROBE_BYTES.end);
             for reply in replies {
                 reply.send_err(&message);
             }
@@ -307,7 +320,9 @@ fn commit_batch(
     }
     index_changes.apply(memory);
     metrics.batch(ops, started.elapsed().as_secs_f64());
-    health.committed();
+    // After failures (a full disk), a batch of finishes or pings can fit where events do
+    // not: only stored events or the probe, which need new space, show the store works.
+    health.committed(proof.stored_events || proof.probed);
     for reply in replies {
         reply.send_ok();
     }
@@ -459,6 +474,15 @@ fn write_packs(
     Ok(())
 }
 
+/// What a batch's commit shows about the store, beyond having committed.
+#[derive(Default)]
+struct Proof {
+    /// It stored new events.
+    stored_events: bool,
+    /// It rewrote the readiness probe.
+    probed: bool,
+}
+
 fn apply_all(
     txn: &WriteTransaction,
     memory: &mut Memory,
@@ -466,7 +490,12 @@ fn apply_all(
     ops: &mut std::vec::Drain<'_, Op>,
     replies: &mut Vec<Reply>,
     touched: &mut HashSet<Arc<str>>,
+    proof: &mut Proof,
 ) -> Result<(), redb::Error> {
+    let Proof {
+        stored_events,
+        probed,
+    } = proof;
     let mut events = txn.open_table(EVENTS)?;
     let mut dedup_packs = txn.open_table(DEDUP_PACKS)?;
     let mut dedup_log = txn.open_table(DEDUP_LOG)?;
@@ -474,7 +503,12 @@ fn apply_all(
     let mut pending = txn.open_table(PENDING)?;
     let mut attempts = txn.open_table(ATTEMPTS)?;
     let mut dead = txn.open_table(DEAD)?;
-    let Memory { ids, dedup, sweep } = memory;
+    let Memory {
+        ids,
+        dedup,
+        sweep,
+        probe_bytes,
+    } = memory;
     let queue_value = codec::encode_v2(&QueueValue {
         attempt: 1,
         first_attempt: 1,
@@ -660,9 +694,17 @@ fn apply_all(
                 }
                 replies.push(Reply::Count(reply, chosen.len()));
             }
-            Op::Ping { reply } => replies.push(Reply::Done(reply)),
+            Op::Ping { probe, reply } => {
+                if probe && !*probed {
+                    let mut table = txn.open_table(PROBE)?;
+                    table.insert(0, vec![0u8; *probe_bytes].as_slice())?;
+                    *probed = true;
+                }
+                replies.push(Reply::Done(reply));
+            }
         }
     }
+    *stored_events |= !fresh.is_empty();
     write_packs(&mut events, &mut dedup_packs, &fresh)
 }
 
