@@ -320,9 +320,10 @@ fn commit_batch(
     }
     index_changes.apply(memory);
     metrics.batch(ops, started.elapsed().as_secs_f64());
-    // After failures (a full disk), a batch of finishes or pings can fit where events do
-    // not: only stored events or the probe, which need new space, show the store works.
-    health.committed(proof.stored_events || proof.probed);
+    // After failures (a full disk), a batch of finishes, pings or one small notice can fit
+    // where the failed batch did not: only the probe, or events taking at least as much
+    // room as the probe would, show the store works again.
+    health.committed(proof.probed || (proof.stored_events && batch_bytes >= memory.probe_bytes));
     for reply in replies {
         reply.send_ok();
     }
