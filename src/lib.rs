@@ -151,7 +151,7 @@ pub async fn run_with(
         (Some(listener), Some(admin_config)) => {
             if admin_config.token.is_none() {
                 tracing::warn!(
-                    "[admin] has no token: anyone with access to this host can use the admin API"
+                    "[admin] has no token: every local user of this host can use the admin API; set [admin] token on a shared host"
                 );
             }
             tracing::info!(

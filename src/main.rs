@@ -201,7 +201,7 @@ fn main() -> ExitCode {
         Command::Events {
             command,
             config: ConfigArg { path: config },
-        } => offline_command(&config, |c| offline::events(c, command)),
+        } => offline_command(&config, |c| offline::events(c, &config, command)),
         Command::Dlq {
             command,
             config: ConfigArg { path: config },

@@ -11,6 +11,7 @@
 //!   (`admin::HeaderMask`); sink URLs and configured secrets never appear.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -53,8 +54,23 @@ pub struct ListArgs {
     #[arg(long)]
     before: Option<String>,
     /// Most events to print.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = DEFAULT_LIST_LIMIT)]
     limit: usize,
+}
+
+const DEFAULT_LIST_LIMIT: usize = 50;
+
+/// `text` as one shell word: as it is when that is safe, else in single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:=@%+,".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// `hookrelay dlq …`.
@@ -231,8 +247,9 @@ fn known_sink(config: &Config, name: &str) -> anyhow::Result<Arc<str>> {
     )
 }
 
-/// `hookrelay events list|show`.
-pub fn events(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
+/// `hookrelay events list|show`; `config_path` is where `config` was read (for the next
+/// page's command).
+pub fn events(config: &Config, config_path: &Path, command: EventsCommand) -> anyhow::Result<()> {
     match command {
         EventsCommand::List(args) => {
             let status = match &args.status {
@@ -245,8 +262,8 @@ pub fn events(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
             };
             let query = EventQuery {
                 before: args.before.as_deref().map(parse_id).transpose()?,
-                source: args.source,
-                event_type: args.event_type,
+                source: args.source.clone(),
+                event_type: args.event_type.clone(),
                 status,
                 limit: args.limit.max(1),
             };
@@ -286,7 +303,26 @@ pub fn events(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
                 )?;
             }
             if more && let Some(next) = next {
-                writeln!(out, "more: hookrelay events list --before {next}")?;
+                // The same command, one page on: every option repeated, so pasting it lists
+                // the same store with the same filters.
+                let mut command = format!("hookrelay events list --before {next}");
+                for (flag, value) in [
+                    ("--source", args.source.as_deref()),
+                    ("--type", args.event_type.as_deref()),
+                    ("--status", args.status.as_deref()),
+                ] {
+                    if let Some(value) = value {
+                        command.push_str(&format!(" {flag} {}", shell_word(value)));
+                    }
+                }
+                if args.limit != DEFAULT_LIST_LIMIT {
+                    command.push_str(&format!(" --limit {}", args.limit));
+                }
+                command.push_str(&format!(
+                    " --config {}",
+                    shell_word(&config_path.display().to_string())
+                ));
+                writeln!(out, "more: {command}")?;
             }
             Ok(())
         }
@@ -512,4 +548,21 @@ pub fn export(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
         eprintln!("{count} event(s) exported");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn a_shell_word_is_quoted_only_when_it_must_be() {
+        assert_eq!(
+            shell_word("/etc/hookrelay/hookrelay.toml"),
+            "/etc/hookrelay/hookrelay.toml"
+        );
+        assert_eq!(shell_word("Push Hook"), "'Push Hook'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("$(rm -rf)"), "'$(rm -rf)'");
+        assert_eq!(shell_word(""), "''");
+    }
 }

@@ -150,7 +150,10 @@ async fn offline_commands_read_and_requeue_a_stopped_relays_store() {
         &["events", "list", "--source", "github", "--limit", "1"],
     );
     assert!(
-        one.contains(&format!("more: hookrelay events list --before {second}")),
+        one.contains(&format!(
+            "more: hookrelay events list --before {second} --source github --limit 1 --config {}",
+            config.display()
+        )),
         "{one}"
     );
     let older = ok(
