@@ -47,6 +47,12 @@ async fn a_signed_event_is_acknowledged_and_delivered_byte_for_byte() {
     assert_eq!(reply.status, 202, "{:?}", reply.json);
     let id = reply.id();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "id is a UUID: {id}");
+    // One log line, naming the sender's delivery id beside the event id.
+    let line = relay.wait_for_log("accepted event").await;
+    assert!(
+        line.contains(r#""delivery_id":"delivery-1""#) && line.contains(&id),
+        "{line}"
+    );
 
     let got = receiver.next().await;
     assert_eq!(got.method, "POST");
@@ -179,6 +185,8 @@ async fn unknown_disabled_wrong_method_and_oversized_requests_are_refused() {
     let get = client.get(relay.hook_url("github")).send().await.unwrap();
     assert_eq!(get.status(), 405);
     assert_eq!(get.headers()["allow"], "POST");
+    let refused = relay.wait_for_log("method_not_allowed").await;
+    assert!(refused.contains(r#""method":"GET""#), "{refused}");
 
     let big = vec![b'x'; 1025];
     let declared = post(

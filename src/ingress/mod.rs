@@ -181,6 +181,7 @@ impl Ingress {
         };
         if request.method() != Method::POST {
             source.counters.inc(EventOutcome::MethodNotAllowed);
+            tracing::info!(source = %source.name, %peer, method = %request.method(), outcome = "method_not_allowed", "refused event");
             let mut response = json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "webhooks must be sent with POST",
@@ -254,15 +255,16 @@ impl Ingress {
         };
         let fan_out = event.sinks.len();
         let event_type = event.event_type.clone();
+        let delivery_id = event.delivery_id.clone();
         match self.store.ingest(event).await {
             Ok(Ingested::Accepted(id)) => {
                 source.counters.inc(EventOutcome::Accepted);
-                tracing::info!(source = %source.name, event_type = event_type.as_deref().unwrap_or(""), event_id = %id, sinks = fan_out, outcome = "accepted", "accepted event");
+                tracing::info!(source = %source.name, event_type = event_type.as_deref().unwrap_or(""), delivery_id = delivery_id.as_deref().unwrap_or(""), event_id = %id, sinks = fan_out, outcome = "accepted", "accepted event");
                 json_id(StatusCode::ACCEPTED, id, false)
             }
             Ok(Ingested::Duplicate(id)) => {
                 source.counters.inc(EventOutcome::Duplicate);
-                tracing::info!(source = %source.name, event_type = event_type.as_deref().unwrap_or(""), event_id = %id, outcome = "duplicate", "duplicate delivery; nothing new queued");
+                tracing::info!(source = %source.name, event_type = event_type.as_deref().unwrap_or(""), delivery_id = delivery_id.as_deref().unwrap_or(""), event_id = %id, outcome = "duplicate", "duplicate delivery; nothing new queued");
                 json_id(StatusCode::OK, id, true)
             }
             Err(err) => {
