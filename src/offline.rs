@@ -13,7 +13,6 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -176,7 +175,7 @@ fn with_store<T>(
 }
 
 fn time(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    hookrelay::admin::time::format_ms(ms)
 }
 
 /// Parses an RFC 3339 time given to `flag` into Unix milliseconds.
@@ -190,15 +189,11 @@ fn usage(message: String) -> anyhow::Error {
 }
 
 fn parse_time(flag: &str, text: &str) -> anyhow::Result<u64> {
-    humantime::parse_rfc3339_weak(text)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-        .ok_or_else(|| {
-            usage(format!(
-                "--{flag} {text:?}: expected an RFC 3339 time such as 2024-05-01T12:00:00Z"
-            ))
-        })
+    hookrelay::admin::time::parse_ms(text).ok_or_else(|| {
+        usage(format!(
+            "--{flag} {text:?}: expected an RFC 3339 time such as 2024-05-01T12:00:00Z"
+        ))
+    })
 }
 
 /// `--from` and `--to` in milliseconds; either end open when absent.

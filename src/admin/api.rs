@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -116,7 +116,7 @@ async fn read<T: Send + 'static>(
 }
 
 fn time(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    super::time::format_ms(ms)
 }
 
 fn limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
@@ -515,13 +515,9 @@ async fn replay_dead_letters(
     let name: Arc<str> = Arc::from(enabled_sink(view, sink)?.name.as_str());
     let since_ms = match query.get("since") {
         None => 0,
-        Some(text) => humantime::parse_rfc3339_weak(text)
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as u64)
-            .ok_or_else(|| {
-                bad_request("since: expected an RFC 3339 time such as 2024-05-01T12:00:00Z")
-            })?,
+        Some(text) => super::time::parse_ms(text).ok_or_else(|| {
+            bad_request("since: expected an RFC 3339 time such as 2024-05-01T12:00:00Z")
+        })?,
     };
     let mut replayed = 0;
     loop {

@@ -19,6 +19,7 @@
 mod api;
 mod console;
 mod gauges;
+pub mod time;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
