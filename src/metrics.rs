@@ -26,6 +26,57 @@ use crate::config::Config;
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The `Content-Type` of [`classic`]'s output: Prometheus' text format 0.0.4, for the
+/// scrapers and tools (`promtool check metrics`) that read no OpenMetrics.
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether an `Accept` header asks for OpenMetrics (Prometheus' own scrapes do).
+pub fn accepts_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+/// [`Metrics::render`]'s OpenMetrics text in the Prometheus text format 0.0.4: a counter's
+/// `TYPE` and `HELP` name its `_total` samples, an info metric is a gauge named `_info`,
+/// and the OpenMetrics-only lines (`# UNIT`, `# EOF`, `_created` samples, exemplars) are
+/// left out.
+pub fn classic(openmetrics: &str) -> String {
+    // Each family's classic name suffix and type, from its `TYPE` line (which OpenMetrics
+    // writes after `HELP`).
+    let families: std::collections::HashMap<&str, (&str, &str)> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
+        .map(|(name, kind)| {
+            let classic = match kind {
+                "counter" => ("_total", "counter"),
+                "info" => ("_info", "gauge"),
+                "gauge" | "histogram" | "summary" => ("", kind),
+                _ => ("", "untyped"),
+            };
+            (name, classic)
+        })
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        let meta = ["# TYPE ", "# HELP "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        if let Some((prefix, rest)) = meta {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            let (suffix, kind) = families.get(name).copied().unwrap_or(("", "untyped"));
+            let text = if prefix == "# TYPE " { kind } else { text };
+            out.push_str(&format!("{prefix}{name}{suffix} {text}\n"));
+            continue;
+        }
+        let sample_name = line.split(['{', ' ']).next().unwrap_or("");
+        if line.starts_with("# UNIT ") || line == "# EOF" || sample_name.ends_with("_created") {
+            continue;
+        }
+        out.push_str(line.split(" # ").next().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 /// What became of one request to `/hooks/{source}`: the `outcome` label of
 /// `hookrelay_events_received_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -483,6 +534,26 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_classic_text_names_counters_and_infos_by_their_samples() {
+        let openmetrics = "# HELP hits Requests.\n# TYPE hits counter\nhits_total{a=\"b\"} 3\nhits_created 1.7e9\n\
+                           # HELP build Build.\n# TYPE build info\nbuild_info{version=\"1\"} 1\n\
+                           # HELP wait Seconds.\n# TYPE wait histogram\n# UNIT wait seconds\n\
+                           wait_bucket{le=\"+Inf\"} 2 # {trace=\"x\"} 0.5\nwait_sum 1.5\nwait_count 2\n# EOF\n";
+        assert_eq!(
+            classic(openmetrics),
+            "# HELP hits_total Requests.\n# TYPE hits_total counter\nhits_total{a=\"b\"} 3\n\
+             # HELP build_info Build.\n# TYPE build_info gauge\nbuild_info{version=\"1\"} 1\n\
+             # HELP wait Seconds.\n# TYPE wait histogram\n\
+             wait_bucket{le=\"+Inf\"} 2\nwait_sum 1.5\nwait_count 2\n"
+        );
+        assert!(accepts_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+        )));
+        assert!(!accepts_openmetrics(Some("*/*")));
+        assert!(!accepts_openmetrics(None));
+    }
 
     fn config() -> Config {
         Config::parse(

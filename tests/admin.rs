@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use common::admin::{AdminReply, admin_addr, call, wait_until};
+use common::admin::{AdminReply, admin_addr, call, call_accepting, wait_until};
 use common::*;
 use serde_json::Value;
 
@@ -502,7 +502,10 @@ async fn metrics_count_traffic_with_bounded_labels() {
     .await;
     assert_eq!(sinks["sinks"][0]["queue_depth"], 0);
 
-    let reply = get(addr, "/metrics").await;
+    // What Prometheus asks for: OpenMetrics.
+    let prometheus =
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let reply = call_accepting(addr, "GET", "/metrics", Some(ADMIN_TOKEN), Some(prometheus)).await;
     assert_eq!(reply.status, 200);
     assert!(
         reply
@@ -511,6 +514,31 @@ async fn metrics_count_traffic_with_bounded_labels() {
         "{}",
         reply.content_type
     );
+    assert!(reply.text.ends_with("# EOF\n"), "{}", reply.text);
+    // Anything else (curl, other scrapers, promtool): the Prometheus text format.
+    let classic = get(addr, "/metrics").await;
+    assert_eq!(
+        classic.content_type,
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(
+        classic
+            .text
+            .contains("# TYPE hookrelay_events_received_total counter\n")
+            && classic.text.contains("# TYPE hookrelay_build_info gauge\n")
+            && !classic.text.contains("# EOF")
+            && !classic.text.contains("# UNIT"),
+        "{}",
+        classic.text
+    );
+    for text in [&classic.text, &reply.text] {
+        assert!(
+            text.contains(
+                "hookrelay_events_received_total{source=\"github\",outcome=\"accepted\"} 1"
+            ),
+            "{text}"
+        );
+    }
     let text = reply.text;
     for line in [
         "hookrelay_events_received_total{source=\"github\",outcome=\"accepted\"} 1",

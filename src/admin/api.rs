@@ -37,18 +37,20 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed past a sink's own timeout for a test delivery.
 const TEST_MARGIN: Duration = Duration::from_secs(2);
 
-/// Answers an authorized request for `route`.
+/// Answers an authorized request for `route`; `/metrics` in OpenMetrics when `openmetrics`
+/// (the request accepts it), else in the Prometheus text format.
 pub(super) async fn answer(
     admin: &Admin,
     view: &View,
     route: Route,
     params: &HashMap<&'static str, String>,
     query: &HashMap<String, String>,
+    openmetrics: bool,
 ) -> Answer {
     let result = match route {
         Route::Healthz => Ok(ok(json!({ "status": "ok" }))),
         Route::Readyz => Ok(readyz(admin).await),
-        Route::Metrics => metrics(admin).await,
+        Route::Metrics => metrics(admin, openmetrics).await,
         Route::OpenApi => Ok(respond(
             StatusCode::OK,
             "application/json",
@@ -178,13 +180,22 @@ async fn readyz(admin: &Admin) -> Answer {
     }
 }
 
-async fn metrics(admin: &Admin) -> Result<Answer, ApiError> {
+async fn metrics(admin: &Admin, openmetrics: bool) -> Result<Answer, ApiError> {
     let metrics = admin.metrics.clone();
     // Rendering reads the store for the queue gauges: off the async workers.
     let text = tokio::task::spawn_blocking(move || metrics.render())
         .await
         .map_err(|e| store_failed(&StoreError::Read(e.to_string())))?;
-    Ok(respond(StatusCode::OK, crate::metrics::CONTENT_TYPE, text))
+    Ok(if openmetrics {
+        respond(StatusCode::OK, crate::metrics::CONTENT_TYPE, text)
+    } else {
+        let classic = crate::metrics::classic(&text);
+        respond(
+            StatusCode::OK,
+            crate::metrics::CLASSIC_CONTENT_TYPE,
+            classic,
+        )
+    })
 }
 
 async fn events(admin: &Admin, query: &HashMap<String, String>) -> Result<Answer, ApiError> {

@@ -244,7 +244,13 @@ impl Admin {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
-        api::answer(self, &view, route, &params, &query).await
+        let openmetrics = crate::metrics::accepts_openmetrics(
+            request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        api::answer(self, &view, route, &params, &query, openmetrics).await
     }
 }
 

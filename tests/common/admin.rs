@@ -32,11 +32,25 @@ impl AdminReply {
 
 /// Calls `method` `path` on the admin listener, with `Authorization: Bearer token` if given.
 pub async fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> AdminReply {
+    call_accepting(addr, method, path, token, None).await
+}
+
+/// Like [`call`], with an `Accept` header when `accept` is given.
+pub async fn call_accepting(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    accept: Option<&str>,
+) -> AdminReply {
     let url = format!("http://{addr}{path}");
     let method = http::Method::from_bytes(method.as_bytes()).unwrap();
     let mut request = client().request(method, url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
+    }
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
     }
     let response = request.send().await.expect("request to the admin API");
     let status = response.status().as_u16();
