@@ -85,7 +85,7 @@ async fn a_client_error_is_dead_lettered_without_retrying() {
     // The next event is the next request: the refused one was not tried again.
     let next = send(&relay, "dead-2", "{\"a\":2}").await;
     assert_eq!(receiver.next().await.header("webhook-id"), next);
-    let line = relay.wait_for_log("dead").await;
+    let line = relay.wait_for_log("dead-lettered").await;
     assert!(
         line.contains("400"),
         "the dead letter names the status: {line}"
