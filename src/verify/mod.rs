@@ -503,13 +503,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_gitea_webhook_without_a_secret_is_told_to_set_one() {
-        let v = Verifier::new(&SourceKind::Preset {
+    /// A Gitea source that verifies signatures made with the secret "s".
+    fn gitea() -> Verifier {
+        Verifier::new(&SourceKind::Preset {
             product: Product::Gitea,
             scheme: PresetScheme::Signature,
             secrets: secrets(&["s"]),
-        });
+        })
+    }
+
+    #[test]
+    fn a_gitea_webhook_without_a_secret_is_told_to_set_one() {
+        let v = gitea();
         // Gitea sends its signature headers empty when the webhook has no secret.
         let reason = refusal(
             &v,
@@ -525,11 +530,7 @@ mod tests {
 
     #[test]
     fn a_gitea_webhook_sending_a_form_is_told_to_send_json() {
-        let v = Verifier::new(&SourceKind::Preset {
-            product: Product::Gitea,
-            scheme: PresetScheme::Signature,
-            secrets: secrets(&["s"]),
-        });
+        let v = gitea();
         let reason = refusal(
             &v,
             &[
@@ -547,11 +548,7 @@ mod tests {
 
     #[test]
     fn presets_list_every_header_they_accept() {
-        let v = Verifier::new(&SourceKind::Preset {
-            product: Product::Gitea,
-            scheme: PresetScheme::Signature,
-            secrets: secrets(&["s"]),
-        });
+        let v = gitea();
         let missing = refusal(&v, &[], b"{}");
         assert!(
             missing.starts_with("no x-forgejo-signature or x-gitea-signature header"),
