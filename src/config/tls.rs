@@ -161,6 +161,13 @@ pub fn check_key_pair(
             key_file.display(),
             cert_file.display()
         )),
+        // webpki reads only X.509 version 3: say so rather than blame the key.
+        Err(e) if format!("{e:?}").contains("UnsupportedCertVersion") => Err(format!(
+            "the first certificate in \"{}\" is X.509 version 1, which TLS refuses; issue a \
+             version 3 certificate (with openssl, give `x509 -req` an -extfile with at least \
+             basicConstraints or subjectAltName)",
+            cert_file.display()
+        )),
         Err(e) => Err(format!(
             "cannot use the key in \"{}\" with \"{}\": {e}",
             key_file.display(),
@@ -522,6 +529,19 @@ mod tests {
         assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{text}");
         assert!(text.contains("-----BEGIN PRIVATE KEY-----"));
         assert!(!format!("{config:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn a_version_1_certificate_is_named_as_such_not_blamed_on_its_key() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let (cert, key) = (fixtures.join("x509-v1.pem"), fixtures.join("x509-v1.key"));
+        let chain = read_certificates(&cert).unwrap();
+        let private = read_private_key(&key).unwrap();
+        let err = check_key_pair(&chain, &private, &cert, &key).unwrap_err();
+        assert!(
+            err.contains("x509-v1.pem\" is X.509 version 1") && !err.contains("the key in"),
+            "{err}"
+        );
     }
 
     #[test]
