@@ -181,6 +181,9 @@ async fn unknown_disabled_wrong_method_and_oversized_requests_are_refused() {
         .await
         .unwrap();
     assert_eq!(root.status(), 404);
+    // A sender given a wrong URL shows in the log.
+    let wrong = relay.wait_for_log("not a webhook path").await;
+    assert!(wrong.contains(r#""path":"/""#), "{wrong}");
 
     let get = client.get(relay.hook_url("github")).send().await.unwrap();
     assert_eq!(get.status(), 405);

@@ -162,6 +162,9 @@ impl Ingress {
             .map(|n| n.strip_suffix('/').unwrap_or(n))
             .filter(|n| !n.is_empty() && !n.contains('/'))
         else {
+            // A sender set up with a wrong URL: seen in the log and the unknown-source count.
+            self.unknown_source.inc(EventOutcome::UnknownSource);
+            tracing::info!(path = %truncate(path, 64), %peer, outcome = "unknown_source", "refused request: not a webhook path");
             return json_error(
                 StatusCode::NOT_FOUND,
                 "not found: webhooks are sent to POST /hooks/{source}",
