@@ -328,7 +328,8 @@ fn find_route(method: &Method, path: &str) -> Found {
     }
 }
 
-fn percent_decode(segment: &str) -> String {
+/// A percent-encoded URL part, decoded (`+` stays `+`; invalid UTF-8 becomes U+FFFD).
+pub(crate) fn percent_decode(segment: &str) -> String {
     form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())

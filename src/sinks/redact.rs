@@ -131,10 +131,9 @@ fn url_secrets(url: &str, out: &mut Vec<String>) {
         out.push(password.to_owned());
         let user = parsed.username();
         out.push(BASE64.encode(format!("{user}:{password}")));
-        if let Ok(decoded) = percent_decoded(password) {
-            out.push(BASE64.encode(format!("{user}:{decoded}")));
-            out.push(decoded);
-        }
+        let decoded = crate::admin::percent_decode(password);
+        out.push(BASE64.encode(format!("{user}:{decoded}")));
+        out.push(decoded);
     }
     if let Some(query) = parsed.query() {
         out.push(query.to_owned());
@@ -147,15 +146,6 @@ fn url_secrets(url: &str, out: &mut Vec<String>) {
             out.push(segment.to_owned());
         }
     }
-}
-
-fn percent_decoded(text: &str) -> Result<String, std::str::Utf8Error> {
-    let bytes: Vec<u8> =
-        form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned().into_bytes())
-            .unwrap_or_default();
-    String::from_utf8(bytes).map_err(|e| e.utf8_error())
 }
 
 #[cfg(test)]
