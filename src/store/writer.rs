@@ -216,6 +216,7 @@ pub(super) fn run(
             &db,
             &mut memory,
             &mut batch,
+            bytes,
             &watchers,
             &metrics,
             &mut health,
@@ -223,10 +224,12 @@ pub(super) fn run(
     }
 }
 
+/// Applies and commits `batch`, whose records take `batch_bytes` (summed as it was taken).
 fn commit_batch(
     slot: &Slot,
     memory: &mut Memory,
     batch: &mut Vec<Op>,
+    batch_bytes: usize,
     watchers: &Watchers,
     metrics: &StoreMetrics,
     health: &mut HealthReport,
@@ -246,7 +249,6 @@ fn commit_batch(
     };
     let started = Instant::now();
     let ops = batch.len();
-    let batch_bytes: usize = batch.iter().map(Op::body_len).sum();
     let mut touched: HashSet<Arc<str>> = HashSet::new();
     let mut replies = Vec::with_capacity(ops);
     let mut pending = batch.drain(..);
