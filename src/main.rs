@@ -139,7 +139,9 @@ fn main() -> ExitCode {
                     for problem in &problems {
                         eprintln!("{problem}");
                     }
-                    eprintln!("{} error(s) in {}", problems.len(), config.display());
+                    let n = problems.len();
+                    let s = if n == 1 { "" } else { "s" };
+                    eprintln!("\n{n} error{s} in {}", config.display());
                     return ExitCode::from(2);
                 }
                 if let Some(files) = &loaded.server.tls {

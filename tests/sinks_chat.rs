@@ -324,6 +324,11 @@ async fn a_broken_template_is_reported_by_check_with_its_place() {
             && stderr.contains("unknown filter"),
         "{stderr}"
     );
+    // Worded like the config loader's own summary line.
+    assert!(
+        stderr.ends_with(&format!("\n\n1 error in {}\n", path.display())),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
