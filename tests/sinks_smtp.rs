@@ -184,16 +184,71 @@ async fn a_full_mailbox_does_not_hold_the_mail_back_from_the_others() {
     // Before, a 452 for one address failed the whole transaction on every attempt, and the
     // mail was dead-lettered without reaching anyone.
     assert_eq!(server.next()["rcpt_tos"], json!(["ops@example.com"]));
-    let later = relay.wait_for_log("refused some recipients for now").await;
+    // The full mailbox is retried alone until the attempts run out; the dead letter names
+    // who never got the mail, and ops gets no second copy.
+    let dead = relay.wait_for_log("dead-lettered").await;
     assert!(
-        later.contains("full@example.com") && later.contains("452"),
-        "{later}"
+        dead.contains("gave up after 3 attempts")
+            && dead.contains("refused the mail for now to full@example.com")
+            && dead.contains("452")
+            && dead.contains("the other recipients have it")
+            && !dead.contains("ops@example.com"),
+        "{dead}"
+    );
+    assert!(
+        server.try_next().is_none(),
+        "a retry sent ops@example.com another copy"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_a_temporary_refusal_goes_to_that_recipient_only() {
+    let server = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[sources.github]\nkind = \"github\"\nsecret = \"{SECRET}\"\n\n\
+         [sinks.mail]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         from = \"hookrelay <relay@example.com>\"\n\
+         to = [\"ops@example.com\", \"greylist@example.com\", \"reject@example.com\"]\n\
+         retry = {{ max_attempts = 3, initial = \"50ms\", max = \"100ms\" }}\n\n\
+         [[routes]]\nfrom = \"github\"\nto = [\"mail\"]\n",
+        server.port
+    );
+    let relay = Relay::start(dir.path(), &config);
+    let body = r#"{"zen":"greylisted"}"#;
+    let reply = post(
+        &relay.hook_url("github"),
+        &github_headers(SECRET, "ping", "m-busy", body.as_bytes()),
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    // First attempt: ops takes it, greylist answers 450, reject 550 (always).
+    assert_eq!(server.next()["rcpt_tos"], json!(["ops@example.com"]));
+    // The retry goes to greylist alone: not ops again, and not reject, refused for good.
+    let second = server.next();
+    assert_eq!(second["rcpt_tos"], json!(["greylist@example.com"]));
+    assert!(
+        second["headers"]["to"]
+            .as_str()
+            .unwrap()
+            .contains("ops@example.com"),
+        "the retried copy still names everyone in To:"
     );
     relay.wait_for_log("\"delivered\"").await;
+    let logs = relay.logs();
     assert!(
-        !relay.logs().iter().any(|l| l.contains("dead-lettered")),
-        "delivered once, not retried into a dead letter"
+        logs.iter()
+            .any(|l| l.contains("refused some recipients for good")
+                && l.contains("reject@example.com")),
+        "{logs:#?}"
     );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("for now to greylist@example.com") && l.contains("450")),
+        "{logs:#?}"
+    );
+    assert!(server.try_next().is_none(), "one copy per recipient");
 }
 
 #[test]

@@ -12,13 +12,17 @@
 //! so a mail system can drop a duplicate after a retry.
 //!
 //! Answers: a 2xx reply delivered; a permanent rejection (5xx) is never retried; a transient
-//! one (4xx), a timeout and any connection or TLS failure retry. One pooled connection per
+//! one (4xx), a timeout and any connection or TLS failure retry. A retry after some
+//! recipients took the mail and others refused it for now goes to those others only. One pooled connection per
 //! sink. The password never appears in an error or a log line.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::PoolConfig;
@@ -26,9 +30,10 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{
     Certificate, CertificateStore, Identity, Tls, TlsParameters,
 };
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use uuid::Uuid;
 
 use super::chat;
 use super::http::{Peer, handshake_failure};
@@ -62,6 +67,7 @@ pub struct SmtpSink {
     subject: Template,
     text: Template,
     html: Template,
+    settled: Mutex<Settled>,
 }
 
 impl fmt::Debug for SmtpSink {
@@ -127,7 +133,13 @@ impl SmtpSink {
             )?,
             text: chat::message_template(name, message, Target::Plain)?,
             html: chat::message_template(name, message, Target::Html)?,
+            settled: Mutex::default(),
         })
+    }
+
+    fn settled(&self) -> MutexGuard<'_, Settled> {
+        // Held only for a map update: a panic elsewhere leaves it whole.
+        self.settled.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn message(&self, delivery: &Delivery) -> Result<Message, Outcome> {
@@ -185,23 +197,27 @@ impl Sink for SmtpSink {
             Ok(m) => m,
             Err(outcome) => return outcome,
         };
-        let envelope = message.envelope().clone();
+        let event = delivery.event_id;
         let raw = message.formatted();
-        let sent = tokio::time::timeout(self.timeout, async {
-            let all = self.transport.send_raw(&envelope, &raw).await;
-            match all {
-                // One refused recipient (a stale address, a full mailbox) fails the whole
-                // transaction: send to each alone, so it does not stop the mail for all.
-                Err(err)
-                    if (err.is_permanent() || err.is_transient()) && envelope.to().len() > 1 =>
-                {
-                    Err(self.send_to_each(&envelope, &raw, err).await)
-                }
-                other => other.map(|_| ()).map_err(Fallback::Failed),
-            }
-        })
-        .await;
+        let done = self.settled().done(event);
+        let left: Vec<Address> = message
+            .envelope()
+            .to()
+            .iter()
+            .filter(|to| !done.contains(to))
+            .cloned()
+            .collect();
+        let Ok(envelope) = Envelope::new(message.envelope().from().cloned(), left) else {
+            // Every recipient took the mail in earlier attempts (the outcome that said so
+            // was not the last word: the others were retried).
+            self.settled().forget(event);
+            return delivered();
+        };
+        let earlier = !done.is_empty();
+        let sent =
+            tokio::time::timeout(self.timeout, self.send(&envelope, &raw, event, earlier)).await;
         let Ok(sent) = sent else {
+            // Recipients that took the mail before the timeout stay settled.
             return Outcome::Retry {
                 after: None,
                 error: SinkError {
@@ -215,81 +231,187 @@ impl Sink for SmtpSink {
             };
         };
         match sent {
-            Ok(()) | Err(Fallback::Partly) => {
+            Sent::Done => {
+                self.settled().forget(event);
                 tracing::debug!(sink = %self.name, "mail accepted");
-                Outcome::Delivered {
-                    status: None,
-                    message_id: None,
-                }
+                delivered()
             }
-            Err(Fallback::Failed(err)) => classify(&self.name, &err, self.may_want_client_cert),
+            Sent::Partly { later } => Outcome::Retry {
+                after: None,
+                error: SinkError {
+                    status: None,
+                    message: format!(
+                        "the SMTP server refused the mail for now to {later}; the other \
+                         recipients have it (a retry goes to these only)"
+                    ),
+                },
+            },
+            Sent::Failed(err) => {
+                let outcome = classify(&self.name, &err, self.may_want_client_cert);
+                if !matches!(outcome, Outcome::Retry { .. }) {
+                    self.settled().forget(event);
+                }
+                outcome
+            }
         }
     }
 }
 
-/// How a send that needed one transaction per recipient ended.
-enum Fallback {
-    /// Some recipients took the mail and the others refused it (logged, by address).
-    Partly,
-    /// No recipient took it: this error decides (a temporary one first, so the mail is
-    /// retried).
+fn delivered() -> Outcome {
+    Outcome::Delivered {
+        status: None,
+        message_id: None,
+    }
+}
+
+/// How one attempt's sending ended.
+enum Sent {
+    /// Every recipient it went to took the mail, or refused it for good while another
+    /// recipient took it (in this attempt or an earlier one; logged, by address).
+    Done,
+    /// Some recipients refused the mail for now and the others are settled: retry, for
+    /// those only. `later` names them, with the server's answers.
+    Partly { later: String },
+    /// No recipient has taken the mail yet: this error decides (a temporary one first, so
+    /// the mail is retried).
     Failed(lettre::transport::smtp::Error),
 }
 
 impl SmtpSink {
+    /// Sends `raw` to the recipients of `envelope` in one transaction, or to each in its own
+    /// once that was refused; `earlier` when other recipients took this event's mail in an
+    /// earlier attempt.
+    async fn send(&self, envelope: &Envelope, raw: &[u8], event: Uuid, earlier: bool) -> Sent {
+        match self.transport.send_raw(envelope, raw).await {
+            Ok(_) => Sent::Done,
+            // One refused recipient (a stale address, a full mailbox) fails the whole
+            // transaction: send to each alone, so it does not stop the mail for all.
+            Err(err) if (err.is_permanent() || err.is_transient()) && envelope.to().len() > 1 => {
+                self.send_to_each(envelope, raw, err, event, earlier).await
+            }
+            // The last recipient left of a mail others took in earlier attempts.
+            Err(err) if err.is_permanent() && earlier => {
+                self.warn_refused(&[refusal(&envelope.to()[0], &err)], 0);
+                Sent::Done
+            }
+            Err(err) if err.is_transient() && earlier => Sent::Partly {
+                later: refusal(&envelope.to()[0], &err),
+            },
+            Err(err) => Sent::Failed(err),
+        }
+    }
+
     /// Sends `raw` to each recipient of `envelope` in its own transaction, after `first`
-    /// refused the whole list.
+    /// refused the whole list. Each one that takes the mail, or refuses it for good, is
+    /// settled for `event` at once, so a retry (even after a timeout) does not send to it.
     async fn send_to_each(
         &self,
-        envelope: &lettre::address::Envelope,
+        envelope: &Envelope,
         raw: &[u8],
         first: lettre::transport::smtp::Error,
-    ) -> Fallback {
+        event: Uuid,
+        earlier: bool,
+    ) -> Sent {
         let mut delivered = 0;
         let mut refused = Vec::new();
         let mut later = Vec::new();
         let mut temporary = None;
         for to in envelope.to() {
-            let Ok(alone) =
-                lettre::address::Envelope::new(envelope.from().cloned(), vec![to.clone()])
-            else {
+            let Ok(alone) = Envelope::new(envelope.from().cloned(), vec![to.clone()]) else {
                 continue;
             };
             match self.transport.send_raw(&alone, raw).await {
-                Ok(_) => delivered += 1,
+                Ok(_) => {
+                    delivered += 1;
+                    self.settled().settle(event, to);
+                }
                 Err(err) if err.is_permanent() => {
-                    refused.push(format!("{to} ({})", one_line(&err.to_string())));
+                    refused.push(refusal(to, &err));
+                    self.settled().settle(event, to);
                 }
                 Err(err) => {
-                    later.push(format!("{to} ({})", one_line(&err.to_string())));
+                    later.push(refusal(to, &err));
                     temporary = Some(err);
                 }
             }
         }
-        if delivered == 0 {
-            // Retried whole when any refusal was temporary.
-            return Fallback::Failed(temporary.unwrap_or(first));
+        if delivered == 0 && !earlier {
+            if temporary.is_none() {
+                // Refused for good by all: a dead letter, nothing left to remember.
+                self.settled().forget(event);
+            }
+            // Retried when any refusal was temporary, then without those refused for good.
+            return Sent::Failed(temporary.unwrap_or(first));
         }
-        // Some took it. Retrying would send those a copy per attempt, so the others are
-        // named in the log instead: the operator sees who did not get this mail.
         if !refused.is_empty() {
-            tracing::warn!(
-                sink = %self.name,
-                refused = %refused.join(", "),
-                delivered_to = delivered,
-                "the SMTP server refused some recipients for good; the mail went to the others. Remove them from [sinks.{}] to",
-                self.name
-            );
+            self.warn_refused(&refused, delivered);
         }
-        if !later.is_empty() {
-            tracing::warn!(
-                sink = %self.name,
-                not_now = %later.join(", "),
-                delivered_to = delivered,
-                "the SMTP server refused some recipients for now (a full mailbox, greylisting); the mail went to the others, and these did not get it"
-            );
+        if later.is_empty() {
+            Sent::Done
+        } else {
+            Sent::Partly {
+                later: later.join(", "),
+            }
         }
-        Fallback::Partly
+    }
+
+    /// Names the recipients that refused the mail for good while others took it: retrying
+    /// would not change their answer, so the operator hears it here.
+    fn warn_refused(&self, refused: &[String], delivered_to: usize) {
+        tracing::warn!(
+            sink = %self.name,
+            refused = %refused.join(", "),
+            delivered_to,
+            "the SMTP server refused some recipients for good; the mail went to the others. Remove them from [sinks.{}] to",
+            self.name
+        );
+    }
+}
+
+/// `to` and the server's answer, for a log line or an attempt's error.
+fn refusal(to: &Address, err: &lettre::transport::smtp::Error) -> String {
+    format!("{to} ({})", one_line(&err.to_string()))
+}
+
+/// Most events remembered with recipients settled while others are retried; past it the
+/// oldest is forgotten, and its next attempt goes to every recipient again.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// For events whose mail some recipients refused for now: the recipients done with it (took
+/// it, or refused it for good), so a retry sends no one a second copy. In memory only: after
+/// a restart or reload a retry goes to every recipient again. That is at least once, like
+/// every sink, and the Message-ID is the same, so a mail system can drop the copy.
+#[derive(Default)]
+struct Settled {
+    by_event: HashMap<Uuid, Vec<Address>>,
+    /// `by_event`'s keys, oldest first.
+    order: VecDeque<Uuid>,
+}
+
+impl Settled {
+    fn done(&self, event: Uuid) -> Vec<Address> {
+        self.by_event.get(&event).cloned().unwrap_or_default()
+    }
+
+    fn settle(&mut self, event: Uuid, to: &Address) {
+        if !self.by_event.contains_key(&event) {
+            if self.order.len() >= MAX_REMEMBERED
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.by_event.remove(&oldest);
+            }
+            self.order.push_back(event);
+        }
+        let done = self.by_event.entry(event).or_default();
+        if !done.contains(to) {
+            done.push(to.clone());
+        }
+    }
+
+    fn forget(&mut self, event: Uuid) {
+        if self.by_event.remove(&event).is_some() {
+            self.order.retain(|e| *e != event);
+        }
     }
 }
 
@@ -433,6 +555,29 @@ impl lettre::message::header::Header for AutoSubmitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settled_recipients_are_bounded_and_forgotten_once_the_mail_is_done() {
+        let mut settled = Settled::default();
+        let ops: Address = "ops@example.com".parse().unwrap();
+        let dev: Address = "dev@example.com".parse().unwrap();
+        let first = Uuid::from_u128(1);
+        settled.settle(first, &ops);
+        settled.settle(first, &ops);
+        settled.settle(first, &dev);
+        assert_eq!(settled.done(first), vec![ops.clone(), dev.clone()]);
+        // The oldest event goes first once the bound is reached.
+        for n in 2..=MAX_REMEMBERED as u128 + 1 {
+            settled.settle(Uuid::from_u128(n), &ops);
+        }
+        assert!(settled.done(first).is_empty());
+        assert_eq!(settled.done(Uuid::from_u128(2)), vec![ops.clone()]);
+        assert_eq!(settled.by_event.len(), MAX_REMEMBERED);
+        assert_eq!(settled.order.len(), MAX_REMEMBERED);
+        settled.forget(Uuid::from_u128(2));
+        assert!(settled.done(Uuid::from_u128(2)).is_empty());
+        assert_eq!(settled.order.len(), MAX_REMEMBERED - 1);
+    }
 
     /// Found by `tests/faults.rs` (a server that accepts and never greets): lettre's timeout
     /// covers only the TCP connect, so each attempt ran until dispatch's backstop

@@ -1,8 +1,9 @@
 //! A real SMTP server for the mail tests: `aiosmtpd` (from PyPI, installed by `.ci/run` or
 //! into the test virtualenv) on an ephemeral loopback port. Every accepted mail is parsed
 //! by Python's `email` package and handed to the test as JSON; recipients whose local part
-//! is `reject` get a permanent 550, `full` a transient 452 every time, and `busy` a transient
-//! 451 the first time.
+//! is `reject` get a permanent 550, `full` a transient 452 every time, `busy` a transient
+//! 451 the first time, and `greylist` a transient 450 the first two times (once for the
+//! whole list, once alone).
 //!
 //! [`SmtpServer::start_tls`] serves with a certificate: STARTTLS required before any mail
 //! (`require_starttls`), or TLS from the first byte (an SSL socket); optionally demanding
@@ -23,6 +24,7 @@ from email.policy import default
 from aiosmtpd.smtp import SMTP
 
 busy_seen = set()
+greylist_seen = {}
 
 class Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -34,6 +36,10 @@ class Handler:
         if local == "busy" and address not in busy_seen:
             busy_seen.add(address)
             return "451 4.3.0 try again later"
+        if local == "greylist":
+            greylist_seen[address] = greylist_seen.get(address, 0) + 1
+            if greylist_seen[address] <= 2:
+                return "450 4.7.1 greylisted, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -158,6 +164,15 @@ impl SmtpServer {
         self.mails
             .recv_timeout(WAIT)
             .expect("the SMTP server got no mail in time")
+    }
+}
+
+impl SmtpServer {
+    /// A mail accepted by now, if any; waits a moment for one in flight.
+    pub fn try_next(&self) -> Option<serde_json::Value> {
+        self.mails
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .ok()
     }
 }
 
