@@ -330,6 +330,36 @@ async fn a_sender_that_writes_its_whole_oversized_body_first_still_reads_the_413
 }
 
 #[tokio::test]
+async fn a_sender_that_writes_its_whole_body_to_a_wrong_url_or_with_a_wrong_method_reads_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start().await;
+    let relay = Relay::start_with_server(dir.path(), SERVER, &config(&receiver));
+    // A sender set up with a wrong URL or method is told what to fix: before, the relay
+    // answered without reading the body and closed, and a sender still writing got a reset.
+    let body = vec![b'a'; 4 << 20];
+    for (line, status, says) in [
+        ("POST /hooks/gitlab", "404", "no enabled source named"),
+        ("POST /webhook", "404", "POST /hooks/{source}"),
+        ("PUT /hooks/github", "405", "must be sent with POST"),
+    ] {
+        let head = format!(
+            "{line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(relay.addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+            .write_all(&body)
+            .await
+            .unwrap_or_else(|e| panic!("{line}: the body could not be sent: {e}"));
+        let answer = read_to_close(&mut stream).await;
+        assert_eq!(status_of(&answer), status, "{line}: {answer:?}");
+        assert!(answer.contains(says), "{line}: {answer}");
+    }
+    assert_nothing_delivered(&mut receiver).await;
+}
+
+#[tokio::test]
 async fn a_sender_that_shuts_its_side_after_the_request_gets_its_answer() {
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::start().await;
@@ -361,8 +391,9 @@ max_buffered = "64KiB""#,
         &config(&receiver),
     );
     // Two slow senders each send 40 KiB of a 60 KiB body: both cannot fit in the 64 KiB
-    // budget, so whichever is read second is refused at once, 503 with Retry-After, instead
-    // of costing more memory; the other is held, waiting for the rest of its body.
+    // budget, so whichever is read second is refused, 503 with Retry-After, instead of
+    // costing more memory: the rest of its body is read and dropped, not held, so that the
+    // sender, writing its whole body before reading, gets the answer and not a reset.
     let head = b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 60000\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=00\r\n\r\n";
     let mut first = TcpStream::connect(relay.addr).await.unwrap();
     let mut second = TcpStream::connect(relay.addr).await.unwrap();
@@ -370,18 +401,25 @@ max_buffered = "64KiB""#,
         stream.write_all(head).await.unwrap();
         stream.write_all(&vec![b'x'; 40_000]).await.unwrap();
     }
-    let (refused, mut held) = tokio::select! {
-        answer = read_to_close(&mut first) => (answer, second),
-        answer = read_to_close(&mut second) => (answer, first),
-    };
-    assert_eq!(status_of(&refused), "503", "{refused:?}");
+    // Both wait: one for the rest of its body, the other for the rest of what it must read.
+    relay
+        .wait_for_log("too many request bodies in memory")
+        .await;
+    let mut answers = Vec::new();
+    for stream in [&mut first, &mut second] {
+        stream.write_all(&vec![b'x'; 20_000]).await.unwrap();
+        answers.push(read_to_close(stream).await);
+    }
+    answers.sort_by_key(|a| status_of(a).to_string());
+    // The held request ended 401: its signature is wrong.
+    assert_eq!(status_of(&answers[0]), "401", "{answers:?}");
+    assert_eq!(status_of(&answers[1]), "503", "{answers:?}");
     assert!(
-        refused.to_ascii_lowercase().contains("retry-after:"),
-        "{refused:?}"
+        answers[1].to_ascii_lowercase().contains("retry-after:")
+            && answers[1].contains("max_buffered"),
+        "{answers:?}"
     );
-    // Once the held request ends (401: its signature is wrong), the budget is back.
-    held.write_all(&vec![b'x'; 20_000]).await.unwrap();
-    assert_eq!(status_of(&read_to_close(&mut held).await), "401");
+    // The budget is back.
     let body = format!("{{\"pad\":\"{}\"}}", "y".repeat(40_000));
     let url = relay.hook_url("github");
     let reply = post(

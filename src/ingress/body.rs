@@ -17,8 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(super) enum BodyError {
     /// Larger than `max_body`; the rest of the body, unread.
     TooLarge(Incoming),
-    /// Taking it would go past `max_buffered`.
-    Busy,
+    /// Taking it would go past `max_buffered`; the rest of the body, unread.
+    Busy(Incoming),
     /// The connection failed or the framing was broken.
     Read(hyper::Error),
 }
@@ -54,10 +54,9 @@ pub(super) async fn read(
         let Ok(n) = u32::try_from(data.len()) else {
             return Err(BodyError::TooLarge(body));
         };
-        let permit = budget
-            .clone()
-            .try_acquire_many_owned(n)
-            .map_err(|_| BodyError::Busy)?;
+        let Ok(permit) = budget.clone().try_acquire_many_owned(n) else {
+            return Err(BodyError::Busy(body));
+        };
         match &mut held {
             Some(h) => h.merge(permit),
             None => held = Some(permit),
@@ -81,8 +80,9 @@ pub(super) async fn read(
 /// Reads and drops the rest of a refused body, up to `limit` bytes: whether it ended.
 ///
 /// A sender that writes its whole body before reading the answer (most HTTP libraries
-/// without `Expect: 100-continue`) gets a reset instead of the `413` when the server closes
-/// with its body unread; read to the end, the answer reaches it and the connection can stay.
+/// without `Expect: 100-continue`) gets a reset instead of the refusal (`404`, `405`, `413`,
+/// `503`) when the server closes with its body unread; read to the end, the answer reaches
+/// it and the connection can stay.
 pub(super) async fn discard(mut body: Incoming, limit: u64) -> bool {
     let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {

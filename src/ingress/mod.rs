@@ -165,10 +165,18 @@ impl Ingress {
             // A sender set up with a wrong URL: seen in the log and the unknown-source count.
             self.unknown_source.inc(EventOutcome::UnknownSource);
             tracing::info!(path = %truncate(path, 64), %peer, outcome = "unknown_source", "refused request: not a webhook path");
-            return json_error(
+            let (parts, body) = request.into_parts();
+            let response = json_error(
                 StatusCode::NOT_FOUND,
                 "not found: webhooks are sent to POST /hooks/{source}",
             );
+            return after_reading(
+                response,
+                &parts.headers,
+                Some(body),
+                self.live.load().body_timeout,
+            )
+            .await;
         };
         // One snapshot for the whole request: verified and routed by the same config.
         let live = self.live.load_full();
@@ -180,7 +188,9 @@ impl Ingress {
                 truncate(name, 64)
             );
             tracing::info!(source = %truncate(name, 64), %peer, outcome = "unknown_source", reason, "refused event");
-            return json_error(StatusCode::NOT_FOUND, &reason);
+            let (parts, body) = request.into_parts();
+            let response = json_error(StatusCode::NOT_FOUND, &reason);
+            return after_reading(response, &parts.headers, Some(body), live.body_timeout).await;
         };
         if request.method() != Method::POST {
             source.counters.inc(EventOutcome::MethodNotAllowed);
@@ -192,7 +202,8 @@ impl Ingress {
             response
                 .headers_mut()
                 .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
-            return response;
+            let (parts, body) = request.into_parts();
+            return after_reading(response, &parts.headers, Some(body), live.body_timeout).await;
         }
         let (parts, body) = request.into_parts();
         if let Some(length) = content_length(&parts.headers).filter(|&l| l > live.max_body) {
@@ -215,12 +226,15 @@ impl Ingress {
             Ok(Err(BodyError::TooLarge(rest))) => {
                 return too_large(source, peer, &live, &parts.headers, Some(rest)).await;
             }
-            Ok(Err(BodyError::Busy)) => {
+            Ok(Err(BodyError::Busy(rest))) => {
                 source.counters.inc(EventOutcome::Busy);
                 tracing::warn!(source = %source.name, %peer, outcome = "busy", max_buffered = self.max_buffered, "refused event: too many request bodies in memory");
-                return unavailable(
+                let response = unavailable(
                     "too many request bodies in progress ([server] max_buffered); send again later",
                 );
+                // Read and dropped, not held: the budget is for bodies kept until stored.
+                return after_reading(response, &parts.headers, Some(rest), live.body_timeout)
+                    .await;
             }
             Ok(Err(BodyError::Read(err))) => {
                 source.counters.inc(EventOutcome::BodyError);
@@ -403,7 +417,7 @@ pub async fn serve(
     }
 }
 
-/// How much of a refused body is read and dropped so that its sender sees the `413`.
+/// How much of a refused body is read and dropped so that its sender sees the answer.
 const DRAIN_LIMIT: u64 = 64 << 20;
 
 /// `413`: the body is (or says it is) larger than `max_body`. The `rest` of the body is read
@@ -420,21 +434,34 @@ async fn too_large(
     let max_body = live.max_body;
     source.counters.inc(EventOutcome::TooLarge);
     tracing::info!(source = %source.name, %peer, outcome = "too_large", max_body, "refused event");
+    let response = json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("body larger than {max_body} bytes: raise [server] max_body to take it"),
+    );
+    after_reading(response, headers, rest, live.body_timeout).await
+}
+
+/// `response` to a refused request, once the `rest` of its body has been read and dropped
+/// (up to [`DRAIN_LIMIT`], within `body_timeout`; see [`body::discard`]), unless the sender
+/// waits for `100 Continue` and so has not sent it. When the body was not read to the end
+/// the connection closes after the answer.
+async fn after_reading(
+    mut response: Response<Full<Bytes>>,
+    headers: &HeaderMap,
+    rest: Option<Incoming>,
+    body_timeout: Duration,
+) -> Response<Full<Bytes>> {
     let waits_for_continue = headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let drained = match rest {
         Some(rest) if !waits_for_continue => {
-            tokio::time::timeout(live.body_timeout, body::discard(rest, DRAIN_LIMIT))
+            tokio::time::timeout(body_timeout, body::discard(rest, DRAIN_LIMIT))
                 .await
                 .unwrap_or(false)
         }
         _ => false,
     };
-    let mut response = json_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("body larger than {max_body} bytes: raise [server] max_body to take it"),
-    );
     if !drained {
         response
             .headers_mut()
