@@ -1,7 +1,8 @@
 //! GitLab: the `X-Gitlab-Token` shared token, and GitLab's HMAC signing tokens (`whsec_…`),
 //! which sign with Standard Webhooks headers. When both are configured both must hold.
 //! Event type from `X-Gitlab-Event`; delivery id from `Idempotency-Key` (stable across
-//! GitLab's retries), else `X-Gitlab-Event-UUID`.
+//! GitLab's retries), else `X-Gitlab-Event-UUID`; with signing, from the signed
+//! `webhook-id`, which GitLab sets to the same value.
 //!
 //! Invariants: the token check is [`TokenSet`]'s and the signing check is
 //! [`StandardVerifier::check`], not copies of them; a source with neither configured
@@ -23,6 +24,7 @@ pub(super) static TOKEN_HEADER: HeaderName = HeaderName::from_static("x-gitlab-t
 const EVENT: HeaderName = HeaderName::from_static("x-gitlab-event");
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const EVENT_UUID: HeaderName = HeaderName::from_static("x-gitlab-event-uuid");
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 
 /// Verifier for `kind = "gitlab"`.
 #[derive(Debug, Clone)]
@@ -64,10 +66,17 @@ impl GitlabVerifier {
                 signing.check(headers, body, now_unix)?;
             }
         }
+        // A signed request's id is the signed `webhook-id` (GitLab sets it equal to
+        // `Idempotency-Key`): the unsigned headers could be changed by whoever replays a
+        // captured request within the tolerance, making it a "new" delivery.
+        let delivery_id = match &self.signing {
+            Some(_) => header_text(headers, &WEBHOOK_ID),
+            None => header_text(headers, &IDEMPOTENCY_KEY)
+                .or_else(|| header_text(headers, &EVENT_UUID)),
+        };
         Ok(Verified {
             event_type: header_text(headers, &EVENT),
-            delivery_id: header_text(headers, &IDEMPOTENCY_KEY)
-                .or_else(|| header_text(headers, &EVENT_UUID)),
+            delivery_id,
         })
     }
 }
@@ -174,6 +183,26 @@ mod tests {
             v.verify(&HeaderMap::new(), VECTOR_PAYLOAD, VECTOR_TIMESTAMP),
             Err(Rejection::MissingSignature)
         );
+    }
+
+    #[test]
+    fn a_signed_request_is_known_by_its_signed_id_whatever_the_unsigned_headers_say() {
+        let v = GitlabVerifier::new(&[], &[key(VECTOR_SECRET)], TOLERANCE);
+        let body = b"{\"object_kind\":\"push\"}";
+        let now = 1_700_000_000;
+        let mut captured = signed("idem-7", now, body);
+        set(&mut captured, "idempotency-key", "idem-7");
+        // Replayed within the tolerance with the unsigned keys changed or removed: still the
+        // same delivery, so dedup answers it as a duplicate.
+        let mut rekeyed = captured.clone();
+        set(&mut rekeyed, "idempotency-key", "fresh");
+        set(&mut rekeyed, "x-gitlab-event-uuid", "fresh-uuid");
+        let mut stripped = captured.clone();
+        stripped.remove("idempotency-key");
+        for h in [&captured, &rekeyed, &stripped] {
+            let got = v.verify(h, body, now).unwrap();
+            assert_eq!(got.delivery_id.as_deref(), Some("idem-7"));
+        }
     }
 
     #[test]
