@@ -95,19 +95,6 @@ pub(crate) const ROUTES: &[(&str, &str, Route)] = &[
 /// The OpenAPI 3.1 document of the API, served at `/api/openapi.json`.
 pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
-/// Headers of an event that always carry a credential or a signature, whatever the source.
-const MASKED_ALWAYS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-hub-signature",
-    "x-hub-signature-256",
-    "x-gitlab-token",
-    "webhook-signature",
-];
-/// Header name parts that suggest a credential: masked too, whatever the source.
-const MASKED_PARTS: &[&str] = &["signature", "token", "secret", "auth", "key", "password"];
-
 /// Everything the admin routes need, shared by all connections.
 pub struct Admin {
     /// Read once per request; replaced whole by a reload.
@@ -279,8 +266,8 @@ impl View {
 /// token header names.
 fn must_mask(source_headers: Option<&Vec<String>>, name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    MASKED_ALWAYS.contains(&name.as_str())
-        || MASKED_PARTS.iter().any(|part| name.contains(part))
+    crate::verify::is_credential_header(&name)
+        || crate::verify::is_signature_header(&name)
         || source_headers.is_some_and(|names| names.contains(&name))
 }
 
@@ -481,6 +468,9 @@ mod tests {
         let nexus = vec!["x-nexus-webhook-sig".to_string()];
         assert!(must_mask(None, "X-Hub-Signature-256"));
         assert!(must_mask(None, "Authorization"));
+        assert!(must_mask(None, "X-Api-Key"));
+        // GitLab's delivery id, not a credential.
+        assert!(!must_mask(None, "Idempotency-Key"));
         assert!(must_mask(Some(&nexus), "X-Nexus-Webhook-Sig"));
         assert!(must_mask(None, "X-Api-Key"));
         assert!(!must_mask(None, "x-github-event"));

@@ -150,10 +150,19 @@ fn line(d: &Delivery) -> Vec<u8> {
         delivery_id: d.delivery_id.as_deref(),
         received_at: humantime::format_rfc3339_millis(received).to_string(),
         content_type: d.content_type.as_deref(),
+        // Credentials are masked, as the admin API does; signatures stay, so an auditor
+        // can check an event against its sender's secret later.
         headers: d
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v).into_owned()))
+            .map(|(k, v)| {
+                let value = if crate::verify::is_credential_header(&k.to_ascii_lowercase()) {
+                    "***".to_string()
+                } else {
+                    String::from_utf8_lossy(v).into_owned()
+                };
+                (k.as_str(), value)
+            })
             .collect(),
         body_encoding,
         body,
@@ -330,6 +339,27 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn credentials_are_masked_and_signatures_kept() {
+        let mut d = delivery(b"{}");
+        d.headers = vec![
+            ("authorization".to_string(), b"Basic dXNlcjpwYXNz".to_vec()),
+            ("x-api-key".to_string(), b"hunter2".to_vec()),
+            ("x-hub-signature-256".to_string(), b"sha256=ab".to_vec()),
+            ("idempotency-key".to_string(), b"idem-1".to_vec()),
+        ];
+        let v: serde_json::Value = serde_json::from_slice(&line(&d)).unwrap();
+        assert_eq!(
+            v["headers"],
+            serde_json::json!([
+                ["authorization", "***"],
+                ["x-api-key", "***"],
+                ["x-hub-signature-256", "sha256=ab"],
+                ["idempotency-key", "idem-1"]
+            ])
+        );
     }
 
     #[test]

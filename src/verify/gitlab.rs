@@ -71,8 +71,9 @@ impl GitlabVerifier {
         // captured request within the tolerance, making it a "new" delivery.
         let delivery_id = match &self.signing {
             Some(_) => header_text(headers, &WEBHOOK_ID),
-            None => header_text(headers, &IDEMPOTENCY_KEY)
-                .or_else(|| header_text(headers, &EVENT_UUID)),
+            None => {
+                header_text(headers, &IDEMPOTENCY_KEY).or_else(|| header_text(headers, &EVENT_UUID))
+            }
         };
         Ok(Verified {
             event_type: header_text(headers, &EVENT),

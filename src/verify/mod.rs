@@ -288,6 +288,33 @@ fn decode_base64<'o>(input: &[u8], out: &'o mut [u8; MAX_MAC_LEN]) -> Option<&'o
     Some(&out[..n])
 }
 
+/// Request headers that always carry a credential, whatever the source.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-gitlab-token",
+];
+/// Header name parts that suggest a credential.
+const CREDENTIAL_PARTS: &[&str] = &["token", "secret", "auth", "key", "password"];
+/// Headers whose names hold such a part but that carry an id, not a credential.
+const NOT_CREDENTIALS: &[&str] = &["idempotency-key"];
+
+/// Whether a kept request header (`name` in lower case) looks like a credential: never shown
+/// or written out in clear (the admin API, the offline commands, the archive sink).
+pub fn is_credential_header(name: &str) -> bool {
+    !NOT_CREDENTIALS.contains(&name)
+        && (CREDENTIAL_HEADERS.contains(&name)
+            || CREDENTIAL_PARTS.iter().any(|part| name.contains(part)))
+}
+
+/// Whether a request header (`name` in lower case) carries a signature. Not a secret (an
+/// HMAC does not reveal its key), so an audit copy keeps it to check the event later; the
+/// admin views mask it all the same, as noise to a reader.
+pub fn is_signature_header(name: &str) -> bool {
+    name.contains("signature")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
