@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -36,7 +37,11 @@ pub(super) async fn read(
     budget: &Arc<Semaphore>,
 ) -> Result<Body, BodyError> {
     let mut held: Option<OwnedSemaphorePermit> = None;
-    let mut chunks: Vec<Bytes> = Vec::new();
+    // The common case, one frame, is kept as it came, with no copy. From a second frame on,
+    // frames are appended to one buffer as they come (sized by Content-Length when given),
+    // so a large body is never held twice, as frames and then joined.
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
     let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
@@ -61,18 +66,22 @@ pub(super) async fn read(
             Some(h) => h.merge(permit),
             None => held = Some(permit),
         }
-        chunks.push(data);
-    }
-    let bytes = match chunks.len() {
-        // The common case, one frame: no copy.
-        0 | 1 => chunks.pop().unwrap_or_default(),
-        _ => {
-            let mut all = BytesMut::with_capacity(total as usize);
-            for chunk in &chunks {
-                all.extend_from_slice(chunk);
+        match (&mut joined, first.take()) {
+            (Some(all), _) => all.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(before)) => {
+                let expected = body.size_hint().exact().unwrap_or(0);
+                let capacity = (total + expected).min(max) as usize;
+                let mut all = BytesMut::with_capacity(capacity);
+                all.extend_from_slice(&before);
+                all.extend_from_slice(&data);
+                joined = Some(all);
             }
-            all.freeze()
         }
+    }
+    let bytes = match joined {
+        Some(all) => all.freeze(),
+        None => first.unwrap_or_default(),
     };
     Ok(Body { bytes, _held: held })
 }

@@ -379,6 +379,9 @@ impl Store {
             },
             &event.body,
         );
+        // The record holds the body now: this copy is not kept for the commit's wait, which
+        // for a large body is most of the memory it takes.
+        drop(event.body);
         let prepared = writer::PreparedEvent {
             record,
             received_at_ms,

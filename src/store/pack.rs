@@ -37,21 +37,41 @@ pub const PACK_TARGET_BYTES: usize = 32 << 10;
 pub fn encode_pack<'a>(
     members: impl ExactSizeIterator<Item = (u128, &'a [u8])> + Clone,
 ) -> Vec<u8> {
+    let mut out = vec![0; pack_len(members.clone())];
+    write_pack(&mut out, members);
+    out
+}
+
+/// The length of the pack of `members`.
+pub fn pack_len<'a>(members: impl ExactSizeIterator<Item = (u128, &'a [u8])>) -> usize {
     let count = members.len();
-    let records: usize = members.clone().map(|(_, record)| record.len()).sum();
-    let mut out = Vec::with_capacity(PACK_HEAD + count * MEMBER_INDEX + records);
-    out.push(PACK_TAG);
-    out.extend_from_slice(&(count as u32).to_le_bytes());
+    let records: usize = members.map(|(_, record)| record.len()).sum();
+    PACK_HEAD + count * MEMBER_INDEX + records
+}
+
+/// Writes the pack of `members` (ids strictly increasing) into `out`, which is
+/// [`pack_len`] long: the writer fills the space redb reserves for the value in place, so a
+/// batch's records are not copied into a buffer of their own first.
+pub fn write_pack<'a>(
+    out: &mut [u8],
+    members: impl ExactSizeIterator<Item = (u128, &'a [u8])> + Clone,
+) {
+    let count = members.len();
+    out[0] = PACK_TAG;
+    out[1..PACK_HEAD].copy_from_slice(&(count as u32).to_le_bytes());
     let mut end = 0usize;
+    let mut at = PACK_HEAD;
     for (id, record) in members.clone() {
         end += record.len();
-        out.extend_from_slice(&id.to_le_bytes());
-        out.extend_from_slice(&(end as u32).to_le_bytes());
+        out[at..at + 16].copy_from_slice(&id.to_le_bytes());
+        out[at + 16..at + MEMBER_INDEX].copy_from_slice(&(end as u32).to_le_bytes());
+        at += MEMBER_INDEX;
     }
     for (_, record) in members {
-        out.extend_from_slice(record);
+        out[at..at + record.len()].copy_from_slice(record);
+        at += record.len();
     }
-    out
+    debug_assert_eq!(at, out.len(), "write_pack: out is not pack_len long");
 }
 
 /// One `EVENTS` row, parsed: its events' ids and records, borrowed from the stored value.

@@ -464,8 +464,10 @@ fn write_packs(
             .count();
         let (members, later) = rest.split_at(count);
         rest = later;
-        let value = pack::encode_pack(members.iter().map(|e| (e.id, e.record.as_slice())));
-        events.insert(first.id, value.as_slice())?;
+        let records = || members.iter().map(|e| (e.id, e.record.as_slice()));
+        let mut value = events.insert_reserve(first.id, pack::pack_len(records()))?;
+        pack::write_pack(value.as_mut(), records());
+        drop(value);
         let prints: Vec<(u128, u64)> = members
             .iter()
             .filter_map(|e| e.fingerprint.map(|print| (e.id, print)))
