@@ -91,6 +91,56 @@ async fn a_signed_event_is_acknowledged_and_delivered_byte_for_byte() {
 }
 
 #[tokio::test]
+async fn a_body_that_arrives_in_pieces_is_stored_and_delivered_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start().await;
+    let relay = Relay::start(dir.path(), &config(&receiver));
+    let body: Vec<u8> = (0..900u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let signature = github_signature(SECRET, &body);
+    for (n, chunked) in [false, true].into_iter().enumerate() {
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_string()
+        } else {
+            format!("Content-Length: {}", body.len())
+        };
+        let head = format!(
+            "POST /hooks/github HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{framing}\r\n\
+             X-GitHub-Event: push\r\nX-GitHub-Delivery: pieces-{n}\r\n\
+             X-Hub-Signature-256: {signature}\r\n\r\n"
+        );
+        let mut stream = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // Pieces of different sizes, each flushed and given time to be read on its own.
+        for piece in [&body[..1], &body[1..300], &body[300..301], &body[301..]] {
+            if chunked {
+                stream
+                    .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                    .await
+                    .unwrap();
+            }
+            stream.write_all(piece).await.unwrap();
+            if chunked {
+                stream.write_all(b"\r\n").await.unwrap();
+            }
+            stream.flush().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if chunked {
+            stream.write_all(b"0\r\n\r\n").await.unwrap();
+        }
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 202"),
+            "chunked {chunked}: {answer}"
+        );
+        assert_eq!(receiver.next().await.body, body, "chunked {chunked}");
+    }
+}
+
+#[tokio::test]
 async fn bad_or_missing_signatures_get_401_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::start().await;
