@@ -167,6 +167,21 @@ async fn oversized_or_malformed_requests_get_4xx_and_leave_nothing() {
     request.extend_from_slice(b"0\r\n\r\n");
     assert_eq!(status_of(&raw(addr, &request).await), "413");
 
+    // A signed body in a transfer coding the relay does not decode: refused, not stored
+    // still compressed with nothing to say so.
+    let body = b"\x1f\x8b\x08\x00 gzip bytes";
+    let mut request = format!(
+        "POST /hooks/github HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: gzip, chunked\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: te-gzip\r\nX-Hub-Signature-256: {}\r\n\r\n{:x}\r\n",
+        github_signature(SECRET, body),
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    let answer = raw(addr, &request).await;
+    assert_eq!(status_of(&answer), "501", "{answer:?}");
+    assert!(answer.contains("Content-Encoding"), "{answer}");
+
     // One huge header, and very many small ones: hyper's 431 (or a closed connection).
     let huge = format!(
         "POST /hooks/github HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nContent-Length: 0\r\n\r\n",

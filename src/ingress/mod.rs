@@ -206,6 +206,20 @@ impl Ingress {
             return after_reading(response, &parts.headers, Some(body), live.body_timeout).await;
         }
         let (parts, body) = request.into_parts();
+        if let Some(coding) = unknown_transfer_coding(&parts.headers) {
+            source.counters.inc(EventOutcome::BodyError);
+            tracing::info!(source = %source.name, %peer, outcome = "body_error", transfer_encoding = %truncate(&coding, 64), "refused event: a transfer coding other than chunked");
+            let response = json_error(
+                StatusCode::NOT_IMPLEMENTED,
+                &format!(
+                    "Transfer-Encoding {:?} is not supported: send the body as it is, with \
+                     Content-Length or Transfer-Encoding: chunked (a compressed body goes with \
+                     Content-Encoding, and is relayed as it came)",
+                    truncate(&coding, 64)
+                ),
+            );
+            return after_reading(response, &parts.headers, Some(body), live.body_timeout).await;
+        }
         if let Some(length) = content_length(&parts.headers).filter(|&l| l > live.max_body) {
             // Past the drain limit the rest is not worth reading: answer and close.
             let rest = (length <= DRAIN_LIMIT).then_some(body);
@@ -636,6 +650,29 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// The `Transfer-Encoding` of a request whose body is in a coding besides `chunked` (gzip,
+/// deflate, compress): hyper takes away only the chunked framing, so the body would be
+/// stored and relayed still encoded, and with the header gone (it is hop-by-hop) no one
+/// could tell. RFC 9112 asks for `501` then.
+fn unknown_transfer_coding(headers: &HeaderMap) -> Option<String> {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|c| c.trim_ascii())
+        .filter(|c| !c.is_empty());
+    codings
+        .any(|c| !c.eq_ignore_ascii_case(b"chunked"))
+        .then(|| {
+            headers
+                .get_all(header::TRANSFER_ENCODING)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
 }
 
 /// Headers worth keeping with the event: all but credentials.
