@@ -284,6 +284,23 @@ async fn https_ingress_answers_a_signed_event_over_http2_and_http1() {
         .await
         .unwrap();
     assert_eq!(reply.status(), 401);
+    // A sender set up with http:// for this HTTPS listener is told so in plain HTTP, and
+    // the relay still serves HTTPS afterwards.
+    let plain = url.replacen("https://", "http://", 1);
+    let reply = reqwest::Client::new()
+        .post(&plain)
+        .header("x-github-event", "push")
+        .body("{\"zen\":\"plain\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 400);
+    assert!(
+        reply.text().await.unwrap().contains("send to https://"),
+        "the answer names the fix"
+    );
+    relay.wait_for_log("plain_http_on_https").await;
+    assert_eq!(send(&url, &h1, "https-after-plain").await.status(), 202);
 }
 
 #[tokio::test]

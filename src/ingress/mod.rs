@@ -542,6 +542,18 @@ async fn serve_tls(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _permit = permit;
+    let mut stream = stream;
+    match tokio::time::timeout(secure.handshake_timeout, plain_http(&mut stream)).await {
+        Ok(true) => {
+            tracing::info!(%peer, outcome = "plain_http_on_https", "refused connection: plain HTTP sent to the HTTPS listener");
+            return;
+        }
+        Ok(false) => {}
+        Err(_) => {
+            tracing::info!(%peer, outcome = "tls_handshake_timeout", "refused connection");
+            return;
+        }
+    }
     let acceptor = secure.tls.acceptor();
     let stream = match tokio::time::timeout(secure.handshake_timeout, acceptor.accept(stream)).await
     {
@@ -584,6 +596,49 @@ async fn serve_tls(
             let _ = connection.await;
         }
     }
+}
+
+/// Whether the client opened with plain HTTP instead of a TLS handshake, in which case it
+/// has been answered `400` in plain HTTP, naming the fix. A sender set up with `http://`
+/// for an HTTPS relay would otherwise see only a reset or a TLS alert it cannot read.
+async fn plain_http(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A TLS connection opens with a handshake record (content type 22); every HTTP/1.x
+    // request opens with a method's capital letter.
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) if first[0].is_ascii_uppercase() => {}
+        _ => return false,
+    }
+    // Read the request's head first: closing with it unread would make the close a reset,
+    // which can reach the client before the answer does.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while head.len() < 64 << 10 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = r#"{"error":"this relay takes HTTPS: send to https:// rather than http://"}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    // What follows (a body) is read and dropped for a moment, for the same reason.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut left = 1usize << 20;
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    true
 }
 
 /// Logs why hyper ended a connection. Requests it refused itself, before any source saw
