@@ -115,6 +115,37 @@ async fn retry_after_from_the_receiver_is_obeyed() {
 }
 
 #[tokio::test]
+async fn the_rate_holds_when_a_retry_after_wait_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver =
+        Receiver::with_script(vec![Answer::status(429).with_header("retry-after", "1")]).await;
+    let relay = Relay::start(
+        dir.path(),
+        &config(
+            &receiver,
+            "rate = \"10/s\"\nburst = 1\nretry = { max_attempts = 5, initial = \"10ms\", max = \"20ms\" }",
+        ),
+    );
+    for i in 0..4 {
+        send(&relay, &format!("hold-{i}"), "{}").await;
+    }
+    let mut arrivals = Vec::new();
+    for _ in 0..5 {
+        arrivals.push(receiver.next().await.at);
+    }
+    // While the sink waited out the 429, its limiter refilled to its burst. Before, the
+    // cell taken before the wait went out with the burst: two requests at once when the
+    // wait ended, over the rate, to a receiver that had just said "too many".
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(80),
+            "two deliveries {gap:?} apart at 10/s (arrivals {arrivals:?})"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_rate_limit_spaces_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::start().await;

@@ -257,24 +257,34 @@ impl Worker {
 
             let fetched = batch.entries.len();
             for due in batch.entries {
-                if let Some(limiter) = &limiter {
-                    tokio::select! {
-                        () = limiter.until_ready() => {}
-                        () = stopped(&mut stop) => break 'work,
-                    }
-                }
                 let permit = tokio::select! {
                     permit = permits.clone().acquire_owned() => {
                         permit.expect("the semaphore is never closed")
                     }
                     () = stopped(&mut stop) => break 'work,
                 };
-                // Checked with the slot in hand: the attempt that asked for the hold sets it
-                // before it gives its slot back.
-                while let Some(until) = shared.held() {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(until) => {}
-                        () = stopped(&mut stop) => break 'work,
+                // The rate's cell is taken last, right before the attempt starts: one taken
+                // before a wait for a slot or a hold is spent while the limiter refills to
+                // its burst, and the receiver then got burst + 1 requests at once.
+                loop {
+                    // Checked with the slot in hand: the attempt that asked for the hold sets
+                    // it before it gives its slot back.
+                    while let Some(until) = shared.held() {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(until) => {}
+                            () = stopped(&mut stop) => break 'work,
+                        }
+                    }
+                    if let Some(limiter) = &limiter {
+                        tokio::select! {
+                            () = limiter.until_ready() => {}
+                            () = stopped(&mut stop) => break 'work,
+                        }
+                    }
+                    // A hold set while waiting for the cell comes first; the cell is lost,
+                    // which only slows the sink.
+                    if shared.held().is_none() {
+                        break;
                     }
                 }
                 if stopping(&stop) {
