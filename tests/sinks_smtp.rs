@@ -118,28 +118,43 @@ async fn a_mail_has_both_parts_and_hostile_fields_cannot_add_headers_or_markup()
     );
 }
 
-#[tokio::test]
-async fn one_refused_recipient_does_not_stop_the_mail_for_the_others() {
-    let server = SmtpServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
+/// One `smtp` sink `mail` to the recipients `to`, tried `max_attempts` times, that every
+/// `github` event goes to.
+fn one_mail_sink(port: u16, to: &[&str], max_attempts: u32) -> String {
+    format!(
         "[sources.github]\nkind = \"github\"\nsecret = \"{SECRET}\"\n\n\
-         [sinks.mail]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
-         from = \"hookrelay <relay@example.com>\"\n\
-         to = [\"ops@example.com\", \"reject@example.com\", \"dev@example.com\"]\n\
-         retry = {{ max_attempts = 1, initial = \"50ms\", max = \"100ms\" }}\n\n\
-         [[routes]]\nfrom = \"github\"\nto = [\"mail\"]\n",
-        server.port
-    );
-    let relay = Relay::start(dir.path(), &config);
-    let body = r#"{"zen":"mixed recipients"}"#;
+         [sinks.mail]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+         from = \"hookrelay <relay@example.com>\"\nto = {to:?}\n\
+         retry = {{ max_attempts = {max_attempts}, initial = \"50ms\", max = \"100ms\" }}\n\n\
+         [[routes]]\nfrom = \"github\"\nto = [\"mail\"]\n"
+    )
+}
+
+/// Posts a signed `ping` with delivery id `delivery`, and checks it is accepted.
+async fn send_ping(relay: &Relay, delivery: &str, zen: &str) {
+    let body = format!("{{\"zen\":\"{zen}\"}}");
     let reply = post(
         &relay.hook_url("github"),
-        &github_headers(SECRET, "ping", "m-mixed", body.as_bytes()),
+        &github_headers(SECRET, "ping", delivery, body.as_bytes()),
         body,
     )
     .await;
     assert_eq!(reply.status, 202);
+}
+
+#[tokio::test]
+async fn one_refused_recipient_does_not_stop_the_mail_for_the_others() {
+    let server = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(
+        dir.path(),
+        &one_mail_sink(
+            server.port,
+            &["ops@example.com", "reject@example.com", "dev@example.com"],
+            1,
+        ),
+    );
+    send_ping(&relay, "m-mixed", "mixed recipients").await;
     // One transaction per recipient once the list was refused: the two good ones get it.
     let mut got = [server.next(), server.next()];
     got.sort_by_key(|m| m["rcpt_tos"][0].as_str().unwrap_or("").to_string());
@@ -164,23 +179,11 @@ async fn one_refused_recipient_does_not_stop_the_mail_for_the_others() {
 async fn a_full_mailbox_does_not_hold_the_mail_back_from_the_others() {
     let server = SmtpServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[sources.github]\nkind = \"github\"\nsecret = \"{SECRET}\"\n\n\
-         [sinks.mail]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
-         from = \"hookrelay <relay@example.com>\"\nto = [\"ops@example.com\", \"full@example.com\"]\n\
-         retry = {{ max_attempts = 3, initial = \"50ms\", max = \"100ms\" }}\n\n\
-         [[routes]]\nfrom = \"github\"\nto = [\"mail\"]\n",
-        server.port
+    let relay = Relay::start(
+        dir.path(),
+        &one_mail_sink(server.port, &["ops@example.com", "full@example.com"], 3),
     );
-    let relay = Relay::start(dir.path(), &config);
-    let body = r#"{"zen":"full mailbox"}"#;
-    let reply = post(
-        &relay.hook_url("github"),
-        &github_headers(SECRET, "ping", "m-full", body.as_bytes()),
-        body,
-    )
-    .await;
-    assert_eq!(reply.status, 202);
+    send_ping(&relay, "m-full", "full mailbox").await;
     // Before, a 452 for one address failed the whole transaction on every attempt, and the
     // mail was dead-lettered without reaching anyone.
     assert_eq!(server.next()["rcpt_tos"], json!(["ops@example.com"]));
@@ -205,24 +208,19 @@ async fn a_full_mailbox_does_not_hold_the_mail_back_from_the_others() {
 async fn a_retry_after_a_temporary_refusal_goes_to_that_recipient_only() {
     let server = SmtpServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[sources.github]\nkind = \"github\"\nsecret = \"{SECRET}\"\n\n\
-         [sinks.mail]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
-         from = \"hookrelay <relay@example.com>\"\n\
-         to = [\"ops@example.com\", \"greylist@example.com\", \"reject@example.com\"]\n\
-         retry = {{ max_attempts = 3, initial = \"50ms\", max = \"100ms\" }}\n\n\
-         [[routes]]\nfrom = \"github\"\nto = [\"mail\"]\n",
-        server.port
+    let relay = Relay::start(
+        dir.path(),
+        &one_mail_sink(
+            server.port,
+            &[
+                "ops@example.com",
+                "greylist@example.com",
+                "reject@example.com",
+            ],
+            3,
+        ),
     );
-    let relay = Relay::start(dir.path(), &config);
-    let body = r#"{"zen":"greylisted"}"#;
-    let reply = post(
-        &relay.hook_url("github"),
-        &github_headers(SECRET, "ping", "m-busy", body.as_bytes()),
-        body,
-    )
-    .await;
-    assert_eq!(reply.status, 202);
+    send_ping(&relay, "m-busy", "greylisted").await;
     // First attempt: ops takes it, greylist answers 450, reject 550 (always).
     assert_eq!(server.next()["rcpt_tos"], json!(["ops@example.com"]));
     // The retry goes to greylist alone: not ops again, and not reject, refused for good.
