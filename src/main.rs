@@ -128,21 +128,8 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
         } => match Config::load(&config) {
             Ok(loaded) => {
-                let problems = match check_sinks(&loaded) {
-                    Ok(problems) => problems,
-                    Err(err) => {
-                        eprintln!("hookrelay: {err:#}");
-                        return ExitCode::from(1);
-                    }
-                };
-                if !problems.is_empty() {
-                    for problem in &problems {
-                        eprintln!("{problem}");
-                    }
-                    let n = problems.len();
-                    let s = if n == 1 { "" } else { "s" };
-                    eprintln!("\n{n} error{s} in {}", config.display());
-                    return ExitCode::from(2);
+                if let Some(code) = refuse_bad_sinks(&loaded, &config) {
+                    return code;
                 }
                 if let Some(files) = &loaded.server.tls {
                     let end = hookrelay::ingress::tls::certificate_end(files).unwrap_or(None);
@@ -188,6 +175,9 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
+            if let Some(code) = refuse_bad_sinks(&loaded, &config) {
+                return code;
+            }
             init_logging(LogFormat::Text, "warn");
             match test_sink(&loaded, &name) {
                 Ok(line) => {
@@ -228,6 +218,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Before the store is opened or created: a config error, with its exit code.
+            if let Some(code) = refuse_bad_sinks(&loaded, &config) {
+                return code;
+            }
             match serve(loaded, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
@@ -283,6 +277,28 @@ fn offline_command(
             ExitCode::from(1)
         }
     }
+}
+
+/// Builds every sink of `loaded` (read from `path`) and prints what fails, as `check` does:
+/// the exit code to stop with, `None` when every sink builds.
+fn refuse_bad_sinks(loaded: &Config, path: &std::path::Path) -> Option<ExitCode> {
+    let problems = match check_sinks(loaded) {
+        Ok(problems) => problems,
+        Err(err) => {
+            eprintln!("hookrelay: {err:#}");
+            return Some(ExitCode::from(1));
+        }
+    };
+    if problems.is_empty() {
+        return None;
+    }
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    let n = problems.len();
+    let s = if n == 1 { "" } else { "s" };
+    eprintln!("\n{n} error{s} in {}", path.display());
+    Some(ExitCode::from(2))
 }
 
 /// Builds every sink (compiling its templates) without sending anything.

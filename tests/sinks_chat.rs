@@ -329,6 +329,30 @@ async fn a_broken_template_is_reported_by_check_with_its_place() {
         stderr.ends_with(&format!("\n\n1 error in {}\n", path.display())),
         "{stderr}"
     );
+    // `serve` refuses it the same way, as a config error, before it creates a store.
+    let store = dir.path().join("store");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"{}\"\n\
+             [sinks.chat]\nkind = \"slack\"\nurl = \"https://hooks.slack.example/x\"\n\
+             template = \"{{{{ body.ref|nosuch }}}}\"\n",
+            store.join("hookrelay.redb").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("sinks.chat.template"), "{stderr}");
+    assert!(
+        !store.exists(),
+        "serve created the store before refusing the config"
+    );
 }
 
 #[tokio::test]
