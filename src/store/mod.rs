@@ -293,15 +293,21 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .map_err(|e| open_err(format!("cannot create folder {}: {e}", parent.display())))?;
         }
-        let db = slot::open_database(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
-                path: path.display().to_string(),
-            },
-            other => open_err(slot::describe_open(&other)),
-        })?;
-        create_tables(&db).map_err(|e| open_err(e.to_string()))?;
-        let dedup = load_dedup_index(&db).map_err(|e| open_err(e.to_string()))?;
-        let last_id = last_event_id(&db).map_err(|e| open_err(e.to_string()))?;
+        // A damaged file can make redb panic while it reads the pages: say so, not a trace.
+        let opened = std::panic::catch_unwind(|| -> Result<_, StoreError> {
+            let db = slot::open_database(&path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+                    path: path.display().to_string(),
+                },
+                other => open_err(slot::describe_open(&other)),
+            })?;
+            create_tables(&db).map_err(|e| open_err(e.to_string()))?;
+            let dedup = load_dedup_index(&db).map_err(|e| open_err(e.to_string()))?;
+            let last_id = last_event_id(&db).map_err(|e| open_err(e.to_string()))?;
+            Ok((db, dedup, last_id))
+        })
+        .unwrap_or_else(|panic| Err(open_err(slot::damaged(&panic_message(&*panic)))));
+        let (db, dedup, last_id) = opened?;
         let db = Arc::new(Slot::new(path.clone(), db));
         let watchers = Arc::new(Watchers::default());
         let (tx, rx) = mpsc::channel(OPS_CHANNEL);
@@ -680,6 +686,15 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
+/// What a caught panic said, for a message.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -915,5 +930,36 @@ mod tests {
         .expect("second open must fail");
         assert!(err.to_string().contains("in use"), "{err}");
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_damaged_file_is_named_damaged_with_what_to_do_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        for n in 0..200 {
+            store
+                .ingest(event(Some(&format!("d-{n}")), &["a"]))
+                .await
+                .unwrap();
+        }
+        let path = store.path().to_path_buf();
+        store.close().await;
+        drop(store);
+        // Zero pages past the header, where the tables' pages are.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let end = bytes.len().min(64 << 10);
+        bytes[4096..end].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Store::open(&StorageConfig {
+            path,
+            retention: Duration::from_secs(3600),
+        })
+        .err()
+        .expect("a damaged file must not open");
+        let err = err.to_string();
+        assert!(
+            err.contains("the file is damaged") && err.contains("restore the store from a backup"),
+            "{err}"
+        );
     }
 }

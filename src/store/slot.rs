@@ -116,8 +116,27 @@ pub(super) fn describe_open(err: &redb::DatabaseError) -> String {
         redb::DatabaseError::Storage(redb::StorageError::Io(io)) if is_disk_full(io) => {
             "disk full (ENOSPC): free space on the volume holding [storage] path".into()
         }
-        other => other.to_string(),
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => {
+            damaged(&format!("DB corrupted: {what}"))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            damaged("the file ends before the store's first pages")
+        }
+        other => format!(
+            "{other}; if [storage] path names something other than a hookrelay store, point \
+             it at a new file"
+        ),
     }
+}
+
+/// The words for a store file that cannot be read as one: what redb saw, and what to do.
+pub(super) fn damaged(what: &str) -> String {
+    format!(
+        "the file is damaged ({what}): stop the relay, keep a copy of the file, and restore the \
+         store from a backup, or move the file aside to start with an empty store"
+    )
 }
 
 /// Whether an I/O error means the volume is out of space (or quota).

@@ -212,15 +212,34 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(
-            &db,
-            &mut memory,
-            &mut batch,
-            bytes,
-            &watchers,
-            &metrics,
-            &mut health,
-        );
+        let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit_batch(
+                &db,
+                &mut memory,
+                &mut batch,
+                bytes,
+                &watchers,
+                &metrics,
+                &mut health,
+            )
+        }));
+        if let Err(panic) = committed {
+            // redb panics on pages it cannot make sense of. The writer lives on, so callers
+            // hear that the store cannot commit (not that the relay is stopping), `/readyz`
+            // and the storage notice say why, and a repaired or replaced file is taken up.
+            let message = super::slot::damaged(&super::panic_message(&*panic));
+            tracing::error!(ops = batch.len(), error = %message, "store commit stopped on damaged data; the batch was refused and its callers were told");
+            health.failed(&message, now_ms());
+            for op in batch.drain(..) {
+                op.fail(&message);
+            }
+            if let Err(reason) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.reopen()))
+                    .unwrap_or_else(|panic| Err(super::panic_message(&*panic)))
+            {
+                tracing::error!(error = %reason, "cannot reopen the store after the failed commit; will try again with the next write");
+            }
+        }
     }
 }
 
