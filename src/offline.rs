@@ -465,14 +465,7 @@ pub fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         None => 0,
     };
     let replayed = with_store(config, async |store| {
-        let mut total = 0;
-        loop {
-            let n = store.replay_dead(sink.clone(), since_ms, PAGE).await?;
-            total += n;
-            if n < PAGE {
-                return Ok(total);
-            }
-        }
+        Ok(store.replay_dead(sink.clone(), since_ms, PAGE).await?)
     })?;
     println!(
         "sink {sink}: {replayed} dead letter(s) queued again; they are sent when the relay starts"

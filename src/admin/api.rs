@@ -530,18 +530,11 @@ async fn replay_dead_letters(
             bad_request("since: expected an RFC 3339 time such as 2024-05-01T12:00:00Z")
         })?,
     };
-    let mut replayed = 0;
-    loop {
-        let n = admin
-            .store
-            .replay_dead(name.clone(), since_ms, REPLAY_BATCH)
-            .await
-            .map_err(|e| store_failed(&e))?;
-        replayed += n;
-        if n < REPLAY_BATCH {
-            break;
-        }
-    }
+    let replayed = admin
+        .store
+        .replay_dead(name.clone(), since_ms, REPLAY_BATCH)
+        .await
+        .map_err(|e| store_failed(&e))?;
     tracing::info!(sink = %name, replayed, "admin: dead letters replayed");
     Ok(ok(json!({ "sink": &*name, "replayed": replayed })))
 }

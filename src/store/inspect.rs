@@ -487,18 +487,41 @@ impl Store {
         .await
     }
 
-    /// Queues up to `limit` of `sink`'s dead letters dead-lettered at or after `since_ms`
-    /// again, in one small transaction; returns how many. Call until it returns less than
-    /// `limit`.
+    /// Queues `sink`'s dead letters dead-lettered at or after `since_ms` again, `limit` at a
+    /// time, each page one small transaction; returns how many.
     pub async fn replay_dead(
         &self,
         sink: Arc<str>,
         since_ms: u64,
         limit: usize,
     ) -> Result<usize, StoreError> {
+        let mut replayed = 0;
+        let mut after = None;
+        loop {
+            let page = self
+                .replay_dead_page(sink.clone(), since_ms, after, limit)
+                .await?;
+            replayed += page.replayed;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(replayed),
+            }
+        }
+    }
+
+    /// One page of [`Store::replay_dead`]: up to `limit` dead letters of events after
+    /// `after`, in one small transaction.
+    async fn replay_dead_page(
+        &self,
+        sink: Arc<str>,
+        since_ms: u64,
+        after: Option<u128>,
+        limit: usize,
+    ) -> Result<writer::DeadPage, StoreError> {
         self.submit(|reply| writer::Op::ReplayDead {
             sink,
             since_ms,
+            after,
             limit,
             reply,
         })
@@ -762,9 +785,38 @@ mod tests {
             store.replay_dead(Arc::from("a"), future, 10).await.unwrap(),
             0
         );
-        assert_eq!(store.replay_dead(Arc::from("a"), 0, 2).await.unwrap(), 2);
-        assert_eq!(store.replay_dead(Arc::from("a"), 0, 2).await.unwrap(), 1);
-        assert_eq!(store.sink_stats(&["a"]).unwrap()[0].queued, 3);
+        // One replay goes forward by event id: a page's entries that fail again and are
+        // dead-lettered again while it runs are not replayed twice. Before, each page read
+        // from the start, and one "replay all" sent an event up to five times.
+        let sink: Arc<str> = Arc::from("a");
+        let page = store
+            .replay_dead_page(sink.clone(), 0, None, 2)
+            .await
+            .unwrap();
+        assert_eq!(page.replayed, 2);
+        for _ in 0..2 {
+            attempt(
+                &store,
+                "a",
+                AttemptOutcome::DeadLettered,
+                NextStep::DeadLetter("gave up again".into()),
+            )
+            .await;
+        }
+        assert_eq!(store.sink_stats(&["a"]).unwrap()[0].dead, 3);
+        let rest = store
+            .replay_dead_page(sink.clone(), 0, page.next, 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            rest,
+            writer::DeadPage {
+                replayed: 1,
+                next: None
+            }
+        );
+        let stats = store.sink_stats(&["a"]).unwrap()[0];
+        assert_eq!((stats.queued, stats.dead), (1, 2));
         store.close().await;
     }
 }

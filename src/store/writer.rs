@@ -65,8 +65,10 @@ pub(super) enum Op {
     ReplayDead {
         sink: Arc<str>,
         since_ms: u64,
+        /// Only dead letters of events after this one: where the last page stopped.
+        after: Option<u128>,
         limit: usize,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
+        reply: oneshot::Sender<Result<DeadPage, StoreError>>,
     },
     /// Rides along with the next batch: answered once a commit succeeded. With `probe`, the
     /// batch also rewrites [`PROBE`]'s value, so it needs new space like a batch of events.
@@ -90,18 +92,28 @@ pub(super) struct PreparedEvent {
     pub fingerprint: Option<u64>,
 }
 
+/// One page of a replay of a sink's dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadPage {
+    /// Dead letters queued again.
+    pub replayed: usize,
+    /// Where the next page starts (after this event), while there are more to look at.
+    /// Pages go forward by event id, so an entry that fails again during the replay, and is
+    /// dead-lettered again, is not replayed twice by one replay.
+    pub next: Option<u128>,
+}
+
 /// A reply held back until the batch is committed.
 enum Reply {
     Ingest(oneshot::Sender<Result<Ingested, StoreError>>, Ingested),
     /// An operation that returns nothing (finish, ping).
     Done(oneshot::Sender<Result<(), StoreError>>),
-    /// An operation that returns how many records it moved (purge, replay of dead letters).
-    Count(oneshot::Sender<Result<usize, StoreError>>, usize),
     Replay(
         oneshot::Sender<Result<Vec<Replayed>, StoreError>>,
         Vec<Replayed>,
     ),
     Purge(oneshot::Sender<Result<PurgeStep, StoreError>>, PurgeStep),
+    DeadPage(oneshot::Sender<Result<DeadPage, StoreError>>, DeadPage),
 }
 
 impl Reply {
@@ -111,9 +123,9 @@ impl Reply {
         match self {
             Reply::Ingest(tx, v) => drop(tx.send(Ok(v))),
             Reply::Done(tx) => drop(tx.send(Ok(()))),
-            Reply::Count(tx, n) => drop(tx.send(Ok(n))),
             Reply::Replay(tx, r) => drop(tx.send(Ok(r))),
             Reply::Purge(tx, step) => drop(tx.send(Ok(step))),
+            Reply::DeadPage(tx, page) => drop(tx.send(Ok(page))),
         }
     }
 
@@ -122,9 +134,9 @@ impl Reply {
         match self {
             Reply::Ingest(tx, _) => drop(tx.send(Err(err()))),
             Reply::Done(tx) => drop(tx.send(Err(err()))),
-            Reply::Count(tx, _) => drop(tx.send(Err(err()))),
             Reply::Replay(tx, _) => drop(tx.send(Err(err()))),
             Reply::Purge(tx, _) => drop(tx.send(Err(err()))),
+            Reply::DeadPage(tx, _) => drop(tx.send(Err(err()))),
         }
     }
 }
@@ -686,15 +698,20 @@ fn apply_all(
             Op::ReplayDead {
                 sink,
                 since_ms,
+                after,
                 limit,
                 reply,
             } => {
                 let mut chosen = Vec::new();
-                for item in dead.range((&*sink, 0u128)..=(&*sink, u128::MAX))? {
+                let mut next = None;
+                let from = after.map_or(0, |id| id.saturating_add(1));
+                for item in dead.range((&*sink, from)..=(&*sink, u128::MAX))? {
+                    let (k, v) = item?;
                     if chosen.len() >= limit {
+                        // More to look at: the next page starts after the last one chosen.
+                        next = chosen.last().copied();
                         break;
                     }
-                    let (k, v) = item?;
                     // A damaged record is replayed too: its delivery is what matters.
                     let at_ms = codec::decode::<DeadValue>(v.value()).map_or(u64::MAX, |d| d.at_ms);
                     if at_ms >= since_ms {
@@ -716,7 +733,13 @@ fn apply_all(
                 if !chosen.is_empty() {
                     touched.insert(sink.clone());
                 }
-                replies.push(Reply::Count(reply, chosen.len()));
+                replies.push(Reply::DeadPage(
+                    reply,
+                    DeadPage {
+                        replayed: chosen.len(),
+                        next,
+                    },
+                ));
             }
             Op::Ping { probe, reply } => {
                 if probe && !*probed {
