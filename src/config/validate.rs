@@ -737,6 +737,7 @@ impl Validator<'_> {
                 );
                 None
             }
+            Some(p) if !self.literal_path(p, "storage.path") => None,
             // `join` keeps absolute paths as they are.
             Some(p) => Some(self.dir.join(p.get_ref())),
         };
@@ -750,6 +751,24 @@ impl Validator<'_> {
             path: path?,
             retention: retention?,
         })
+    }
+
+    /// Whether path `p` is meant as written: `${env:…}` and `${file:…}` are read only in
+    /// secrets and URLs, and no shell expands `~` here, so either would name a file or
+    /// folder of that literal name beside the config, and the store or the output would
+    /// quietly land there. A problem is recorded when it is not.
+    pub(super) fn literal_path(&mut self, p: &Spanned<String>, key: &str) -> bool {
+        let text = p.get_ref();
+        let message = if text.contains("${") {
+            "holds ${…}, which is read only in secrets and URLs: write the path itself"
+        } else if text == "~" || text.starts_with("~/") {
+            "starts with ~, which is not expanded here: write the full path, such as \
+             \"/home/NAME/…\" or \"/var/lib/hookrelay/…\""
+        } else {
+            return true;
+        };
+        self.problem(p.span(), key, message);
+        false
     }
 
     /// Checks a source or sink name; they appear in URL paths, logs and metric labels.
@@ -2411,6 +2430,16 @@ to = ["builds"]
                 "100 years",
             ),
             ("[storage]\npath = \"\"\n", "storage.path", "is empty"),
+            (
+                "[storage]\npath = \"${env:STORE}\"\n",
+                "storage.path",
+                "read only in secrets and URLs",
+            ),
+            (
+                "[storage]\npath = \"~/hookrelay.redb\"\n",
+                "storage.path",
+                "not expanded here",
+            ),
             (
                 "[sources.s]\nkind = \"standard\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\ntolerance = \"500ms\"\n",
                 "sources.s.tolerance",

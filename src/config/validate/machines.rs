@@ -424,6 +424,9 @@ impl Validator<'_> {
             );
             return None;
         }
+        if !self.literal_path(value, key) {
+            return None;
+        }
         // `join` keeps absolute paths as they are.
         Some(self.dir.join(value.get_ref()))
     }
