@@ -52,9 +52,18 @@ pub struct ListArgs {
     /// Only events older than this id (the "next page" id printed by the previous list).
     #[arg(long)]
     before: Option<String>,
-    /// Most events to print.
-    #[arg(long, default_value_t = DEFAULT_LIST_LIMIT)]
+    /// Most events to print (at least 1).
+    #[arg(long, default_value_t = DEFAULT_LIST_LIMIT, value_parser = at_least_one)]
     limit: usize,
+}
+
+/// A `--limit`: a whole number, 1 or more.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 const DEFAULT_LIST_LIMIT: usize = 50;
@@ -80,8 +89,8 @@ pub enum DlqCommand {
         /// Only this sink's dead letters.
         #[arg(long)]
         sink: Option<String>,
-        /// Most dead letters to print per sink.
-        #[arg(long, default_value_t = 50)]
+        /// Most dead letters to print per sink (at least 1).
+        #[arg(long, default_value_t = 50, value_parser = at_least_one)]
         limit: usize,
     },
 }
@@ -260,7 +269,7 @@ pub fn events(config: &Config, config_path: &Path, command: EventsCommand) -> an
                 source: args.source.clone(),
                 event_type: args.event_type.clone(),
                 status,
-                limit: args.limit.max(1),
+                limit: args.limit,
             };
             // Pages of the store's own size: its scan bound may end a page early.
             let mut shown = Vec::new();

@@ -464,3 +464,19 @@ async fn a_range_replay_to_one_sink_queues_only_that_sinks_events_and_removed_si
         "{ranged}"
     );
 }
+
+#[test]
+fn a_limit_of_zero_is_refused_as_a_command_line_error() {
+    for args in [
+        &["events", "list", "--limit", "0"][..],
+        &["dlq", "list", "--limit", "0"][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("must be at least 1"), "{args:?}: {stderr}");
+    }
+}
