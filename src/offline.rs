@@ -457,10 +457,7 @@ pub fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
                 }
                 events += page.len();
                 for results in page.join_all().await {
-                    queued += results?
-                        .iter()
-                        .filter(|r| **r == Replayed::Queued)
-                        .count();
+                    queued += results?.iter().filter(|r| **r == Replayed::Queued).count();
                 }
                 after = ids.last().copied();
                 if ids.len() < PAGE {
@@ -518,6 +515,17 @@ fn words(result: Replayed) -> &'static str {
 /// `hookrelay export`: one JSON document per line, oldest first, as `events show` prints.
 pub fn export(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
     let (from_ms, to_ms) = time_range(args.from.as_deref(), args.to.as_deref())?;
+    if let Some(source) = &args.source
+        && !config.sources.iter().any(|s| s.name == *source)
+    {
+        // Not an error: a source removed from the file keeps its stored events.
+        let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+        eprintln!(
+            "hookrelay: no source \"{source}\" in the configuration (the sources are: {}); \
+             exporting the stored events of a source by that name, if any",
+            names.join(", ")
+        );
+    }
     let mask = HeaderMask::new(config);
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -538,7 +546,8 @@ pub fn export(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
                     continue;
                 }
                 let document = event_document(&mask, &event, &deliveries, &attempts);
-                serde_json::to_writer(&mut out, &document)?;
+                // As an io::Error, so a reader that stops reading (`| head`) is recognised.
+                serde_json::to_writer(&mut out, &document).map_err(std::io::Error::from)?;
                 out.write_all(b"\n")?;
                 count += 1;
             }

@@ -211,6 +211,25 @@ async fn offline_commands_read_and_requeue_a_stopped_relays_store() {
     assert_eq!(ids, vec![first.clone(), second.clone()]);
     let none = ok(&config, &["export", "--to", "2000-01-01T00:00:00Z"]);
     assert_eq!(none, "");
+    // A mistyped source exports nothing, and says why on stderr.
+    let typo = hookrelay(&config, &["export", "--source", "githb"]);
+    assert!(typo.status.success() && stdout(&typo).is_empty());
+    assert!(
+        stderr(&typo).contains("no source \"githb\" in the configuration"),
+        "{}",
+        stderr(&typo)
+    );
+    // A reader that stops reading (`| head`) is not a failure: the pipe is closed first.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["export", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    assert_eq!(closed.status.code(), Some(0), "{}", stderr(&closed));
 
     // replay: the sink's dead letters, then an event already queued is left as it is.
     let replayed = ok(&config, &["replay", "--sink", "receiver"]);
