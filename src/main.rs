@@ -369,7 +369,7 @@ fn test_sink(config: &Config, name: &str) -> anyhow::Result<String> {
 fn init_logging(format: LogFormat, default: &str) {
     let info = || tracing_subscriber::EnvFilter::new(default);
     // Empty counts as unset: an empty `Environment=RUST_LOG=` would otherwise log nothing.
-    let filter = match std::env::var("RUST_LOG") {
+    let filter = match std::env::var("RUST_LOG").map(|spec| level_typos_fixed(&spec)) {
         Ok(spec) if !spec.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&spec)
             .unwrap_or_else(|err| {
                 eprintln!(
@@ -388,6 +388,43 @@ fn init_logging(format: LogFormat, default: &str) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// `spec` with the common misspellings of a level (`warning`, `err`) written as the level,
+/// saying so on stderr. A bare word that is not a level is a module name to `RUST_LOG`, so
+/// `RUST_LOG=warning` would silently turn every line off, errors included.
+fn level_typos_fixed(spec: &str) -> String {
+    const TYPOS: [(&str, &str); 4] = [
+        ("warning", "warn"),
+        ("err", "error"),
+        ("information", "info"),
+        ("dbg", "debug"),
+    ];
+    let fixed: Vec<String> = spec
+        .split(',')
+        .map(|directive| {
+            let (target, level) = match directive.split_once('=') {
+                Some((target, level)) => (Some(target), level),
+                None => (None, directive),
+            };
+            let Some((_, right)) = TYPOS
+                .iter()
+                .find(|(typo, _)| level.trim().eq_ignore_ascii_case(typo))
+            else {
+                return directive.to_string();
+            };
+            eprintln!(
+                "hookrelay: RUST_LOG: {:?} is not a level; taken as {right:?} (the levels are \
+                 error, warn, info, debug, trace and off)",
+                level.trim()
+            );
+            match target {
+                Some(target) => format!("{target}={right}"),
+                None => right.to_string(),
+            }
+        })
+        .collect();
+    fixed.join(",")
 }
 
 fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
@@ -430,6 +467,25 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         tracing::info!(
             signal = which,
             "shutting down: no new requests; finishing what is in flight"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::level_typos_fixed;
+
+    #[test]
+    fn misspelt_levels_are_read_as_the_level_they_mean() {
+        assert_eq!(level_typos_fixed("warning"), "warn");
+        assert_eq!(
+            level_typos_fixed("hookrelay=Warning,hyper=err"),
+            "hookrelay=warn,hyper=error"
+        );
+        // Levels and module names are left as they are.
+        assert_eq!(
+            level_typos_fixed("info,hookrelay::ingress=debug"),
+            "info,hookrelay::ingress=debug"
         );
     }
 }
