@@ -182,6 +182,20 @@ fn an_expired_sink_client_certificate_is_a_warning_naming_the_sink() {
 }
 
 #[test]
+fn an_empty_file_checks_with_a_warning_that_nothing_will_be_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(&path, "").unwrap();
+    let out = hookrelay(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: sources: no enabled [sources.NAME]: every webhook gets 404"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_source_no_route_takes_events_from_is_a_warning_from_check_and_serve() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hookrelay.toml");

@@ -725,7 +725,20 @@ impl Config {
             .client_certificate_warnings()
             .into_iter()
             .map(|(sink, warning)| (format!("sinks.{sink}"), warning));
-        unrouted.chain(certificates).collect()
+        // An empty or cut-short file reads as valid; a relay that takes nothing should say so.
+        let no_source = (!self.sources.iter().any(|s| s.enabled)).then(|| {
+            (
+                "sources".to_string(),
+                "no enabled [sources.NAME]: every webhook gets 404; add a source (see \
+                 config/hookrelay.toml), or check that this is the file you meant"
+                    .to_string(),
+            )
+        });
+        no_source
+            .into_iter()
+            .chain(unrouted)
+            .chain(certificates)
+            .collect()
     }
 
     /// Each sink whose client certificate has expired or ends within two weeks, with what
