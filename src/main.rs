@@ -434,9 +434,9 @@ fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.server.listen;
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
-            format!("cannot listen on {listen}; set [server] listen to a free address")
-        })?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|err| anyhow::anyhow!(listen_failure(listen, &err)))?;
         for source in config.sources.iter() {
             if matches!(source.kind, SourceKind::None { .. }) && source.enabled {
                 tracing::warn!(source = %source.name, "source has kind = \"none\": its requests are NOT verified; anyone who can reach the port can inject events");
@@ -450,6 +450,26 @@ fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
             .await
             .context("hookrelay stopped")
     })
+}
+
+/// Why the relay cannot listen on `listen`, and what to do.
+fn listen_failure(listen: std::net::SocketAddr, err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::PermissionDenied => format!(
+            "cannot listen on {listen}: {err}; a port below 1024 needs root or the \
+             CAP_NET_BIND_SERVICE capability (AmbientCapabilities= under systemd): grant it, \
+             or set [server] listen to a port of 1024 or more"
+        ),
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {listen}: {err}; another process holds the port: stop it, or set \
+             [server] listen to a free address"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "cannot listen on {listen}: {err}; the address is not one of this host's: set \
+             [server] listen to one of its addresses, or 0.0.0.0"
+        ),
+        _ => format!("cannot listen on {listen}: {err}; set [server] listen to a free address"),
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT. The handlers are installed by the call itself,

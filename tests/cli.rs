@@ -182,6 +182,29 @@ fn an_expired_sink_client_certificate_is_a_warning_naming_the_sink() {
 }
 
 #[test]
+fn a_port_in_use_is_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"{}\"\n[storage]\npath = \"store/h.redb\"\n\
+             [sources.github]\nkind = \"github\"\nsecret = \"s\"\n",
+            held.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = hookrelay(&["serve", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another process holds the port") && stderr.contains("[server] listen"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn an_empty_file_checks_with_a_warning_that_nothing_will_be_taken() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hookrelay.toml");
