@@ -443,6 +443,7 @@ fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
             }
         }
         let shutdown = shutdown_signal();
+        ignore_user_signals();
         let options = hookrelay::RunOptions {
             config_path: Some(path),
         };
@@ -450,6 +451,28 @@ fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
             .await
             .context("hookrelay stopped")
     })
+}
+
+/// Logs SIGUSR1 and SIGUSR2 and goes on: by default either ends the process at once, with no
+/// log line, and a stray `kill -USR1` (or a log rotator's) should not stop the relay.
+fn ignore_user_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (name, kind) in [
+        ("SIGUSR1", SignalKind::user_defined1()),
+        ("SIGUSR2", SignalKind::user_defined2()),
+    ] {
+        let Ok(mut stream) = signal(kind) else {
+            continue;
+        };
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                tracing::info!(
+                    signal = name,
+                    "signal ignored: hookrelay reloads on SIGHUP and stops on SIGTERM or SIGINT"
+                );
+            }
+        });
+    }
 }
 
 /// Why the relay cannot listen on `listen`, and what to do.

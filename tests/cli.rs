@@ -181,6 +181,32 @@ fn an_expired_sink_client_certificate_is_a_warning_naming_the_sink() {
     );
 }
 
+#[tokio::test]
+async fn sigusr1_and_sigusr2_are_logged_and_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"store/h.redb\"\n\
+         [sources.github]\nkind = \"github\"\nsecret = \"s\"\n",
+    )
+    .unwrap();
+    let relay = common::Relay::start_with_file(dir.path(), &path);
+    for signal in ["USR1", "USR2"] {
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{signal}"), relay.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let line = relay
+            .wait_for_log(&format!("\"signal\":\"SIG{signal}\""))
+            .await;
+        assert!(line.contains("signal ignored"), "{line}");
+    }
+    // Still running: it stops on SIGTERM, cleanly.
+    assert!(relay.terminate().success());
+}
+
 #[test]
 fn a_port_in_use_is_named_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
