@@ -739,7 +739,16 @@ impl Validator<'_> {
             }
             Some(p) if !self.literal_path(p, "storage.path") => None,
             // `join` keeps absolute paths as they are.
-            Some(p) => Some(self.dir.join(p.get_ref())),
+            Some(p) => {
+                let full = self.dir.join(p.get_ref());
+                match unusable_store_path(&full) {
+                    Some(message) => {
+                        self.problem(p.span(), "storage.path", &message);
+                        None
+                    }
+                    None => Some(full),
+                }
+            }
         };
         let retention = self.duration(
             raw.retention.as_ref(),
@@ -1924,6 +1933,24 @@ fn name_list(names: &[&str]) -> String {
     list
 }
 
+/// Why `path` cannot be the store file, when what is on disk already says so: a folder is
+/// there, or a file stands where a parent folder would have to be.
+fn unusable_store_path(path: &Path) -> Option<String> {
+    if path.is_dir() {
+        return Some(format!(
+            "{} is a folder; name the redb file in it, e.g. \"{}\"",
+            path.display(),
+            path.join("hookrelay.redb").display()
+        ));
+    }
+    let blocking = path.ancestors().skip(1).find(|a| a.is_file())?;
+    Some(format!(
+        "{} is a file, so the folder the store goes in cannot be made there; choose another \
+         path",
+        blocking.display()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2844,6 +2871,25 @@ to = ["builds"]
             "{shown}"
         );
         assert!(shown.contains("os error"), "{shown}");
+    }
+
+    #[test]
+    fn a_store_path_that_is_a_folder_or_under_a_file_is_refused_by_check() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        let path = dir.path().join("hookrelay.toml");
+        for (store, says) in [
+            ("data", "is a folder; name the redb file in it"),
+            ("notes.txt/h.redb", "notes.txt is a file"),
+        ] {
+            std::fs::write(&path, format!("[storage]\npath = \"{store}\"\n")).unwrap();
+            let shown = Config::load(&path).unwrap_err().to_string();
+            assert!(
+                shown.contains("storage.path") && shown.contains(says),
+                "{store}: {shown}"
+            );
+        }
     }
 
     #[test]
