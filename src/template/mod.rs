@@ -59,9 +59,9 @@ pub enum Target {
 pub enum Missing {
     /// Prints nothing: a message stays readable when one sender lacks a field.
     Empty,
-    /// Fails the render, naming the value, and a name outside [`EventContext`]'s fields is
-    /// refused at compile time: for a name that must be whole, such as a Dependency-Track
-    /// project's.
+    /// Fails the render, naming the value: for a name that must be whole, such as a
+    /// Dependency-Track project's. (Either way a top-level name outside [`EventContext`]'s
+    /// fields is refused at compile time.)
     Fail,
 }
 
@@ -182,9 +182,9 @@ impl Template {
             at: Arc::from(at),
             built_in: fold,
         };
-        if missing == Missing::Fail {
-            template.known_variables_only()?;
-        }
+        // Whatever a missing value does, a name no event has is a typo (`sorce`): it would
+        // print nothing, or leave a NATS subject or a mail subject empty, on every event.
+        template.known_variables_only()?;
         match template.render_value(&sample()) {
             Ok(_) => Ok(template),
             // The sample event need not carry the fields a strict template reads.

@@ -577,6 +577,31 @@ fn a_strict_template_refuses_unknown_names_and_bad_syntax_at_compile_time() {
 }
 
 #[test]
+fn any_template_refuses_a_name_no_event_has() {
+    // A NATS or mail subject with a typo printed nothing for every event: a subject of
+    // "hooks." and every delivery a dead letter.
+    let err = Template::compile(
+        "hooks.{{ sorce }}",
+        Target::Plain,
+        "t.toml:9:11: sinks.bus.subject",
+    )
+    .unwrap_err();
+    assert!(
+        err.message.starts_with("uses unknown variable sorce;"),
+        "{err}"
+    );
+    let err = Template::compile("{{ nosuchvar.x }} hello", Target::Slack, "t").unwrap_err();
+    assert!(err.message.contains("nosuchvar"), "{err}");
+    // Loop and set names are the template's own; fields an event lacks still print nothing.
+    Template::compile(
+        "{% set n = body.commits|length %}{% for c in body.commits %}{{ c.id }}{% endfor %}{{ n }}{{ body.nothing.here }}",
+        Target::Slack,
+        "t",
+    )
+    .unwrap();
+}
+
+#[test]
 fn a_strict_template_fails_on_a_field_the_event_lacks_instead_of_printing_nothing() {
     let template = strict("{{ source }}-{{ body.component.name }}").unwrap();
     let ev = event("push", serde_json::json!({"component": {"name": "shop"}}));
