@@ -14,6 +14,8 @@
   const PAGE = 50;
   const MAX_PAGE = 500;
   const REFRESH_MS = 3000;
+  // Most API pages one filtered list asks for at a time (each looks at up to 10,000 events).
+  const SCAN_PAGES = 5;
   const STATUS = {
     dead: ['dead-lettered', 'bad'],
     pending: ['pending', 'warn'],
@@ -215,15 +217,31 @@
     let next = null;
     let last = '';
 
+    // The API looks at a bounded number of events per page, so a filtered page can come back
+    // short, even empty, with more to look at: ask on, a few pages at most, until it is full.
+    const matching = async (before, want) => {
+      let events = [];
+      let cursor = before;
+      for (let pages = 0; pages < SCAN_PAGES; pages++) {
+        const page = await api('GET', `/api/events${query({ ...filters, before: cursor, limit: want - events.length })}`);
+        events = events.concat(page.events);
+        cursor = page.next;
+        if (!cursor || events.length >= want) break;
+      }
+      return { events, next: cursor };
+    };
     const draw = () => {
       body.replaceChildren(...rows.map(eventRow));
       empty.hidden = rows.length > 0;
+      empty.textContent = next
+        ? 'No match among the newest events looked at; Older events looks further.'
+        : 'No event matches.';
       older.hidden = !next;
     };
     older.addEventListener('click', async () => {
       older.disabled = true;
       try {
-        const page = await api('GET', `/api/events${query({ ...filters, before: next, limit: PAGE })}`);
+        const page = await matching(next, PAGE);
         rows = rows.concat(page.events);
         next = page.next;
         draw();
@@ -239,7 +257,7 @@
       // The newest events again, as many as are shown, so paging back survives a refresh.
       async refresh() {
         const limit = Math.min(MAX_PAGE, Math.max(PAGE, rows.length));
-        const page = await api('GET', `/api/events${query({ ...filters, limit })}`);
+        const page = await matching(null, limit);
         const text = JSON.stringify(page);
         if (text === last) return;
         last = text;
