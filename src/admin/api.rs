@@ -407,7 +407,7 @@ async fn sinks(admin: &Admin, view: &View) -> Result<Answer, ApiError> {
             .chain(&removed)
             .map(String::as_str)
             .collect();
-        Ok((s.sink_stats(&names)?, removed))
+        Ok((s.sink_stats_recent(&names)?, removed))
     })
     .await?;
     let mut stats = stats.into_iter();

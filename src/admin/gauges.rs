@@ -82,7 +82,7 @@ impl Collector for StoreGauges {
         names.sort_unstable();
         names.dedup();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let stats = match self.store.sink_stats(&names) {
+        let stats = match self.store.sink_stats_recent(&names) {
             Ok(stats) => stats,
             Err(err) => {
                 tracing::warn!(error = %err, "metrics: cannot read queue figures; left out of this scrape");

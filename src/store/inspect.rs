@@ -149,6 +149,18 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+/// How old [`Store::sink_stats_recent`]'s counts may be. Counting walks every queued
+/// delivery and dead letter (0.2 s for two million), and each console tab and scraper asks
+/// every few seconds: without a bound, a few of them together slowed ingest to a third.
+const STATS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Counts kept for [`Store::sink_stats_recent`].
+pub(super) struct CachedStats {
+    at: std::time::Instant,
+    sinks: Vec<String>,
+    stats: Vec<SinkStats>,
+}
+
 /// A sink's queue and dead letters, counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SinkStats {
@@ -341,6 +353,35 @@ impl Store {
             });
         }
         Ok((out, None))
+    }
+
+    /// [`Store::sink_stats`], counted at most once a second for the same sinks however many
+    /// ask (the admin API, `/metrics`): a caller gets counts up to a second old, and one that
+    /// comes while they are being counted waits for them instead of counting again.
+    /// Blocking.
+    pub fn sink_stats_recent(&self, sinks: &[&str]) -> Result<Vec<SinkStats>, StoreError> {
+        let mut cache = self
+            .inner
+            .stats_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = cache.as_ref()
+            && cached.at.elapsed() < STATS_MAX_AGE
+            && cached
+                .sinks
+                .iter()
+                .map(String::as_str)
+                .eq(sinks.iter().copied())
+        {
+            return Ok(cached.stats.clone());
+        }
+        let stats = self.sink_stats(sinks)?;
+        *cache = Some(CachedStats {
+            at: std::time::Instant::now(),
+            sinks: sinks.iter().map(|s| s.to_string()).collect(),
+            stats: stats.clone(),
+        });
+        Ok(stats)
     }
 
     /// Queue and dead-letter figures of each sink, in one consistent read. Blocking; counts

@@ -241,6 +241,8 @@ struct Inner {
     watchers: Arc<Watchers>,
     /// Whether commits succeed, as the writer publishes it.
     health: tokio::sync::watch::Receiver<StoreHealth>,
+    /// The last counts of [`Store::sink_stats_recent`]: when, for which sinks, and what.
+    stats_cache: Mutex<Option<inspect::CachedStats>>,
 }
 
 /// One `Notify` per sink, woken by the writer after a commit adds to that sink's queue.
@@ -328,6 +330,7 @@ impl Store {
                 writer: Mutex::new(Some(writer)),
                 watchers,
                 health,
+                stats_cache: Mutex::new(None),
             }),
         })
     }
