@@ -131,10 +131,25 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
     Ok(certs)
 }
 
+/// The PEM label of a PKCS#8 key under a passphrase, which rustls cannot read.
+const ENCRYPTED_KEY: &[u8] = b"-----BEGIN ENCRYPTED PRIVATE KEY-----";
+
 /// Reads the first private key (PKCS#8, PKCS#1 RSA or SEC1 EC) in a PEM file.
 pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let bytes = read(path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound
+            if bytes
+                .windows(ENCRYPTED_KEY.len())
+                .any(|w| w == ENCRYPTED_KEY) =>
+        {
+            format!(
+                "\"{}\" holds an encrypted private key, which hookrelay cannot use without its \
+                 passphrase: write it out unencrypted (openssl pkey -in KEY -out KEY.plain) and \
+                 keep that file readable only by the relay",
+                path.display()
+            )
+        }
         rustls::pki_types::pem::Error::NoItemsFound => format!(
             "\"{}\" holds no private key; it must contain a \"-----BEGIN PRIVATE KEY-----\" \
              (or RSA / EC PRIVATE KEY) block",
@@ -424,6 +439,18 @@ mod tests {
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
         assert_eq!(again[0].as_ref(), &[0u8; 60]);
+    }
+
+    #[test]
+    fn an_encrypted_key_is_named_as_such_with_how_to_decrypt_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        std::fs::write(&path, pem_block("ENCRYPTED PRIVATE KEY", &[7u8; 48])).unwrap();
+        let err = read_private_key(&path).unwrap_err();
+        assert!(
+            err.contains("holds an encrypted private key") && err.contains("openssl pkey"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -153,10 +153,14 @@ pub struct DeadLetter {
 /// delivery and dead letter (0.2 s for two million), and each console tab and scraper asks
 /// every few seconds: without a bound, a few of them together slowed ingest to a third.
 const STATS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Counts that took less than this are counted afresh for every caller: exact, and cheap.
+const STATS_EXPENSIVE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Counts kept for [`Store::sink_stats_recent`].
 pub(super) struct CachedStats {
     at: std::time::Instant,
+    /// How long counting them took.
+    took: std::time::Duration,
     sinks: Vec<String>,
     stats: Vec<SinkStats>,
 }
@@ -355,10 +359,11 @@ impl Store {
         Ok((out, None))
     }
 
-    /// [`Store::sink_stats`], counted at most once a second for the same sinks however many
-    /// ask (the admin API, `/metrics`): a caller gets counts up to a second old, and one that
-    /// comes while they are being counted waits for them instead of counting again.
-    /// Blocking.
+    /// [`Store::sink_stats`] for the admin API and `/metrics`. While counting is cheap, it
+    /// is done for every caller; once it takes long (a large backlog), at most once a second
+    /// for the same sinks however many ask: a caller then gets counts up to a second old,
+    /// and one that comes while they are being counted waits for them instead of counting
+    /// again. Blocking.
     pub fn sink_stats_recent(&self, sinks: &[&str]) -> Result<Vec<SinkStats>, StoreError> {
         let mut cache = self
             .inner
@@ -366,6 +371,7 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(cached) = cache.as_ref()
+            && cached.took >= STATS_EXPENSIVE
             && cached.at.elapsed() < STATS_MAX_AGE
             && cached
                 .sinks
@@ -375,9 +381,11 @@ impl Store {
         {
             return Ok(cached.stats.clone());
         }
+        let started = std::time::Instant::now();
         let stats = self.sink_stats(sinks)?;
         *cache = Some(CachedStats {
             at: std::time::Instant::now(),
+            took: started.elapsed(),
             sinks: sinks.iter().map(|s| s.to_string()).collect(),
             stats: stats.clone(),
         });
