@@ -36,6 +36,11 @@ const MAX_BATCH_OPS: usize = 4096;
 /// The readiness probe's value size: the failed batch's records, within these bounds (as
 /// much new space as a few dozen small events need, and no more than a few large ones).
 const PROBE_BYTES: std::ops::Range<usize> = (64 << 10)..(4 << 20);
+/// How long after a failed commit batches are refused without trying (a probe still
+/// tries). A failed commit costs a reopen of the file, which checks it whole, and reads
+/// wait for it: on a full disk every batch of delivery outcomes failed and reopened, and
+/// dispatch, unable to read its queue meanwhile, stopped delivering.
+const REST_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most body bytes in one transaction, so a burst of large bodies does not build one huge
 /// transaction in memory.
 const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -142,6 +147,11 @@ impl Reply {
 }
 
 impl Op {
+    /// Whether it is the readiness probe, which tries the file even while the writer rests.
+    fn is_probe(&self) -> bool {
+        matches!(self, Op::Ping { probe: true, .. })
+    }
+
     fn body_len(&self) -> usize {
         match self {
             Op::Ingest { event, .. } => event.record.len(),
@@ -192,6 +202,9 @@ struct Memory {
     /// The readiness probe's size: the records of the last batch that failed to commit
     /// (within bounds), so a probe that fits shows such a batch fits too.
     probe_bytes: usize,
+    /// After a failed commit: until when batches without a probe are refused at once, and
+    /// with what message.
+    resting: Option<(Instant, String)>,
 }
 
 /// Runs the writer until every sender is dropped; then returns. `last_id` is the largest
@@ -210,6 +223,7 @@ pub(super) fn run(
         dedup,
         sweep: Sweep::default(),
         probe_bytes: PROBE_BYTES.start,
+        resting: None,
     };
     let mut batch: Vec<Op> = Vec::with_capacity(256);
     while let Some(first) = rx.blocking_recv() {
@@ -265,6 +279,16 @@ fn commit_batch(
     metrics: &StoreMetrics,
     health: &mut HealthReport,
 ) {
+    if let Some((until, message)) = &memory.resting
+        && Instant::now() < *until
+        && !batch.iter().any(Op::is_probe)
+    {
+        let message = message.clone();
+        for op in batch.drain(..) {
+            op.fail(&message);
+        }
+        return;
+    }
     // No database after a failed reopen: try again now, since space may have been freed.
     let db = match slot.current().map_or_else(|| slot.reopen(), Ok) {
         Ok(db) => db,
@@ -272,6 +296,7 @@ fn commit_batch(
             let message = format!("the store cannot be reopened: {reason}");
             tracing::error!(ops = batch.len(), error = %message, "store unavailable; the batch was refused and its callers were told");
             health.failed(&message, now_ms());
+            memory.resting = Some((Instant::now() + REST_AFTER_FAILURE, message.clone()));
             for op in batch.drain(..) {
                 op.fail(&message);
             }
@@ -341,6 +366,7 @@ fn commit_batch(
         }
         if !landed_anyway {
             health.failed(&message, now_ms());
+            memory.resting = Some((Instant::now() + REST_AFTER_FAILURE, message.clone()));
             memory.probe_bytes = batch_bytes.clamp(PROBE_BYTES.start, PROBE_BYTES.end);
             for reply in replies {
                 reply.send_err(&message);
@@ -352,6 +378,7 @@ fn commit_batch(
         }
     }
     index_changes.apply(memory);
+    memory.resting = None;
     metrics.batch(ops, started.elapsed().as_secs_f64());
     // After failures (a full disk), a batch of finishes, pings or one small notice can fit
     // where the failed batch did not: only the probe, or events taking at least as much
@@ -544,6 +571,7 @@ fn apply_all(
         dedup,
         sweep,
         probe_bytes,
+        ..
     } = memory;
     let queue_value = codec::encode_v2(&QueueValue {
         attempt: 1,
