@@ -609,13 +609,35 @@ fn deserialize<T: for<'de> Deserialize<'de>>(
             let span = e.span().unwrap_or_else(|| value.span());
             let key = key_at(path.to_string(), value, &span);
             // serde names Rust types; say what the file needs instead.
-            let message = e
+            let mut message = e
                 .message()
                 .trim_end()
                 .replace("expected i64", "expected a whole number");
+            if message.contains("expected a string") {
+                message.push_str(&string_form(&key));
+            }
             issues.push(Issue::new(span, key, message));
             None
         }
+    }
+}
+
+/// For a key given as a number where a string is needed: the form of the string, when the
+/// key is a rate, a duration or a size (`rate = 5` is meant as `"5/s"`).
+fn string_form(key: &str) -> &'static str {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    match last {
+        "rate" => {
+            "; write a rate in quotes with its period, such as \"5/s\", \"100/m\" or \"1000/h\""
+        }
+        "max_body" | "max_buffered" | "max_file_size" => {
+            "; write a size in quotes with its unit, such as \"25MiB\" or \"512KiB\""
+        }
+        "timeout" | "initial" | "max" | "retention" | "tolerance" | "header_timeout"
+        | "body_timeout" | "shutdown_timeout" | "check_interval" | "interval" => {
+            "; write a duration in quotes with its unit, such as \"30s\", \"5m\" or \"7d\""
+        }
+        _ => "",
     }
 }
 

@@ -426,9 +426,18 @@ impl StandIn {
 fn load_as(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
+        let what = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                "this user may not read it: give the relay's user read access (chmod, chown), \
+                 or run as a user that has it"
+            }
+            std::io::ErrorKind::InvalidData => "it is not UTF-8 text: save it as UTF-8",
+            std::io::ErrorKind::IsADirectory => "it is a folder: give the path of the file",
+            _ => "check the path given to --config",
+        };
         ConfigError::whole_file(
             &origin,
-            format!("cannot read the configuration file: {e}; check the path given to --config"),
+            format!("cannot read the configuration file: {e}; {what}"),
         )
     })?;
     let dir = path.parent().unwrap_or(Path::new(""));
@@ -2871,6 +2880,37 @@ to = ["builds"]
             "{shown}"
         );
         assert!(shown.contains("os error"), "{shown}");
+    }
+
+    #[test]
+    fn a_number_where_a_rate_duration_or_size_goes_gets_the_written_form() {
+        for (text, key, form) in [
+            (
+                "[sinks.w]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nrate = 5\n",
+                "sinks.w.rate",
+                "\"5/s\"",
+            ),
+            ("[storage]\nretention = 7\n", "storage.retention", "\"7d\""),
+        ] {
+            let shown = match parse(text, "m.toml") {
+                Err(err) => err.to_string(),
+                Ok(_) => panic!("accepted: {text}"),
+            };
+            assert!(
+                shown.contains(key) && shown.contains(form),
+                "{text}: {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_config_path_that_is_a_folder_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let shown = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            shown.contains("it is a folder: give the path of the file"),
+            "{shown}"
+        );
     }
 
     #[test]
