@@ -614,7 +614,7 @@ fn deserialize<T: for<'de> Deserialize<'de>>(
                 .trim_end()
                 .replace("expected i64", "expected a whole number");
             if message.contains("expected a string") {
-                message.push_str(&string_form(&key));
+                message.push_str(string_form(&key));
             }
             issues.push(Issue::new(span, key, message));
             None
