@@ -34,6 +34,8 @@ use crate::store::{AttemptOutcome, AttemptRecord, Due, EventId, NextStep, Store}
 /// How long the worker waits after a failed store read, and how long an entry whose attempt
 /// could not be recorded stays out of reach: long enough that a full disk is no hot loop.
 const PAUSE: Duration = Duration::from_secs(1);
+/// Most events a worker passes over in one round while their outcomes cannot be recorded.
+const MAX_UNRECORDED: usize = 100_000;
 
 /// Time allowed past the sink's own timeout before dispatch gives up on an attempt: the
 /// sink enforces its timeout; this only catches a sink that does not.
@@ -62,6 +64,10 @@ struct Shared {
     /// `Retry-After`, which is about the whole sink, not the one event. Shared with the
     /// sink's next worker after a reload.
     held_until: Arc<Hold>,
+    /// Events delivered in this round whose outcome could not be recorded (a full disk): they
+    /// stay queued, first in due order, and are passed over until every other due entry has
+    /// had its turn, so the same few are not sent again and again while the rest wait.
+    unrecorded: std::sync::Mutex<HashSet<EventId>>,
 }
 
 /// What paces a sink's deliveries, handed from one of its workers to the next.
@@ -85,6 +91,24 @@ impl Hold {
 }
 
 impl Shared {
+    /// Passes `event` over until the round ends (see `unrecorded`).
+    fn pass_over(&self, event: EventId) {
+        let mut unrecorded = self.unrecorded.lock().unwrap_or_else(|e| e.into_inner());
+        if unrecorded.len() >= MAX_UNRECORDED {
+            // A round that long on a full disk: start the next one rather than grow.
+            unrecorded.clear();
+        }
+        unrecorded.insert(event);
+    }
+
+    /// The events passed over until the round ends (see `unrecorded`), as they are now.
+    fn unrecorded(&self) -> HashSet<EventId> {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Holds the sink when `outcome` is a 429 or 503 that says how long to wait.
     fn hold_if_asked(&self, outcome: &Outcome) {
         let Outcome::Retry {
@@ -197,6 +221,7 @@ impl Worker {
                 timeout: config.timeout,
                 observe,
                 held_until: hold,
+                unrecorded: std::sync::Mutex::default(),
             }),
             limiter,
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -234,10 +259,12 @@ impl Worker {
             // Enough to fill the free slots, and as many again for slots that free up while
             // these start; more would only go stale while waiting.
             let limit = 2 * free;
+            let passed_over = shared.unrecorded();
             let batch = {
                 let store = shared.store.clone();
                 let sink = name.clone();
-                let skip = inflight.events.clone();
+                let mut skip = inflight.events.clone();
+                skip.extend(passed_over.iter().copied());
                 let now = now_ms();
                 tokio::task::spawn_blocking(move || store.due(&sink, now, limit, &skip)).await
             };
@@ -256,6 +283,17 @@ impl Worker {
             };
 
             let fetched = batch.entries.len();
+            if fetched < limit && !passed_over.is_empty() {
+                // Every other due entry has had its turn: the next round may send these again.
+                shared
+                    .unrecorded
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|event| !passed_over.contains(event));
+                if fetched == 0 {
+                    continue;
+                }
+            }
             for due in batch.entries {
                 let permit = tokio::select! {
                     permit = permits.clone().acquire_owned() => {
@@ -413,6 +451,7 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
     };
     let event_id = entry.event_id;
     if let Err(err) = shared.store.finish(entry, record, decision.next).await {
+        shared.pass_over(event_id);
         tracing::error!(
             sink = %shared.name,
             event_id = %event_id,
