@@ -197,7 +197,7 @@ fn main() -> ExitCode {
         Command::Dlq {
             command,
             config: ConfigArg { path: config },
-        } => offline_command(&config, |c| offline::dlq(c, command)),
+        } => offline_command(&config, |c| offline::dlq(c, &config, command)),
         Command::Replay {
             what,
             config: ConfigArg { path: config },

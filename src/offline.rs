@@ -90,8 +90,12 @@ pub enum DlqCommand {
         #[arg(long)]
         sink: Option<String>,
         /// Most dead letters to print per sink (at least 1).
-        #[arg(long, default_value_t = 50, value_parser = at_least_one)]
+        #[arg(long, default_value_t = DEFAULT_DLQ_LIMIT, value_parser = at_least_one)]
         limit: usize,
+        /// Only dead letters of events older than this id (the "next page" id printed by
+        /// the previous list); needs --sink.
+        #[arg(long, requires = "sink")]
+        before: Option<String>,
     },
 }
 
@@ -345,8 +349,15 @@ pub fn events(config: &Config, config_path: &Path, command: EventsCommand) -> an
 }
 
 /// `hookrelay dlq list`.
-pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
-    let DlqCommand::List { sink, limit } = command;
+const DEFAULT_DLQ_LIMIT: usize = 50;
+
+pub fn dlq(config: &Config, config_path: &Path, command: DlqCommand) -> anyhow::Result<()> {
+    let DlqCommand::List {
+        sink,
+        limit,
+        before,
+    } = command;
+    let before = before.as_deref().map(parse_id).transpose()?;
     let letters = with_store(config, async |store| {
         // Configured sinks, then those removed from the file whose dead letters the store
         // still holds (as the admin API lists them).
@@ -364,8 +375,8 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
         };
         let mut all = Vec::new();
         for sink in &sinks {
-            let (page, more) = store.dead_letter_page(sink, None, limit.max(1))?;
-            all.push((sink.clone(), page, more.is_some()));
+            let (page, next) = store.dead_letter_page(sink, before, limit)?;
+            all.push((sink.clone(), page, next));
         }
         Ok(all)
     })?;
@@ -375,7 +386,7 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
         "{:<16}  {:<36}  {:<24}  {:>8}  REASON",
         "SINK", "EVENT", "DEAD SINCE", "ATTEMPTS"
     )?;
-    for (sink, page, more) in &letters {
+    for (sink, page, next) in &letters {
         for d in page {
             writeln!(
                 out,
@@ -387,10 +398,23 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
                 d.reason
             )?;
         }
-        if *more {
+        if let Some(next) = next {
+            // The same command, one page on, for this sink.
+            let mut command = format!(
+                "hookrelay dlq list --sink {} --before {next}",
+                shell_word(sink)
+            );
+            if limit != DEFAULT_DLQ_LIMIT {
+                command.push_str(&format!(" --limit {limit}"));
+            }
+            command.push_str(&format!(
+                " --config {}",
+                shell_word(&config_path.display().to_string())
+            ));
             writeln!(
                 out,
-                "more dead letters of {sink}: raise --limit, or replay them with `hookrelay replay --sink {sink}`"
+                "more dead letters of {sink}: {command} (or replay them all with `hookrelay replay --sink {}`)",
+                shell_word(sink)
             )?;
         }
     }

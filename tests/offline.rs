@@ -188,6 +188,29 @@ async fn offline_commands_read_and_requeue_a_stopped_relays_store() {
         "{dlq}"
     );
     assert_no_secret(&dlq);
+    // One page at a time, newest first; the printed command shows the next page.
+    let page = ok(
+        &config,
+        &["dlq", "list", "--sink", "receiver", "--limit", "1"],
+    );
+    assert!(page.contains(&second) && !page.contains(&first), "{page}");
+    let next = page
+        .lines()
+        .find_map(|l| l.strip_prefix("more dead letters of receiver: "))
+        .and_then(|rest| rest.split(" (or replay").next())
+        .unwrap_or_else(|| panic!("no next-page command in {page}"));
+    let words: Vec<&str> = next.split_whitespace().collect();
+    assert_eq!(words[..3], ["hookrelay", "dlq", "list"], "{next}");
+    let out = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(&words[1..])
+        .output()
+        .unwrap();
+    let rest = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        rest.contains(&first) && !rest.contains(&second) && !rest.contains("more dead letters"),
+        "{rest}"
+    );
     let unknown = hookrelay(&config, &["dlq", "list", "--sink", "nope"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(
