@@ -210,6 +210,7 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             log_format,
         } => {
+            ignore_early_hangups();
             init_logging(log_format, "info");
             let loaded = match Config::load(&config) {
                 Ok(c) => c,
@@ -451,6 +452,21 @@ fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
             .await
             .context("hookrelay stopped")
     })
+}
+
+/// Installs a SIGHUP handler before anything else, so a SIGHUP while the relay is still
+/// reading its config (a reload sent right after a start) does not end it, as the default
+/// action would. The handler stays for the life of the process; SIGHUPs before the
+/// reloader listens are dropped, and the reloader reads the file afresh anyway.
+fn ignore_early_hangups() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        let _entered = runtime.enter();
+        let _ = signal(SignalKind::hangup());
+    }
 }
 
 /// Logs SIGUSR1 and SIGUSR2 and goes on: by default either ends the process at once, with no
