@@ -24,7 +24,6 @@ pub(super) static TOKEN_HEADER: HeaderName = HeaderName::from_static("x-gitlab-t
 const EVENT: HeaderName = HeaderName::from_static("x-gitlab-event");
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const EVENT_UUID: HeaderName = HeaderName::from_static("x-gitlab-event-uuid");
-const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 
 /// Verifier for `kind = "gitlab"`.
 #[derive(Debug, Clone)]
@@ -70,7 +69,7 @@ impl GitlabVerifier {
         // `Idempotency-Key`): the unsigned headers could be changed by whoever replays a
         // captured request within the tolerance, making it a "new" delivery.
         let delivery_id = match &self.signing {
-            Some(_) => header_text(headers, &WEBHOOK_ID),
+            Some(_) => header_text(headers, &super::standard::ID),
             None => {
                 header_text(headers, &IDEMPOTENCY_KEY).or_else(|| header_text(headers, &EVENT_UUID))
             }

@@ -23,7 +23,7 @@ use super::fields::{JsonPointer, header_text, read_json};
 use super::{Expected, MAX_MAC_LEN, Rejection, Verified, decode_base64, explain_credential, keyed};
 use crate::config::Secret;
 
-const ID: HeaderName = HeaderName::from_static("webhook-id");
+pub(super) const ID: HeaderName = HeaderName::from_static("webhook-id");
 const TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
