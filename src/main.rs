@@ -250,11 +250,7 @@ fn offline_command(
     std::panic::set_hook(Box::new(|_| {}));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&loaded)))
         .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = hookrelay::store::panic_message(&*panic);
             Err(anyhow::anyhow!(
                 "reading the store {} stopped on data it cannot make sense of ({what}); the file \
                  is damaged: keep a copy of it and restore the store from a backup",

@@ -690,7 +690,7 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
 }
 
 /// What a caught panic said, for a message.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
