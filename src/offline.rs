@@ -67,6 +67,20 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 }
 
 const DEFAULT_LIST_LIMIT: usize = 50;
+const DEFAULT_DLQ_LIMIT: usize = 50;
+
+/// `command` (a list command for the next page) completed with `--limit` when it is not
+/// `default`, and `--config`: pasted, it lists the same store one page on.
+fn next_page_command(mut command: String, limit: usize, default: usize, config: &Path) -> String {
+    if limit != default {
+        command.push_str(&format!(" --limit {limit}"));
+    }
+    command.push_str(&format!(
+        " --config {}",
+        shell_word(&config.display().to_string())
+    ));
+    command
+}
 
 /// `text` as one shell word: as it is when that is safe, else in single quotes.
 fn shell_word(text: &str) -> String {
@@ -323,13 +337,8 @@ pub fn events(config: &Config, config_path: &Path, command: EventsCommand) -> an
                         command.push_str(&format!(" {flag} {}", shell_word(value)));
                     }
                 }
-                if args.limit != DEFAULT_LIST_LIMIT {
-                    command.push_str(&format!(" --limit {}", args.limit));
-                }
-                command.push_str(&format!(
-                    " --config {}",
-                    shell_word(&config_path.display().to_string())
-                ));
+                let command =
+                    next_page_command(command, args.limit, DEFAULT_LIST_LIMIT, config_path);
                 writeln!(out, "more: {command}")?;
             }
             Ok(())
@@ -349,8 +358,6 @@ pub fn events(config: &Config, config_path: &Path, command: EventsCommand) -> an
 }
 
 /// `hookrelay dlq list`.
-const DEFAULT_DLQ_LIMIT: usize = 50;
-
 pub fn dlq(config: &Config, config_path: &Path, command: DlqCommand) -> anyhow::Result<()> {
     let DlqCommand::List {
         sink,
@@ -400,17 +407,15 @@ pub fn dlq(config: &Config, config_path: &Path, command: DlqCommand) -> anyhow::
         }
         if let Some(next) = next {
             // The same command, one page on, for this sink.
-            let mut command = format!(
-                "hookrelay dlq list --sink {} --before {next}",
-                shell_word(sink)
+            let command = next_page_command(
+                format!(
+                    "hookrelay dlq list --sink {} --before {next}",
+                    shell_word(sink)
+                ),
+                limit,
+                DEFAULT_DLQ_LIMIT,
+                config_path,
             );
-            if limit != DEFAULT_DLQ_LIMIT {
-                command.push_str(&format!(" --limit {limit}"));
-            }
-            command.push_str(&format!(
-                " --config {}",
-                shell_word(&config_path.display().to_string())
-            ));
             writeln!(
                 out,
                 "more dead letters of {sink}: {command} (or replay them all with `hookrelay replay --sink {}`)",
