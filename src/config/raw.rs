@@ -431,6 +431,24 @@ const SECTIONS: &[&str] = &[
     "server", "storage", "sources", "sinks", "routes", "tls", "admin", "notices",
 ];
 
+/// TOML's own "duplicate key" names neither the key nor the way out: a table header written
+/// twice is the usual slip in a long file, so that case says where the keys belong.
+fn defined_twice(text: &str, span: std::ops::Range<usize>) -> String {
+    let line_start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    if line.starts_with('[') && !line.starts_with("[[") {
+        let header = line.split(']').next().unwrap_or(line);
+        return format!(
+            "{header}] appears twice; TOML allows each table once: move the keys of the second \
+             {header}] under the first"
+        );
+    }
+    let name = text.get(span).unwrap_or("").trim();
+    format!("`{name}` is set twice in this table; TOML allows each key once: keep one of them")
+}
+
 /// Reads the file's shape. Syntax errors stop here (nothing after them can be trusted);
 /// otherwise every shape problem is returned beside whatever could be read.
 pub(super) fn read(text: &str) -> (RawConfig, Vec<Issue>) {
@@ -438,7 +456,11 @@ pub(super) fn read(text: &str) -> (RawConfig, Vec<Issue>) {
         Ok(root) => root,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim_end().to_string();
+            let message = e.message().trim_end();
+            let message = match message {
+                "duplicate key" => defined_twice(text, span.clone()),
+                other => other.to_string(),
+            };
             return (RawConfig::default(), vec![Issue::new(span, "", message)]);
         }
     };
@@ -753,6 +775,21 @@ pub(super) fn struct_fields<T: for<'de> Deserialize<'de>>() -> &'static [&'stati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_or_table_written_twice_is_named() {
+        let (_, issues) = read("[server]\nlisten = \"a\"\nlisten = \"b\"\n");
+        assert_eq!(
+            issues[0].message,
+            "`listen` is set twice in this table; TOML allows each key once: keep one of them"
+        );
+        let (_, issues) = read("[sinks.chat]\nkind = \"slack\"\n\n[sinks.chat]\nurl = \"x\"\n");
+        assert_eq!(
+            issues[0].message,
+            "[sinks.chat] appears twice; TOML allows each table once: move the keys of the \
+             second [sinks.chat] under the first"
+        );
+    }
 
     #[test]
     fn struct_fields_lists_every_field() {
