@@ -256,6 +256,9 @@ pub(super) fn run(
             let message = super::slot::damaged(&super::panic_message(&*panic));
             tracing::error!(ops = batch.len(), error = %message, "store commit stopped on damaged data; the batch was refused and its callers were told");
             health.failed(&message, now_ms());
+            // As after any failed commit: a damaged page read on every batch would otherwise
+            // have the writer reopen the file in a loop while readers wait.
+            memory.resting = Some((Instant::now() + REST_AFTER_FAILURE, message.clone()));
             for op in batch.drain(..) {
                 op.fail(&message);
             }
