@@ -434,8 +434,9 @@ const SECTIONS: &[&str] = &[
 /// TOML's own "duplicate key" names neither the key nor the way out: a table header written
 /// twice is the usual slip in a long file, so that case says where the keys belong.
 fn defined_twice(text: &str, span: std::ops::Range<usize>) -> String {
-    let line_start = text[..span.start.min(text.len())]
-        .rfind('\n')
+    let line_start = text
+        .get(..span.start)
+        .and_then(|before| before.rfind('\n'))
         .map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("").trim();
     if line.starts_with('[') && !line.starts_with("[[") {
