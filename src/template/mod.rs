@@ -159,7 +159,9 @@ impl Template {
             if let Some(markup) = value.downcast_object_ref::<Markup>() {
                 out.write_str(&markup.0)?;
             } else if !(value.is_undefined() || value.is_none()) {
-                out.write_str(&escape(target, &folded(fold, value.to_string())))?;
+                let text = value.to_string();
+                let text = if fold { spaced_one_line(&text) } else { text };
+                out.write_str(&escape(target, &text))?;
             }
             Ok(())
         });
@@ -502,6 +504,20 @@ pub fn one_line(text: &str) -> String {
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// [`one_line`] for a printed value, which may be the template's own text (`{{ ", " }}`):
+/// a space at either end stays, so the words around it stay apart.
+fn spaced_one_line(text: &str) -> String {
+    let blank = |c: char| c.is_whitespace() || c.is_control();
+    let core = one_line(text);
+    let lead = if text.starts_with(blank) { " " } else { "" };
+    let trail = if text.ends_with(blank) && !core.is_empty() {
+        " "
+    } else {
+        ""
+    };
+    format!("{lead}{core}{trail}")
 }
 
 #[cfg(test)]

@@ -45,6 +45,14 @@ fn render(source: &str, target: Target, ev: &EventContext) -> String {
         .unwrap()
 }
 
+/// The built-in message as the chat and mail sinks compile it: every printed value folded.
+fn built_in(target: Target, ev: &EventContext) -> String {
+    Template::built_in(DEFAULT_MESSAGE, target, "built-in")
+        .unwrap()
+        .render(ev)
+        .unwrap()
+}
+
 const EVIL: &str = "<!channel> @everyone <script>alert(1)</script> [x](https://evil.example) *b* &amp;\r\nBcc: victim@example.com";
 
 #[test]
@@ -292,7 +300,7 @@ fn github_push() -> serde_json::Value {
 #[test]
 fn the_default_message_tells_who_pushed_what_where() {
     let ev = event("push", github_push());
-    let out = render(DEFAULT_MESSAGE, Target::Plain, &ev);
+    let out = built_in(Target::Plain, &ev);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[0],
@@ -306,7 +314,7 @@ fn the_default_message_tells_who_pushed_what_where() {
         lines.last().unwrap(),
         &"Compare changes (https://github.com/octo/app/compare/a...b)"
     );
-    let slack = render(DEFAULT_MESSAGE, Target::Slack, &ev);
+    let slack = built_in(Target::Slack, &ev);
     assert!(
         slack.starts_with(
             "*mona* pushed 2 commits to *main* of <https://github.com/octo/app|octo/app>"
@@ -336,7 +344,7 @@ fn the_default_message_covers_releases_gitlab_and_artifact_repositories() {
         (
             "Merge Request Hook",
             serde_json::json!({"object_kind": "merge_request", "user": {"name": "Ann"}, "project": {"path_with_namespace": "g/p", "web_url": "https://gitlab.example/g/p"}, "object_attributes": {"iid": 7, "title": "Add x", "action": "open", "url": "https://gitlab.example/g/p/-/merge_requests/7", "source_branch": "x", "target_branch": "main"}}),
-            "g/p: merge request !7 open by Ann",
+            "g/p: merge request !7 opened by Ann",
         ),
         (
             "Pipeline Hook",
@@ -360,7 +368,7 @@ fn the_default_message_covers_releases_gitlab_and_artifact_repositories() {
         ),
     ];
     for (event_type, body, headline) in cases {
-        let out = render(DEFAULT_MESSAGE, Target::Plain, &event(event_type, body));
+        let out = built_in(Target::Plain, &event(event_type, body));
         let first = out.lines().next().unwrap_or("");
         assert!(
             strip_links(first).starts_with(headline),
@@ -406,22 +414,42 @@ fn the_default_message_renders_hostile_events_harmlessly() {
     body["commits"][0]["message"] = serde_json::json!(EVIL);
     body["repository"]["full_name"] = serde_json::json!(EVIL);
     let ev = event("push", body);
-    let slack = render(DEFAULT_MESSAGE, Target::Slack, &ev);
+    let slack = built_in(Target::Slack, &ev);
     assert!(
         !slack.contains("<!channel>") && !slack.contains("<script"),
         "{slack}"
     );
-    let discord = render(DEFAULT_MESSAGE, Target::Discord, &ev);
+    let discord = built_in(Target::Discord, &ev);
     assert!(
         !discord.contains("@everyone") && !discord.contains("[x](https://evil"),
         "{discord}"
     );
-    let html = render(DEFAULT_MESSAGE, Target::Html, &ev);
+    let html = built_in(Target::Html, &ev);
     assert!(!html.contains("<script"), "{html}");
     let subject = one_line(&render(DEFAULT_SUBJECT, Target::Plain, &ev));
     assert!(
         !subject.contains('\n') && !subject.contains('\r'),
         "{subject}"
+    );
+}
+
+#[test]
+fn the_built_in_subject_names_the_artifact_and_repository_from_the_summary() {
+    let summary = crate::summary::Summary {
+        action: Some("uploaded".into()),
+        repository: Some("platform/shop".into()),
+        component: Some("shop".into()),
+        version: Some("1.4.0".into()),
+        ..Default::default()
+    };
+    let ev = summarized(
+        "PUSH_ARTIFACT",
+        serde_json::json!({"type": "PUSH_ARTIFACT"}),
+        Some(summary),
+    );
+    assert_eq!(
+        one_line(&render(DEFAULT_SUBJECT, Target::Plain, &ev)),
+        "[github] PUSH_ARTIFACT: shop 1.4.0 in platform/shop"
     );
 }
 
@@ -474,7 +502,7 @@ fn the_built_in_message_names_a_grouped_component_group_colon_name() {
             ..Default::default()
         };
         let ev = summarized("rm:repository:component", body, Some(summary));
-        let out = render(DEFAULT_MESSAGE, Target::Plain, &ev);
+        let out = built_in(Target::Plain, &ev);
         out.lines().next().unwrap_or("").to_string()
     };
     assert_eq!(
@@ -492,7 +520,7 @@ fn the_built_in_message_names_a_grouped_component_group_colon_name() {
         ..Default::default()
     };
     let ev = summarized("rm:repository:component", body.clone(), Some(summary));
-    let out = render(DEFAULT_MESSAGE, Target::Plain, &ev);
+    let out = built_in(Target::Plain, &ev);
     assert!(
         out.starts_with("uploaded: @acme/logger 2.0.1 in npm-hosted"),
         "{out}"
@@ -525,7 +553,7 @@ fn the_built_in_message_names_a_grouped_component_group_colon_name() {
 fn without_a_component_the_built_in_message_names_the_repository() {
     let headline = |event_type: &str, summary: crate::summary::Summary| {
         let ev = summarized(event_type, serde_json::json!({}), Some(summary));
-        let out = render(DEFAULT_MESSAGE, Target::Plain, &ev);
+        let out = built_in(Target::Plain, &ev);
         out.lines().next().unwrap_or("").to_string()
     };
     // Harbor names an image by its repository and tag.
@@ -668,7 +696,7 @@ fn the_default_message_reads_hookrelay_notices() {
         "time": "2025-01-01T12:05:00Z",
     }));
     assert_eq!(
-        render(DEFAULT_MESSAGE, Target::Slack, &unhealthy).trim(),
+        built_in(Target::Slack, &unhealthy).trim(),
         "Sink *audit* is unhealthy: 5 failed attempts since 12:03 UTC; last error: receiver answered 503\nRelay relay-1"
     );
     assert_eq!(
@@ -679,10 +707,10 @@ fn the_default_message_reads_hookrelay_notices() {
     dead.body["reason"] =
         serde_json::json!("a delivery became a dead letter after 1 failed attempt in a row");
     assert!(
-        render(DEFAULT_MESSAGE, Target::Plain, &dead)
+        built_in(Target::Plain, &dead)
             .contains("\nAn event is now a dead letter: replay it once the sink works again.\n"),
         "{}",
-        render(DEFAULT_MESSAGE, Target::Plain, &dead)
+        built_in(Target::Plain, &dead)
     );
 
     let recovered = notice(serde_json::json!({
@@ -692,7 +720,7 @@ fn the_default_message_reads_hookrelay_notices() {
         "time": "2025-01-01T00:03:05Z",
     }));
     assert_eq!(
-        render(DEFAULT_MESSAGE, Target::Plain, &recovered).trim(),
+        built_in(Target::Plain, &recovered).trim(),
         "Sink audit recovered after 4 min\n\
          It had 1 failed attempt since 2024-12-31 23:59 UTC; last error: could not connect\n\
          Relay relay-1; 3 notices about it held back since the last one"
@@ -704,7 +732,7 @@ fn the_default_message_reads_hookrelay_notices() {
         "reason": "100.0 MiB free on the store's file system, under [notices] min_free 1.0 GiB",
         "suppressed": 0, "instance": "relay-1", "time": "2025-01-01T12:03:00Z",
     }));
-    let text = render(DEFAULT_MESSAGE, Target::Plain, &storage);
+    let text = built_in(Target::Plain, &storage);
     assert!(
         text.starts_with("Storage is unhealthy: 100.0 MiB free on the store's file system"),
         "{text}"
@@ -718,7 +746,7 @@ fn the_default_message_reads_hookrelay_notices() {
         "suppressed": 0, "instance": "relay-1", "time": "2025-01-01T12:03:00Z",
     }));
     assert_eq!(
-        render(DEFAULT_MESSAGE, Target::Plain, &reload).trim(),
+        built_in(Target::Plain, &reload).trim(),
         "Config reload failed: 1 problem in hookrelay.toml; the previous configuration keeps running\n\
          • hookrelay.toml:3:7: routes[0].to: no sink \"x\"\n\
          Relay relay-1"
@@ -733,7 +761,7 @@ fn a_notice_is_escaped_like_any_event() {
         "reason": "5 failed attempts in a row", "instance": "relay-1",
         "time": "2025-01-01T12:05:00Z",
     }));
-    let slack = render(DEFAULT_MESSAGE, Target::Slack, &hostile);
+    let slack = built_in(Target::Slack, &hostile);
     assert!(slack.contains("&lt;!channel&gt; answered"), "{slack}");
 }
 
@@ -754,7 +782,7 @@ fn the_readmes_nats_subject_turns_spaces_into_underscores() {
 fn the_built_in_push_message_reads_gitea_pushers_and_tag_pushes() {
     let headline = |body: serde_json::Value| {
         let ev = summarized("push", body, None);
-        render(DEFAULT_MESSAGE, Target::Plain, &ev)
+        built_in(Target::Plain, &ev)
     };
     // Gitea and Forgejo: `pusher.login` and `compare_url`.
     let gitea = headline(serde_json::json!({
@@ -848,7 +876,7 @@ fn the_built_in_message_tells_deletions_new_branches_pull_requests_and_runs() {
         ),
     ];
     for (event_type, body, expected) in cases {
-        let out = render(DEFAULT_MESSAGE, Target::Plain, &event(event_type, body));
+        let out = built_in(Target::Plain, &event(event_type, body));
         let shown: Vec<String> = out.lines().map(strip_links).collect();
         assert!(
             shown.join("\n").starts_with(expected),
@@ -859,7 +887,7 @@ fn the_built_in_message_tells_deletions_new_branches_pull_requests_and_runs() {
 
 #[test]
 fn the_built_in_message_gives_harbor_scan_results_and_the_actor() {
-    let body = serde_json::json!({"type": "SCANNING_COMPLETED", "operator": "auto", "event_data": {"repository": {"repo_full_name": "platform/shop"}, "resources": [{"tag": "1.4.0", "scan_overview": {"application/vnd.security.vulnerability.report; version=1.1": {"severity": "Critical", "summary": {"total": 5, "summary": {"Critical": 2, "High": 3}}}}}]}});
+    let body = serde_json::json!({"type": "SCANNING_COMPLETED", "operator": "auto", "event_data": {"repository": {"repo_full_name": "platform/shop"}, "resources": [{"tag": "1.4.0", "scan_overview": {"application/vnd.security.vulnerability.report; version=1.1": {"severity": "Critical", "summary": {"total": 5, "summary": {"Low": 4, "Critical": 2, "Medium": 1, "High": 3}}}}}]}});
     let summary = crate::summary::Summary {
         action: Some("scanned".into()),
         repository: Some("platform/shop".into()),
@@ -869,9 +897,101 @@ fn the_built_in_message_gives_harbor_scan_results_and_the_actor() {
     };
     let ev = summarized("SCANNING_COMPLETED", body, Some(summary));
     assert_eq!(
-        render(DEFAULT_MESSAGE, Target::Plain, &ev),
-        "scanned: platform/shop 1.4.0\nSeverity Critical: 2 critical, 3 high\nBy auto\n"
+        built_in(Target::Plain, &ev),
+        "scanned: platform/shop 1.4.0\nSeverity Critical: 2 critical, 3 high, 1 medium, 4 low\nBy auto\n"
     );
+}
+
+#[test]
+fn the_built_in_message_tells_other_forge_events_what_happened_to_what() {
+    let github = serde_json::json!({"full_name": "o/r", "html_url": "https://github.com/o/r"});
+    let gitlab =
+        serde_json::json!({"path_with_namespace": "g/p", "web_url": "https://gitlab.example/g/p"});
+    let cases = [
+        (
+            "issues",
+            serde_json::json!({"action": "opened", "issue": {"number": 12, "title": "Crash on start", "html_url": "https://github.com/o/r/issues/12"}, "repository": github, "sender": {"login": "mona"}}),
+            "o/r: issue opened by mona\n#12 Crash on start\n",
+        ),
+        (
+            "issue_comment",
+            serde_json::json!({"action": "created", "issue": {"number": 12, "title": "Crash on start"}, "comment": {"body": "Same here.\nLog attached."}, "repository": github, "sender": {"login": "ada"}}),
+            "o/r: issue comment created by ada\n#12 Crash on start\nSame here.\n",
+        ),
+        (
+            "star",
+            serde_json::json!({"action": "created", "repository": github, "sender": {"login": "ada"}}),
+            "o/r: star created by ada\n",
+        ),
+        (
+            "Job Hook",
+            serde_json::json!({"object_kind": "build", "build_id": 77, "build_name": "test", "build_status": "failed", "user": {"name": "Ann"}, "project": gitlab}),
+            "g/p: job failed by Ann\ntest\n",
+        ),
+        (
+            "Note Hook",
+            serde_json::json!({"object_kind": "note", "user": {"name": "Ann"}, "project": gitlab, "object_attributes": {"note": "Looks good", "url": "https://gitlab.example/g/p/-/issues/1#note_5"}}),
+            "g/p: note by Ann\nLooks good\n",
+        ),
+        (
+            "Issue Hook",
+            serde_json::json!({"object_kind": "issue", "user": {"name": "Ann"}, "project": gitlab, "object_attributes": {"iid": 4, "title": "Docs", "action": "reopen", "url": "https://gitlab.example/g/p/-/issues/4"}}),
+            "g/p: issue reopened by Ann\n#4 Docs\n",
+        ),
+    ];
+    for (event_type, body, expected) in cases {
+        let out = built_in(Target::Plain, &event(event_type, body));
+        let shown: Vec<String> = out.lines().map(strip_links).collect();
+        assert_eq!(shown.join("\n") + "\n", expected, "{event_type}: {out:?}");
+    }
+    // Bitbucket Cloud: the summary's ref and the change's commits.
+    let summary = crate::summary::Summary {
+        action: Some("pushed".into()),
+        repository: Some("p/r".into()),
+        git_ref: Some("refs/heads/main".into()),
+        actor: Some("Ada".into()),
+        ..Default::default()
+    };
+    let body = serde_json::json!({"actor": {"display_name": "Ada"}, "repository": {"full_name": "p/r", "links": {"html": {"href": "https://bitbucket.org/p/r"}}}, "push": {"changes": [{"new": {"name": "main", "type": "branch"}, "commits": [{"hash": "0123456789ab", "message": "Fix it\n", "author": {"raw": "Ada <ada@example.com>"}}]}]}});
+    let out = built_in(Target::Plain, &summarized("repo:push", body, Some(summary)));
+    assert_eq!(
+        out,
+        "Ada pushed to main of p/r (https://bitbucket.org/p/r)\n• 0123456 Fix it (Ada <ada@example.com>)\n"
+    );
+}
+
+#[test]
+fn a_gitea_push_counts_every_commit_not_just_those_listed() {
+    let commits: Vec<_> = (0..5)
+        .map(|i| serde_json::json!({"id": format!("{i:040}"), "message": "m", "author": {"name": "a"}}))
+        .collect();
+    let body = serde_json::json!({"ref": "refs/heads/develop", "pusher": {"login": "ada"}, "repository": {"full_name": "g/w"}, "commits": commits, "total_commits": 12});
+    let out = built_in(Target::Plain, &event("push", body));
+    assert!(
+        out.starts_with("ada pushed 12 commits to develop of g/w\n"),
+        "{out}"
+    );
+    assert!(out.contains("… and 7 more\n"), "{out}");
+}
+
+#[test]
+fn the_built_in_message_keeps_the_spaces_of_its_own_text() {
+    let body = serde_json::json!({"action": "published", "release": {"tag_name": "v1.4.2", "name": null, "prerelease": true}, "repository": {"full_name": "o/r"}, "sender": {"login": "zoë"}});
+    let out = built_in(Target::Plain, &event("release", body));
+    assert!(out.contains("Tag v1.4.2 by zoë (pre-release)\n"), "{out}");
+}
+
+#[test]
+fn the_built_in_listing_shows_at_most_eight_fields() {
+    let mut body = serde_json::Map::new();
+    for i in 0..40 {
+        body.insert(format!("field{i:02}"), serde_json::json!("x"));
+    }
+    let out = built_in(
+        Target::Plain,
+        &event("custom", serde_json::Value::Object(body)),
+    );
+    assert_eq!(out.lines().count(), 1 + 8, "{out}");
 }
 
 #[test]
@@ -880,7 +1000,7 @@ fn the_built_in_listing_writes_json_values_as_json_does() {
         "diagnostics:ping",
         serde_json::json!({"test": true, "n": 3, "none": null, "s": "x"}),
     );
-    let out = render(DEFAULT_MESSAGE, Target::Plain, &ev);
+    let out = built_in(Target::Plain, &ev);
     assert!(out.contains("test: true\n"), "{out}");
     assert!(out.contains("n: 3\n") && out.contains("s: x\n"), "{out}");
 }
