@@ -186,7 +186,8 @@ impl Sink for DiscordSink {
 /// An embed title from a rendered headline: Discord shows an embed title bold and makes
 /// no link of `[label](url)` in it, so the template's links become their labels (the first
 /// one's URL is returned, for the embed's own `url`, which links the whole title) and its
-/// `**` markers are dropped. Backslash escapes stay, so an event's text stays text.
+/// `**` markers are dropped. It shows backslash escapes as written, so they are resolved
+/// here: an event's `\*` shows as the `*` it wrote, and no link forms from event text.
 fn plain_title(headline: &str) -> (String, Option<String>) {
     let chars: Vec<char> = headline.chars().collect();
     let mut out = String::with_capacity(headline.len());
@@ -194,8 +195,9 @@ fn plain_title(headline: &str) -> (String, Option<String>) {
     let mut i = 0;
     while i < chars.len() {
         match chars[i] {
+            // Discord shows a title as plain text, escapes included: the escaped
+            // character itself is what the event said.
             '\\' if i + 1 < chars.len() => {
-                out.push('\\');
                 out.push(chars[i + 1]);
                 i += 2;
             }
@@ -228,7 +230,6 @@ fn link_at(chars: &[char], start: usize) -> Option<(String, String, usize)> {
     let mut label = String::new();
     while i < chars.len() && chars[i] != ']' {
         if chars[i] == '\\' && i + 1 < chars.len() {
-            label.push(chars[i]);
             i += 1;
         }
         label.push(chars[i]);
@@ -328,12 +329,12 @@ mod tests {
         let (title, url) = plain_title(
             "**mona** pushed 3 commits to **main** of [octo\\-org/shop](https://github.com/octo-org/shop)",
         );
-        assert_eq!(title, "mona pushed 3 commits to main of octo\\-org/shop");
+        assert_eq!(title, "mona pushed 3 commits to main of octo-org/shop");
         assert_eq!(url.as_deref(), Some("https://github.com/octo-org/shop"));
-        // An event's escaped text stays escaped, and makes no link.
+        // An event's escaped text shows as written, and makes no link.
         let evil = "\\[click\\](https://evil.example) \\*\\*b\\*\\*";
         let (title, url) = plain_title(evil);
-        assert_eq!(title, evil);
+        assert_eq!(title, "[click](https://evil.example) **b**");
         assert_eq!(url, None);
         let (title, url) = plain_title("[a](https://a.example): [b](https://b.example)");
         assert_eq!(title, "a: b");

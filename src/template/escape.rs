@@ -3,7 +3,9 @@
 //! Slack: only `&`, `<` and `>` (Slack's documented rule; `<` is what starts links and
 //! mentions such as `<!channel>`). Discord markdown: every character that can start markup
 //! is backslash-escaped, and an `@` is followed by a zero-width space so `@everyone` cannot
-//! read as a mention even where mentions are parsed. Adaptive Card markdown knows only
+//! read as a mention even where mentions are parsed; a masked link's label, where Discord
+//! shows escapes as written, is left unescaped when it holds no markup and is not made a
+//! link when it does. Adaptive Card markdown knows only
 //! emphasis, lists and links, and its clients honour backslash escapes unevenly, so only the
 //! characters that make emphasis and links are escaped there. HTML: the five characters that
 //! matter in text and attribute values. Every target drops the Unicode bidirectional
@@ -75,6 +77,26 @@ pub fn escape(target: Target, text: &str) -> String {
         Target::Plain => out.push_str(text),
     }
     out
+}
+
+/// Characters Discord would read as markup inside a masked link's label, where it shows
+/// backslash escapes as written instead of honouring them.
+const DISCORD_LABEL_MARKUP: &[char] = &['[', ']', '\\', '<', '>', '`', '*', '~', '|'];
+
+/// `text` as the label of a Discord masked link (`[label](url)`), or `None` when it holds
+/// markup that only an escape could neutralise there. An `@` still gets its zero-width space.
+pub fn discord_link_label(text: &str) -> Option<String> {
+    if text.contains(DISCORD_LABEL_MARKUP) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in strip_bidi_controls(text).chars() {
+        out.push(c);
+        if c == '@' {
+            out.push(ZWSP);
+        }
+    }
+    Some(out)
 }
 
 /// `text` without bidirectional controls; borrowed when it has none (nearly always).

@@ -407,11 +407,15 @@ fn link(target: Target, fold: bool, url: &Value, text: Option<&Value>) -> Value 
         ),
         // In Discord an `@` is percent-encoded too: event text is never left able to read
         // as a mention, even inside a link target (`allowed_mentions` is the other guard).
-        Target::Discord => format!(
-            "[{}]({})",
-            escape(target, label),
-            percent_brackets(&url).replace('@', "%40")
-        ),
+        Target::Discord => {
+            let url = percent_brackets(&url).replace('@', "%40");
+            match escape::discord_link_label(label) {
+                Some(label) => format!("[{label}]({url})"),
+                // Discord shows a label's escapes as written: such a label stays text, and
+                // the address follows it (`<…>` keeps Discord from previewing it).
+                None => format!("{} (<{url}>)", escape(target, label)),
+            }
+        }
         Target::Teams => format!("[{}]({})", escape(target, label), percent_brackets(&url)),
         Target::Html => format!(
             "<a href=\"{}\">{}</a>",

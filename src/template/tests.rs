@@ -168,6 +168,30 @@ fn links_are_written_per_target_and_only_for_http_urls() {
     );
 }
 
+/// Discord shows backslash escapes inside a masked link's label as written (a repository
+/// `octo-org/app` read `octo\-org/app`): a label goes unescaped where nothing in it can form
+/// markup, and is left as text beside its address otherwise.
+#[test]
+fn a_discord_link_label_is_never_backslash_escaped() {
+    let ev = event(
+        "push",
+        serde_json::json!({"u": "https://h.example/x", "plain": "octo-org/my_app #12", "marked": "a*b*c [x]", "at": "@everyone"}),
+    );
+    let discord = |t: &str| render(t, Target::Discord, &ev);
+    assert_eq!(
+        discord("{{ link(body.u, body.plain) }}"),
+        "[octo-org/my_app #12](https://h.example/x)"
+    );
+    assert_eq!(
+        discord("{{ link(body.u, body.marked) }}"),
+        "a\\*b\\*c \\[x\\] (<https://h.example/x>)"
+    );
+    assert_eq!(
+        discord("{{ link(body.u, body.at) }}"),
+        "[@\u{200B}everyone](https://h.example/x)"
+    );
+}
+
 /// Found by the `template_render` fuzz target (a GitHub push whose `compare` URL held an
 /// `@`): the built-in Discord message printed it raw inside the link target.
 #[test]
