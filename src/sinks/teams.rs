@@ -106,8 +106,7 @@ pub(super) fn payload(event: &EventContext, text: &str) -> serde_json::Value {
 }
 
 fn envelope(event: &EventContext, title: &str, detail: &str) -> serde_json::Value {
-    let fact =
-        |name: &str, value: &str| json!({"title": name, "value": escape(Target::Teams, value)});
+    let fact = |name: &str, value: &str| json!({"title": name, "value": fact_value(value)});
     let mut facts = vec![fact("Source", &event.source)];
     if let Some(t) = &event.event_type {
         facts.push(fact("Event", t));
@@ -139,6 +138,28 @@ fn envelope(event: &EventContext, title: &str, detail: &str) -> serde_json::Valu
             },
         }],
     })
+}
+
+/// A fact's value: a name such as `pull_request` or `PUSH_ARTIFACT` as it is, since Teams'
+/// mobile clients show backslash escapes as written and an underscore between letters makes
+/// no emphasis; anything else escaped.
+fn fact_value(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let plain = chars.iter().enumerate().all(|(i, &c)| match c {
+        '_' => {
+            let word = |j: Option<usize>| {
+                j.and_then(|j| chars.get(j))
+                    .is_some_and(|c| c.is_alphanumeric())
+            };
+            word(i.checked_sub(1)) && word(Some(i + 1))
+        }
+        c => c.is_alphanumeric() || " .:/-+@#".contains(c),
+    });
+    if plain {
+        value.to_string()
+    } else {
+        escape(Target::Teams, value)
+    }
 }
 
 fn classify(name: &str, answer: &Answer) -> Outcome {
@@ -183,6 +204,18 @@ mod tests {
             summary: serde_json::Value::Null,
             test: false,
         }
+    }
+
+    #[test]
+    fn a_facts_plain_name_is_not_escaped_and_markup_is() {
+        assert_eq!(fact_value("pull_request"), "pull_request");
+        assert_eq!(fact_value("PUSH_ARTIFACT"), "PUSH_ARTIFACT");
+        assert_eq!(
+            fact_value("rm:repository:component"),
+            "rm:repository:component"
+        );
+        assert_eq!(fact_value("_x_"), "\\_x\\_");
+        assert_eq!(fact_value("**b** [l](u)"), "\\*\\*b\\*\\* \\[l\\](u)");
     }
 
     #[test]
