@@ -596,3 +596,83 @@ async fn a_public_admin_listener_without_a_token_does_not_start() {
         "{stderr}"
     );
 }
+
+/// Sends `method path` to the admin listener with `headers` as given (no token).
+async fn call_from_page(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> AdminReply {
+    let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client().request(method, format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request to the admin API");
+    let status = response.status().as_u16();
+    AdminReply {
+        status,
+        content_type: String::new(),
+        text: response.text().await.unwrap(),
+    }
+}
+
+/// Without a token only loopback guards the API, and a web page in the operator's browser
+/// reaches loopback too: another site's form or no-cors `fetch`, or a name of its own made
+/// to point at 127.0.0.1 (DNS rebinding), must get nothing done and read nothing.
+#[tokio::test]
+async fn a_web_page_of_another_site_cannot_use_an_admin_api_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start().await;
+    let config = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[sinks.receiver]
+kind = "webhook"
+url = "{}"
+"#,
+        receiver.url()
+    );
+    let relay = Relay::start(dir.path(), &config);
+    let addr = admin_addr(&relay).await;
+    let test = "/api/sinks/receiver/test";
+
+    // Another site's page: a foreign Origin, or the browser's own word that it is cross-site.
+    let foreign = call_from_page(addr, "POST", test, &[("origin", "http://127.0.0.1:9103")]).await;
+    assert_eq!(foreign.status, 403, "{}", foreign.text);
+    assert!(foreign.text.contains("another site"), "{}", foreign.text);
+    let cross_site = call_from_page(addr, "POST", test, &[("sec-fetch-site", "cross-site")]).await;
+    assert_eq!(cross_site.status, 403, "{}", cross_site.text);
+    let null_origin = call_from_page(addr, "POST", "/api/reload", &[("origin", "null")]).await;
+    assert_eq!(null_origin.status, 403, "{}", null_origin.text);
+
+    // A rebound name reads nothing, though health probes may use any name.
+    let host = format!("attacker.example:{}", addr.port());
+    let rebound = call_from_page(addr, "GET", "/api/events", &[("host", &host)]).await;
+    assert_eq!(rebound.status, 403, "{}", rebound.text);
+    assert!(rebound.text.contains("[admin] token"), "{}", rebound.text);
+    let probe = call_from_page(addr, "GET", "/healthz", &[("host", &host)]).await;
+    assert_eq!(probe.status, 200, "{}", probe.text);
+
+    // The console's own origin, curl, and `localhost` still work.
+    let own = format!("http://{addr}");
+    let console = call_from_page(
+        addr,
+        "POST",
+        test,
+        &[("origin", &own), ("sec-fetch-site", "same-origin")],
+    )
+    .await;
+    assert_eq!(console.status, 200, "{}", console.text);
+    let curl = call_from_page(addr, "POST", test, &[]).await;
+    assert_eq!(curl.status, 200, "{}", curl.text);
+    let by_localhost = format!("localhost:{}", addr.port());
+    let local = call_from_page(addr, "GET", "/api/sinks", &[("host", &by_localhost)]).await;
+    assert_eq!(local.status, 200, "{}", local.text);
+    // A test delivery is sent before its answer: the two that were let through arrived.
+    receiver.next().await;
+    receiver.next().await;
+}

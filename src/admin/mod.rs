@@ -7,6 +7,8 @@
 //!   (the config refuses otherwise).
 //! - Every route but `/healthz` needs `Authorization: Bearer <token>` when a token is set,
 //!   compared in constant time; anything else is `401` before any other work is done.
+//! - A write from another site's web page is `403`, and without a token so is any request
+//!   addressed by a host name rather than an IP address or `localhost` (DNS rebinding).
 //! - No answer carries a configured secret, a sink URL, or a secret or signature header of
 //!   an event (those are masked). Event bodies are shown: they are what operators came for.
 //! - [`ROUTES`] is the one list of what the router serves; a test holds it equal to the
@@ -216,6 +218,9 @@ impl Admin {
             }
         };
         let view = self.view.load_full();
+        if let Some(refusal) = browser_refusal(route, request.method(), request.headers(), &view) {
+            return json_error(StatusCode::FORBIDDEN, &refusal);
+        }
         if route != Route::Healthz && !view.authorized(request.headers()) {
             let mut response = json_error(
                 StatusCode::UNAUTHORIZED,
@@ -260,6 +265,73 @@ impl View {
         // An empty presented token hashes to a value no configured token has (16+ bytes).
         bool::from(digest.ct_eq(expected)) && !presented.is_empty()
     }
+}
+
+/// Why a request a web page may have sent on its own is refused, if it is.
+///
+/// A browser lets any page send a form or a no-cors `fetch` to a loopback port, and it can be
+/// made to address a loopback port by a name the page's own site controls (DNS rebinding).
+/// So a write must come from the admin's own origin (its console) or from a client that
+/// names no origin (curl, scripts); and without a token, which nothing else guards, the API
+/// answers only requests addressed to an IP address or `localhost`, which no other site can
+/// make its own (health probes and `/metrics` excepted).
+fn browser_refusal(
+    route: Route,
+    method: &Method,
+    headers: &http::HeaderMap,
+    view: &View,
+) -> Option<String> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text(header::HOST).unwrap_or("");
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
+        let foreign_origin = text(header::ORIGIN).is_some_and(|origin| {
+            let authority = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            !authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
+        });
+        if cross_site || foreign_origin {
+            return Some(
+                "a web page of another site cannot act on the admin API: send this request \
+                 from the console at this address, or from curl or a script (no Origin header)"
+                    .to_owned(),
+            );
+        }
+    }
+    // Probes and scrapers may address the relay by name; what they read holds no event.
+    let probe = matches!(route, Route::Healthz | Route::Readyz | Route::Metrics);
+    if view.token_digest.is_none() && !probe && !is_local_host(host) {
+        return Some(format!(
+            "the admin API has no token, so it answers only requests addressed to an IP \
+             address or localhost, not to \"{host}\": use http://127.0.0.1:PORT, or set \
+             [admin] token to reach it by name"
+        ));
+    }
+    None
+}
+
+/// Whether a `Host` header names an IP address or `localhost`, with or without a port. A
+/// request without one (HTTP/1.0) names nothing another site could own.
+fn is_local_host(host: &str) -> bool {
+    if host.is_empty() {
+        return true;
+    }
+    let name = match host.strip_prefix('[') {
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
 }
 
 /// Whether header `name` of an event must be masked, given its source's own signature or
