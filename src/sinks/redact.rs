@@ -5,8 +5,10 @@
 //!
 //! The secrets: each URL the sink posts to, whole, and its password, the Basic credentials
 //! made from it, its query values and its long path segments (Slack and Discord webhook
-//! URLs carry their token in the path); the static header values; and the sink kind's own
-//! credentials (API key, token, password, S3 keys).
+//! URLs carry their token in the path); the static header values and the credentials in
+//! them (the token after `Bearer`, `Basic`'s password); and the sink kind's own credentials
+//! (API key, token, password, S3 keys). What a receiver said reaches the mask already cut to
+//! a snippet, so a secret's start that ends it is masked too.
 
 use std::borrow::Cow;
 
@@ -21,6 +23,9 @@ use crate::config::{
 /// Shorter values are not masked: they are not secrets worth the name, and masking them
 /// would blank ordinary words in the receiver's text.
 const SHORTEST: usize = 6;
+/// The fewest characters of a secret masked where a cut snippet ends inside it: fewer tell
+/// nothing, and masking them would blank ordinary endings.
+const SHORTEST_CUT: usize = 6;
 /// A URL path segment this long is taken for a token.
 const TOKEN_SEGMENT: usize = 16;
 
@@ -43,7 +48,7 @@ impl Redactor {
                 url(u);
                 for (_, value) in headers {
                     if let Ok(text) = value.to_str() {
-                        secrets.push(text.to_owned());
+                        header_secrets(text, &mut secrets);
                     }
                 }
             }
@@ -94,12 +99,23 @@ impl Redactor {
         Redactor { secrets }
     }
 
-    /// `text` with every secret replaced by `***`.
+    /// `text` with every secret replaced by `***`, and a secret's start that ends the text
+    /// too: what a receiver said is cut to a snippet before it gets here, and the cut may
+    /// fall inside a secret.
     pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(text);
         for secret in &self.secrets {
             if out.contains(secret.as_str()) {
                 out = Cow::Owned(out.replace(secret.as_str(), "***"));
+            }
+        }
+        // A value with a space is also listed by its parts (`Bearer` and the token): its
+        // first word alone is no secret.
+        for secret in self.secrets.iter().filter(|s| !s.contains(' ')) {
+            let body = out.trim_end_matches('…');
+            if let Some(kept) = cut_secret_at_end(body, secret) {
+                let tail = &out[body.len()..];
+                out = Cow::Owned(format!("{}***{tail}", &body[..kept]));
             }
         }
         out
@@ -113,6 +129,44 @@ impl Redactor {
             error.message = masked;
         }
         outcome
+    }
+}
+
+/// Where `secret` starts in `text` when `text` ends with the first [`SHORTEST_CUT`] or more
+/// (but not all) of its characters.
+fn cut_secret_at_end(text: &str, secret: &str) -> Option<usize> {
+    // Each proper prefix, longest first: ends at a character boundary, past the first few.
+    let ends: Vec<usize> = secret
+        .char_indices()
+        .map(|(i, _)| i)
+        .skip(SHORTEST_CUT)
+        .collect();
+    ends.into_iter()
+        .rev()
+        .find(|&len| text.ends_with(&secret[..len]))
+        .map(|len| text.len() - len)
+}
+
+/// A static header's value, and the credentials in it: the token after an auth scheme
+/// (`Bearer abc…`), and for `Basic` the decoded `user:password` and password, each as a
+/// receiver could echo it.
+fn header_secrets(value: &str, out: &mut Vec<String>) {
+    out.push(value.to_owned());
+    let mut parts = value.split_whitespace();
+    let scheme = parts.next().unwrap_or("");
+    for credential in parts {
+        out.push(credential.to_owned());
+        if scheme.eq_ignore_ascii_case("basic")
+            && let Some(pair) = BASE64
+                .decode(credential)
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+        {
+            if let Some((_, password)) = pair.split_once(':') {
+                out.push(password.to_owned());
+            }
+            out.push(pair);
+        }
     }
 }
 
@@ -157,6 +211,33 @@ mod tests {
         let text = format!("[sources.s]\nkind = \"none\"\n\n[sinks.x]\n{sink}");
         let config = Config::parse(&text, "t.toml").unwrap();
         Redactor::new(&config.sinks[0])
+    }
+
+    #[test]
+    fn a_header_credential_echoed_alone_or_cut_short_is_masked() {
+        let basic = BASE64.encode("svc:basic-pass-42");
+        let r = redactor(&format!(
+            "kind = \"webhook\"\nurl = \"https://h.example/in\"\n\
+             headers = {{ Authorization = \"Bearer echosecrettoken777\", X-Proxy = \"Basic {basic}\" }}\n"
+        ));
+        assert_eq!(
+            r.text("401 invalid token echosecrettoken777"),
+            "401 invalid token ***"
+        );
+        assert_eq!(
+            r.text("bad password basic-pass-42 for svc"),
+            "bad password *** for svc"
+        );
+        // The snippet was cut inside the token, with or without an ellipsis after it.
+        assert_eq!(
+            r.text("got Authorization: Bearer echosecre"),
+            "got Authorization: Bearer ***"
+        );
+        assert_eq!(r.text("got echosecrettok…"), "got ***…");
+        // A few characters tell little and may be an ordinary ending.
+        assert_eq!(r.text("the echo"), "the echo");
+        assert_eq!(r.text("the echos"), "the echos");
+        assert_eq!(r.text("Bearer"), "Bearer");
     }
 
     #[test]
