@@ -608,6 +608,15 @@ pub struct TeamsSinkConfig {
     pub template: Option<TemplateSource>,
 }
 
+/// Whether `host` is this machine: a name or address that never leaves it.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// How an SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpTls {
@@ -734,10 +743,28 @@ impl Config {
                     .to_string(),
             )
         });
+        let clear_passwords = self.sinks.iter().filter_map(|sink| match &sink.kind {
+            SinkKind::Smtp(smtp)
+                if smtp.tls == SmtpTls::None
+                    && smtp.credentials.is_some()
+                    && !is_loopback_host(&smtp.host) =>
+            {
+                Some((
+                    format!("sinks.{}.tls", sink.name),
+                    format!(
+                        "tls = \"none\" with a username: the password crosses the network to {} \
+                         in clear; use tls = \"starttls\" (port 587) or \"implicit\" (465)",
+                        smtp.host
+                    ),
+                ))
+            }
+            _ => None,
+        });
         no_source
             .into_iter()
             .chain(unrouted)
             .chain(certificates)
+            .chain(clear_passwords)
             .collect()
     }
 

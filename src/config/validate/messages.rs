@@ -674,4 +674,30 @@ subject = \"{{ source }}\"
         );
         assert_eq!(c.sinks[2].rate, None);
     }
+
+    #[test]
+    fn a_password_sent_in_clear_is_warned_about_unless_the_server_is_local() {
+        let mail = |host: &str, tls: &str| {
+            format!(
+                "[sinks.mail]\nkind = \"smtp\"\nhost = \"{host}\"\ntls = \"{tls}\"\n\
+                 username = \"relay\"\npassword = \"pw\"\nfrom = \"r@example.com\"\n\
+                 to = [\"a@example.com\"]\n"
+            )
+        };
+        let warned = |text: &str| {
+            parse(text, "t.toml")
+                .unwrap()
+                .warnings()
+                .into_iter()
+                .filter(|(key, _)| key == "sinks.mail.tls")
+                .map(|(_, warning)| warning)
+                .collect::<Vec<_>>()
+        };
+        let clear = warned(&mail("smtp.example.com", "none"));
+        assert_eq!(clear.len(), 1);
+        assert!(clear[0].contains("in clear"), "{clear:?}");
+        assert!(warned(&mail("smtp.example.com", "starttls")).is_empty());
+        assert!(warned(&mail("127.0.0.1", "none")).is_empty());
+        assert!(warned(&mail("localhost", "none")).is_empty());
+    }
 }
