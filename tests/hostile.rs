@@ -445,3 +445,48 @@ max_buffered = "64KiB""#,
     .await;
     assert_eq!(reply.status, 202, "{:?}", reply.json);
 }
+
+/// Anyone who can reach the listener can send refusals as fast as they are answered: the
+/// log must not grow with them (about 37,000 lines a second before the budget); what is held
+/// back is said.
+#[tokio::test]
+async fn a_flood_of_bad_signatures_is_not_logged_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let relay = Relay::start(dir.path(), &config(&receiver));
+    let url = relay.hook_url("github");
+    let body = r#"{"zen":"flood"}"#;
+    let headers = github_headers("not-the-secret", "push", "d-0", body.as_bytes());
+    let sent = 600;
+    let client = client();
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
+        requests.spawn(async move {
+            for _ in 0..sent / 8 {
+                let mut request = client.post(&url).body(body);
+                for (name, value) in &headers {
+                    request = request.header(*name, value);
+                }
+                assert_eq!(request.send().await.unwrap().status(), 401);
+            }
+        });
+    }
+    while let Some(done) = requests.join_next().await {
+        done.unwrap();
+    }
+    // One more after a second has passed reports what was held back.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reply = post(&url, &headers, body).await;
+    assert_eq!(reply.status, 401);
+    relay.wait_for_log("held back the log lines").await;
+    let logged = relay
+        .logs()
+        .iter()
+        .filter(|line| line.contains("\"refused event\""))
+        .count();
+    assert!(
+        logged < sent / 2,
+        "{logged} refusal lines for {sent} refusals"
+    );
+}

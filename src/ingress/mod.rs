@@ -14,8 +14,11 @@
 //! of each, and a reload never refuses or fails a request in flight.
 
 mod body;
+mod refusals;
 mod response;
 pub mod tls;
+
+use refusals::refused;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -164,7 +167,7 @@ impl Ingress {
         else {
             // A sender set up with a wrong URL: seen in the log and the unknown-source count.
             self.unknown_source.inc(EventOutcome::UnknownSource);
-            tracing::info!(path = %truncate(path, 64), %peer, outcome = "unknown_source", "refused request: not a webhook path");
+            refused!(info, path = %truncate(path, 64), %peer, outcome = "unknown_source", "refused request: not a webhook path");
             let (parts, body) = request.into_parts();
             let response = json_error(
                 StatusCode::NOT_FOUND,
@@ -187,14 +190,14 @@ impl Ingress {
                  relay's [sources.NAME]",
                 truncate(name, 64)
             );
-            tracing::info!(source = %truncate(name, 64), %peer, outcome = "unknown_source", reason, "refused event");
+            refused!(info, source = %truncate(name, 64), %peer, outcome = "unknown_source", reason, "refused event");
             let (parts, body) = request.into_parts();
             let response = json_error(StatusCode::NOT_FOUND, &reason);
             return after_reading(response, &parts.headers, Some(body), live.body_timeout).await;
         };
         if request.method() != Method::POST {
             source.counters.inc(EventOutcome::MethodNotAllowed);
-            tracing::info!(source = %source.name, %peer, method = %request.method(), outcome = "method_not_allowed", "refused event");
+            refused!(info, source = %source.name, %peer, method = %request.method(), outcome = "method_not_allowed", "refused event");
             let mut response = json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "webhooks must be sent with POST",
@@ -208,7 +211,7 @@ impl Ingress {
         let (parts, body) = request.into_parts();
         if let Some(coding) = unknown_transfer_coding(&parts.headers) {
             source.counters.inc(EventOutcome::BodyError);
-            tracing::info!(source = %source.name, %peer, outcome = "body_error", transfer_encoding = %truncate(&coding, 64), "refused event: a transfer coding other than chunked");
+            refused!(info, source = %source.name, %peer, outcome = "body_error", transfer_encoding = %truncate(&coding, 64), "refused event: a transfer coding other than chunked");
             let response = json_error(
                 StatusCode::NOT_IMPLEMENTED,
                 &format!(
@@ -231,7 +234,7 @@ impl Ingress {
         {
             Err(_) => {
                 source.counters.inc(EventOutcome::BodyTimeout);
-                tracing::info!(source = %source.name, %peer, outcome = "body_timeout", "refused event");
+                refused!(info, source = %source.name, %peer, outcome = "body_timeout", "refused event");
                 return json_error(
                     StatusCode::REQUEST_TIMEOUT,
                     "the request body did not arrive in time",
@@ -242,7 +245,7 @@ impl Ingress {
             }
             Ok(Err(BodyError::Busy(rest))) => {
                 source.counters.inc(EventOutcome::Busy);
-                tracing::warn!(source = %source.name, %peer, outcome = "busy", max_buffered = self.max_buffered, "refused event: too many request bodies in memory");
+                refused!(warn, source = %source.name, %peer, outcome = "busy", max_buffered = self.max_buffered, "refused event: too many request bodies in memory");
                 let response = unavailable(
                     "too many request bodies in progress ([server] max_buffered); send again later",
                 );
@@ -252,7 +255,7 @@ impl Ingress {
             }
             Ok(Err(BodyError::Read(err))) => {
                 source.counters.inc(EventOutcome::BodyError);
-                tracing::info!(source = %source.name, %peer, outcome = "body_error", error = %err, "refused event");
+                refused!(info, source = %source.name, %peer, outcome = "body_error", error = %err, "refused event");
                 return json_error(
                     StatusCode::BAD_REQUEST,
                     "the request body could not be read",
@@ -317,7 +320,7 @@ impl Ingress {
         rejection: Rejection,
         reason: &str,
     ) -> Response<Full<Bytes>> {
-        tracing::warn!(source = %source.name, %peer, outcome = rejection.code(), reason, "refused event");
+        refused!(warn, source = %source.name, %peer, outcome = rejection.code(), reason, "refused event");
         let status = if rejection.is_unauthorized() {
             source.counters.inc(EventOutcome::Unauthorized);
             StatusCode::UNAUTHORIZED
@@ -447,7 +450,7 @@ async fn too_large(
 ) -> Response<Full<Bytes>> {
     let max_body = live.max_body;
     source.counters.inc(EventOutcome::TooLarge);
-    tracing::info!(source = %source.name, %peer, outcome = "too_large", max_body, "refused event");
+    refused!(info, source = %source.name, %peer, outcome = "too_large", max_body, "refused event");
     let response = json_error(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("body larger than {max_body} bytes: raise [server] max_body to take it"),
@@ -545,12 +548,12 @@ async fn serve_tls(
     let mut stream = stream;
     match tokio::time::timeout(secure.handshake_timeout, plain_http(&mut stream)).await {
         Ok(true) => {
-            tracing::info!(%peer, outcome = "plain_http_on_https", "refused connection: plain HTTP sent to the HTTPS listener");
+            refused!(info, %peer, outcome = "plain_http_on_https", "refused connection: plain HTTP sent to the HTTPS listener");
             return;
         }
         Ok(false) => {}
         Err(_) => {
-            tracing::info!(%peer, outcome = "tls_handshake_timeout", "refused connection");
+            refused!(info, %peer, outcome = "tls_handshake_timeout", "refused connection");
             return;
         }
     }
@@ -559,11 +562,11 @@ async fn serve_tls(
     {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => {
-            tracing::info!(%peer, outcome = "tls_handshake_failed", error = %err, "refused connection");
+            refused!(info, %peer, outcome = "tls_handshake_failed", error = %err, "refused connection");
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, outcome = "tls_handshake_timeout", "refused connection");
+            refused!(info, %peer, outcome = "tls_handshake_timeout", "refused connection");
             return;
         }
     };
@@ -650,10 +653,10 @@ fn log_connection_error(peer: SocketAddr, err: &(dyn std::error::Error + 'static
         .filter(|e| e.is_parse() || e.is_parse_too_large());
     match parse {
         Some(e) if e.is_parse_too_large() => {
-            tracing::info!(%peer, outcome = "headers_too_large", error = %e, "refused request: its head is over 64 KiB or 100 headers (431)");
+            refused!(info, %peer, outcome = "headers_too_large", error = %e, "refused request: its head is over 64 KiB or 100 headers (431)");
         }
         Some(e) => {
-            tracing::info!(%peer, outcome = "malformed_request", error = %e, "refused request: not valid HTTP/1.1 (400)");
+            refused!(info, %peer, outcome = "malformed_request", error = %e, "refused request: not valid HTTP/1.1 (400)");
         }
         None => tracing::debug!(%peer, error = %err, "connection ended with an error"),
     }
