@@ -467,3 +467,68 @@ async fn a_bad_new_key_keeps_the_old_certificate_serving() {
         "refused after a bad renewal: {failures:?}"
     );
 }
+
+/// A minimal container image (debian:stable-slim) has no CA certificates: a relay whose
+/// sinks post over plain HTTP must still start and deliver, and one posting over HTTPS with
+/// a `ca_file` still trusts that CA.
+#[tokio::test]
+async fn a_machine_without_ca_certificates_still_delivers_over_http_and_to_a_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_certificates = dir.path().join("no-certificates");
+    std::fs::create_dir(&no_certificates).unwrap();
+    let ca = Ca::new("Site CA");
+    ca.write(&dir.path().join("ca.pem"));
+    ca.issue(dir.path(), "receiver");
+    ca.issue(dir.path(), "relay-client");
+    let mut plain = Receiver::start().await;
+    let mut private = TlsReceiver::start(dir.path(), "receiver", &ca.pem).await;
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+
+[storage]
+path = "store/hookrelay.redb"
+
+[sources.github]
+kind = "github"
+secret = "{SECRET}"
+
+[sinks.plain]
+kind = "webhook"
+url = "{}"
+
+[sinks.private]
+kind = "webhook"
+url = "{}"
+ca_file = "ca.pem"
+client_cert = "relay-client.pem"
+client_key = "relay-client.key"
+
+[[routes]]
+from = "github"
+to = ["plain", "private"]
+"#,
+            plain.url(),
+            private.url()
+        ),
+    )
+    .unwrap();
+    let empty = no_certificates.to_str().unwrap();
+    let relay = Relay::start_with_file_and_env(
+        dir.path(),
+        &path,
+        &[
+            ("SSL_CERT_FILE", "/nonexistent/ca.pem"),
+            ("SSL_CERT_DIR", empty),
+        ],
+    );
+    relay.wait_for_log("no CA certificates").await;
+    let reply = send(&relay.hook_url("github"), &client(), "no-ca-1").await;
+    assert_eq!(reply.status(), 202);
+    plain.next().await;
+    private.next().await;
+}

@@ -54,7 +54,11 @@ pub fn client(
                 innermost(&e)
             ))
         })?;
-    builder = match (outbound.system_roots, roots.is_empty()) {
+    // A minimal container image may have no CA certificates at all: a sink that posts over
+    // plain HTTP needs none, so the client is built with only the configured ones, and an
+    // HTTPS receiver's handshake then says what to install.
+    let system_roots = outbound.system_roots && system_roots_present();
+    builder = match (system_roots, roots.is_empty()) {
         (true, true) => builder,
         (true, false) => builder.tls_certs_merge(roots),
         (false, _) => builder.tls_certs_only(roots),
@@ -95,6 +99,21 @@ pub fn client(
             ""
         };
         fail(format!("cannot start the HTTP client: {cause}{hint}"))
+    })
+}
+
+/// Whether this machine has CA certificates to trust (read once; a warning if not).
+fn system_roots_present() -> bool {
+    static PRESENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PRESENT.get_or_init(|| {
+        let present = !rustls_native_certs::load_native_certs().certs.is_empty();
+        if !present {
+            tracing::warn!(
+                "this machine has no CA certificates: sinks can post to http:// receivers, and \
+                 to https:// ones only with [tls] ca_file; install them (Debian: ca-certificates)"
+            );
+        }
+        present
     })
 }
 
@@ -196,10 +215,17 @@ pub(super) fn handshake_failure(
 /// What a handshake failure means for the operator, and which key fixes it.
 pub(super) fn explain_tls(sink: &str, peer: Peer, err: &rustls::Error) -> String {
     let Peer { noun, address_key } = peer;
-    let add_ca = format!(
-        "if the {noun}'s certificate comes from your own CA, add that CA's certificate \
-         (PEM) with ca_file in [sinks.{sink}] or in [tls]"
-    );
+    let add_ca = if system_roots_present() {
+        format!(
+            "if the {noun}'s certificate comes from your own CA, add that CA's certificate \
+             (PEM) with ca_file in [sinks.{sink}] or in [tls]"
+        )
+    } else {
+        format!(
+            "this machine has no CA certificates: install them (Debian: ca-certificates), or \
+             add the CA's certificate (PEM) with ca_file in [sinks.{sink}] or in [tls]"
+        )
+    };
     match err {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::UnknownIssuer => format!(
