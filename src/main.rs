@@ -18,8 +18,28 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (serve: stopped cleanly after SIGTERM or SIGINT)
-  1  runtime failure: cannot listen, cannot open the store, a sink cannot start
-  2  invalid configuration or command line";
+  1  runtime failure (serve: cannot listen, cannot open the store; test-sink: the sink
+     refused or failed the test message)
+  2  invalid configuration (a sink that cannot be built included) or command line";
+
+const SERVE_EXIT_CODES: &str = "\
+Exit codes:
+  0  stopped cleanly after SIGTERM or SIGINT
+  1  runtime failure: cannot listen, cannot open the store
+  2  invalid configuration (a sink that cannot be built included) or command line";
+
+const CHECK_EXIT_CODES: &str = "\
+Exit codes:
+  0  the file is valid (warnings, if any, are printed)
+  2  the file has problems (each printed with its file, line, column and key), or the
+     command line is invalid";
+
+const TEST_SINK_EXIT_CODES: &str = "\
+Exit codes:
+  0  the sink delivered the test message
+  1  the sink refused or failed it (the answer is printed), or takes no test message
+     (dependency-track, guac: post a real SBOM event)
+  2  invalid configuration, no sink of that name, or an invalid command line";
 
 /// Receives signed webhooks, stores every accepted event durably, and relays it to sinks.
 #[derive(Parser)]
@@ -46,7 +66,7 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run the relay.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = SERVE_EXIT_CODES)]
     Serve {
         #[command(flatten)]
         config: ConfigArg,
@@ -55,13 +75,13 @@ enum Command {
         log_format: LogFormat,
     },
     /// Validate a configuration file and print every problem found.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = CHECK_EXIT_CODES)]
     Check {
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Send a clearly labelled test message through one sink and report its answer.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = TEST_SINK_EXIT_CODES)]
     TestSink {
         /// The sink's name, as in [sinks.NAME].
         name: String,
@@ -103,7 +123,7 @@ enum Command {
     },
 }
 
-const OFFLINE: &str = "\
+pub(crate) const OFFLINE: &str = "\
 Offline commands open the store file directly, for a stopped relay or a copy of its store.
 They refuse a store that a running relay holds: use the admin API (/api/) while it runs.
 Signature and credential headers are masked as in the admin API.

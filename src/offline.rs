@@ -29,8 +29,10 @@ const PAGE: usize = 500;
 #[derive(Subcommand)]
 pub enum EventsCommand {
     /// List stored events, newest first.
+    #[command(after_help = crate::OFFLINE)]
     List(ListArgs),
     /// Print one event as JSON: headers (masked), body, deliveries and attempts.
+    #[command(after_help = crate::OFFLINE)]
     Show {
         /// The event's id, as `events list` or the relay's 202 answer gives it.
         id: String,
@@ -99,6 +101,7 @@ fn shell_word(text: &str) -> String {
 #[derive(Subcommand)]
 pub enum DlqCommand {
     /// List dead letters, newest first: of one sink, or of every configured sink.
+    #[command(after_help = crate::OFFLINE)]
     List {
         /// Only this sink's dead letters.
         #[arg(long)]
