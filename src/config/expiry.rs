@@ -24,9 +24,25 @@ pub fn expiry_warning(
         Err(_) => Some(format!("{what} expired at {shown}: {refused}; {remedy}")),
         Ok(left) if left < EXPIRY_WARNING => Some(format!(
             "{what} expires at {shown}, in {}: {remedy}",
-            humantime::format_duration(Duration::from_secs(left.as_secs() / 3600 * 3600))
+            days_and_hours(left)
         )),
         Ok(_) => None,
+    }
+}
+
+/// `9 days 23 h`, `1 day`, `5 h`: what is left, to the hour.
+fn days_and_hours(left: Duration) -> String {
+    let hours = left.as_secs() / 3600;
+    let (days, hours) = (hours / 24, hours % 24);
+    let days = match days {
+        0 => String::new(),
+        1 => "1 day".to_owned(),
+        n => format!("{n} days"),
+    };
+    match (days.is_empty(), hours) {
+        (true, h) => format!("{h} h"),
+        (false, 0) => days,
+        (false, h) => format!("{days} {h} h"),
     }
 }
 
@@ -135,7 +151,7 @@ pub(crate) mod tests {
         let soon = Some(SystemTime::now() + Duration::from_secs(3 * 24 * 3600 + 600));
         let warning = warn(soon).expect("soon");
         assert!(
-            warning.contains("expires at") && warning.ends_with(", in 3days: renew"),
+            warning.contains("expires at") && warning.ends_with(", in 3 days: renew"),
             "{warning}"
         );
         let later = Some(SystemTime::now() + Duration::from_secs(90 * 24 * 3600));

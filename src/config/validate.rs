@@ -433,7 +433,10 @@ fn load_as(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
             }
             std::io::ErrorKind::InvalidData => "it is not UTF-8 text: save it as UTF-8",
             std::io::ErrorKind::IsADirectory => "it is a folder: give the path of the file",
-            _ => "check the path given to --config",
+            _ => {
+                "check the path given to --config (or $HOOKRELAY_CONFIG; without either it is \
+                 config/hookrelay.toml, relative to the current folder)"
+            }
         };
         ConfigError::whole_file(
             &origin,
