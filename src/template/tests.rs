@@ -999,6 +999,13 @@ fn a_gitea_push_counts_every_commit_not_just_those_listed() {
 }
 
 #[test]
+fn a_commit_without_an_author_or_that_is_no_object_prints_no_empty_parts() {
+    let body = serde_json::json!({"ref": "refs/heads/main", "pusher": {"name": "ada"}, "repository": {"full_name": "o/r"}, "commits": [{"id": "0123456789", "message": "fix"}, 7, null]});
+    let out = built_in(Target::Plain, &event("push", body));
+    assert_eq!(out, "ada pushed 3 commits to main of o/r\n• 0123456 fix\n");
+}
+
+#[test]
 fn the_built_in_message_keeps_the_spaces_of_its_own_text() {
     let body = serde_json::json!({"action": "published", "release": {"tag_name": "v1.4.2", "name": null, "prerelease": true}, "repository": {"full_name": "o/r"}, "sender": {"login": "zoë"}});
     let out = built_in(Target::Plain, &event("release", body));
