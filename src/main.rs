@@ -309,8 +309,14 @@ fn refuse_bad_sinks(loaded: &Config, path: &std::path::Path) -> Option<ExitCode>
     if problems.is_empty() {
         return None;
     }
+    // A problem placed in the file (a template) reads like the loader's; others name their sink.
+    let file = format!("{}:", path.display());
     for problem in &problems {
-        eprintln!("{problem}");
+        if problem.message.starts_with(&file) {
+            eprintln!("{}", problem.message);
+        } else {
+            eprintln!("{problem}");
+        }
     }
     let n = problems.len();
     let s = if n == 1 { "" } else { "s" };

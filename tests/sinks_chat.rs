@@ -332,7 +332,7 @@ async fn a_broken_template_is_reported_by_check_with_its_place() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("hookrelay.toml:4:12: sinks.chat.template")
+        stderr.starts_with(&format!("{}:4:12: sinks.chat.template: ", path.display()))
             && stderr.contains("unknown filter"),
         "{stderr}"
     );

@@ -189,7 +189,8 @@ pub(super) fn compile(
 pub(super) fn template_build_error(name: &str, err: &TemplateError) -> SinkBuildError {
     SinkBuildError {
         sink: name.to_string(),
-        message: format!("template error at {err}"),
+        // `file:line:col: key: what`, as the config loader words a problem.
+        message: err.to_string(),
     }
 }
 
