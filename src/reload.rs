@@ -428,7 +428,12 @@ impl Reloader {
         parts
             .gauged
             .set(new.sinks.iter().map(|s| s.name.clone()).collect());
-        parts.retention.send_replace(new.storage.retention);
+        // Only a changed retention starts a pass at once (the retention task wakes on a send).
+        parts.retention.send_if_modified(|retention| {
+            let changed = *retention != new.storage.retention;
+            *retention = new.storage.retention;
+            changed
+        });
         parts.notices.set_router(Router::new(&new));
         parts.metrics.reload(ReloadOutcome::Success);
         crate::warn_of_config(&new);

@@ -5,8 +5,8 @@
 //! at a bounded number of events in one transaction that rides the writer's group commit like
 //! any ingest, so an ingest waits at most one step (see `RETENTION_STEP`); steps resume where
 //! the last one stopped, so events kept for a pending or dead-lettered delivery are not read
-//! again on every pass. The file does not shrink: redb reuses the pages freed here for new
-//! events, so under steady load the file stops growing.
+//! again on every pass. redb reuses the pages freed here for new events, so under steady
+//! load the file stops growing; it shrinks only when the free space is at its end.
 //!
 //! Invariant: never removes an event with a pending or dead-lettered delivery (the store
 //! checks it inside the step's transaction, not here).

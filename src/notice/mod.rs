@@ -317,14 +317,20 @@ impl Notices {
         extra: Map<String, Value>,
     ) {
         let about = describe(&subject);
-        tracing::warn!(
-            notice = kind.as_str(),
-            subject = %about,
-            consecutive_failures = trouble.failures,
-            last_error = trouble.last_error.as_deref().unwrap_or(""),
-            "{about} is unhealthy: {}",
-            trouble.reason
-        );
+        // A transition held back by the interval is counted in the next notice; one line per
+        // dead letter or flap would flood the log (1,500 lines for 14 notices in a soak run).
+        if matches!(verdict, Verdict::Send { .. }) {
+            tracing::warn!(
+                notice = kind.as_str(),
+                subject = %about,
+                consecutive_failures = trouble.failures,
+                last_error = trouble.last_error.as_deref().unwrap_or(""),
+                "{about} is unhealthy: {}",
+                trouble.reason
+            );
+        } else {
+            tracing::debug!(notice = kind.as_str(), subject = %about, "{about} is unhealthy: {}", trouble.reason);
+        }
         match verdict {
             Verdict::Send { suppressed } => {
                 self.send_trouble(kind, &subject, &trouble, suppressed, extra)
@@ -348,12 +354,16 @@ impl Notices {
     ) {
         let after = Duration::from_millis(now_ms.saturating_sub(trouble.since_ms));
         let about = describe(&subject);
-        tracing::info!(
-            notice = kind.as_str(),
-            subject = %about,
-            recovered_after_s = after.as_secs(),
-            "{about} recovered"
-        );
+        if matches!(verdict, Verdict::Send { .. }) {
+            tracing::info!(
+                notice = kind.as_str(),
+                subject = %about,
+                recovered_after_s = after.as_secs(),
+                "{about} recovered"
+            );
+        } else {
+            tracing::debug!(notice = kind.as_str(), subject = %about, "{about} recovered");
+        }
         match verdict {
             Verdict::Send { suppressed } => {
                 let mut fields = trouble_fields(&subject, &self.inner.store_path, &trouble);
@@ -402,7 +412,7 @@ impl Notices {
 
     fn held(&self, kind: Kind) {
         self.inner.metrics.count(kind.as_str(), "suppressed", 1);
-        tracing::info!(
+        tracing::debug!(
             notice = kind.as_str(),
             "notice held back by [notices] min_interval; it is counted in the next one"
         );
