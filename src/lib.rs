@@ -20,6 +20,7 @@ pub mod admin;
 pub mod config;
 pub mod dispatch;
 pub mod ingress;
+mod log_budget;
 pub mod metrics;
 pub mod notice;
 pub mod reload;
