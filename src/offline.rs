@@ -470,8 +470,8 @@ pub fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
     }
     if let Some(from) = &args.from {
         let (from_ms, to_ms) = time_range(Some(from), args.to.as_deref())?;
-        let (events, queued) = with_store(config, async |store| {
-            let (mut events, mut queued, mut after) = (0usize, 0usize, None);
+        let (events, queued, pending) = with_store(config, async |store| {
+            let (mut events, mut queued, mut pending, mut after) = (0usize, 0usize, 0usize, None);
             loop {
                 let ids = store.event_ids_between(from_ms, to_ms, after, PAGE)?;
                 // Submitted together, a page's replays share the writer's commits (and its
@@ -489,16 +489,28 @@ pub fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
                 }
                 events += page.len();
                 for results in page.join_all().await {
-                    queued += results?.iter().filter(|r| **r == Replayed::Queued).count();
+                    for result in results? {
+                        match result {
+                            Replayed::Queued => queued += 1,
+                            Replayed::AlreadyQueued => pending += 1,
+                            _ => {}
+                        }
+                    }
                 }
                 after = ids.last().copied();
                 if ids.len() < PAGE {
-                    return Ok((events, queued));
+                    return Ok((events, queued, pending));
                 }
             }
         })?;
+        let waiting = if pending > 0 {
+            format!(" ({pending} were queued already)")
+        } else {
+            String::new()
+        };
         println!(
-            "{events} event(s) replayed, {queued} delivery(ies) queued; they are sent when the relay starts"
+            "{events} event(s) found, {queued} delivery(ies) queued{waiting}; they are sent when \
+             the relay starts"
         );
         return Ok(());
     }

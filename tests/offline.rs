@@ -282,8 +282,14 @@ async fn offline_commands_read_and_requeue_a_stopped_relays_store() {
     // A time range replays delivered events too, each once more, recorded as a replay.
     let ranged = ok(&config, &["replay", "--from", "2000-01-01T00:00:00Z"]);
     assert!(
-        ranged.contains("2 event(s) replayed, 2 delivery(ies) queued"),
+        ranged.contains("2 event(s) found, 2 delivery(ies) queued"),
         "{ranged}"
+    );
+    // Again, before the relay has sent them: nothing new, and it says why.
+    let again = ok(&config, &["replay", "--from", "2000-01-01T00:00:00Z"]);
+    assert!(
+        again.contains("2 event(s) found, 0 delivery(ies) queued (2 were queued already)"),
+        "{again}"
     );
     let shown: Value = serde_json::from_str(&ok(&config, &["events", "show", &second])).unwrap();
     assert_eq!(shown["deliveries"][0]["state"], "queued");
@@ -502,7 +508,7 @@ async fn a_range_replay_to_one_sink_queues_only_that_sinks_events_and_removed_si
         ],
     );
     assert!(
-        ranged.contains("1 event(s) replayed, 1 delivery(ies) queued"),
+        ranged.contains("1 event(s) found, 1 delivery(ies) queued"),
         "{ranged}"
     );
 }
