@@ -282,7 +282,11 @@ fn browser_refusal(
     view: &View,
 ) -> Option<String> {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = text(header::HOST).unwrap_or("");
+    // A Host that is not text names no address this relay has; an absent one names nothing.
+    let host = match headers.get(header::HOST) {
+        Some(value) => value.to_str().unwrap_or("\u{FFFD}"),
+        None => "",
+    };
     if !matches!(*method, Method::GET | Method::HEAD) {
         let cross_site = headers
             .get("sec-fetch-site")
@@ -320,11 +324,15 @@ fn is_local_host(host: &str) -> bool {
         return true;
     }
     let name = match host.strip_prefix('[') {
+        // `[::1]` or `[::1]:9090`: nothing but a port may follow the address.
         Some(rest) => {
-            return rest
-                .split(']')
-                .next()
-                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+            return rest.split_once(']').is_some_and(|(ip, after)| {
+                ip.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (after.is_empty()
+                        || after
+                            .strip_prefix(':')
+                            .is_some_and(|port| port.parse::<u16>().is_ok()))
+            });
         }
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
@@ -491,6 +499,32 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_ip_address_or_localhost_is_a_local_host() {
+        for local in [
+            "127.0.0.1:9090",
+            "127.0.0.1",
+            "localhost:9090",
+            "LOCALHOST",
+            "a.localhost:1",
+            "[::1]",
+            "[::1]:9090",
+            "",
+        ] {
+            assert!(is_local_host(local), "{local}");
+        }
+        for named in [
+            "attacker.example:9090",
+            "127.0.0.1.nip.io:9090",
+            "localhost.attacker.example",
+            "[::1].attacker.example:9090",
+            "[::1]x",
+            "\u{FFFD}",
+        ] {
+            assert!(!is_local_host(named), "{named}");
+        }
+    }
 
     #[test]
     fn routes_match_templates_capture_parameters_and_report_allowed_methods() {

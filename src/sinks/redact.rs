@@ -112,10 +112,8 @@ impl Redactor {
         // A value with a space is also listed by its parts (`Bearer` and the token): its
         // first word alone is no secret.
         for secret in self.secrets.iter().filter(|s| !s.contains(' ')) {
-            let body = out.trim_end_matches('…');
-            if let Some(kept) = cut_secret_at_end(body, secret) {
-                let tail = &out[body.len()..];
-                out = Cow::Owned(format!("{}***{tail}", &body[..kept]));
+            while let Some(cut) = cut_secret(&out, secret) {
+                out = Cow::Owned(format!("{}***{}", &out[..cut.start], &out[cut.end..]));
             }
         }
         out
@@ -132,19 +130,28 @@ impl Redactor {
     }
 }
 
-/// Where `secret` starts in `text` when `text` ends with the first [`SHORTEST_CUT`] or more
-/// (but not all) of its characters.
-fn cut_secret_at_end(text: &str, secret: &str) -> Option<usize> {
-    // Each proper prefix, longest first: ends at a character boundary, past the first few.
-    let ends: Vec<usize> = secret
-        .char_indices()
-        .map(|(i, _)| i)
-        .skip(SHORTEST_CUT)
-        .collect();
-    ends.into_iter()
-        .rev()
-        .find(|&len| text.ends_with(&secret[..len]))
-        .map(|len| text.len() - len)
+/// Where the start of `secret` (at least [`SHORTEST_CUT`] characters, not all of it) ends a
+/// snippet in `text`: at the text's end, or before the `…` or `"` that close a receiver's
+/// answer quoted in an error message.
+fn cut_secret(text: &str, secret: &str) -> Option<std::ops::Range<usize>> {
+    let shortest = secret.char_indices().nth(SHORTEST_CUT)?.0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find(&secret[..shortest]) {
+        let start = from + found;
+        let matched = text[start..]
+            .char_indices()
+            .zip(secret.chars())
+            .take_while(|((_, a), b)| a == b)
+            .last()
+            .map_or(0, |((i, c), _)| i + c.len_utf8());
+        let end = start + matched;
+        let closes = text[end..].is_empty() || text[end..].starts_with(['…', '"']);
+        if matched < secret.len() && closes {
+            return Some(start..end);
+        }
+        from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+    }
+    None
 }
 
 /// A static header's value, and the credentials in it: the token after an auth scheme
@@ -228,12 +235,19 @@ mod tests {
             r.text("bad password basic-pass-42 for svc"),
             "bad password *** for svc"
         );
-        // The snippet was cut inside the token, with or without an ellipsis after it.
+        // The snippet was cut inside the token, with or without an ellipsis after it, and
+        // quoted in the attempt's error.
         assert_eq!(
             r.text("got Authorization: Bearer echosecre"),
             "got Authorization: Bearer ***"
         );
         assert_eq!(r.text("got echosecrettok…"), "got ***…");
+        assert_eq!(
+            r.text("receiver answered 400: \"xxx Bearer echosecretto\"; not retrying. See"),
+            "receiver answered 400: \"xxx Bearer ***\"; not retrying. See"
+        );
+        // A secret's start followed by other text was not cut there: it is some other word.
+        assert_eq!(r.text("echosecre is fine"), "echosecre is fine");
         // A few characters tell little and may be an ordinary ending.
         assert_eq!(r.text("the echo"), "the echo");
         assert_eq!(r.text("the echos"), "the echos");
