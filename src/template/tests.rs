@@ -475,6 +475,29 @@ fn the_built_in_subject_names_the_artifact_and_repository_from_the_summary() {
         one_line(&render(DEFAULT_SUBJECT, Target::Plain, &ev)),
         "[github] PUSH_ARTIFACT: shop 1.4.0 in platform/shop"
     );
+    // A Maven component by group:name; an artifact known by its path.
+    let maven = crate::summary::Summary {
+        component: Some("app".into()),
+        version: Some("1.0".into()),
+        repository: Some("releases".into()),
+        ..Default::default()
+    };
+    let body = serde_json::json!({"repositoryName": "releases", "component": {"group": "org.acme", "name": "app", "format": "maven2"}});
+    let ev = summarized("rm:repository:component", body, Some(maven));
+    assert_eq!(
+        one_line(&render(DEFAULT_SUBJECT, Target::Plain, &ev)),
+        "[github] rm:repository:component: org.acme:app 1.0 in releases"
+    );
+    let deployed = crate::summary::Summary {
+        path: Some("org/acme/app-1.0.jar".into()),
+        repository: Some("libs".into()),
+        ..Default::default()
+    };
+    let ev = summarized("deployed", serde_json::json!({}), Some(deployed));
+    assert_eq!(
+        one_line(&render(DEFAULT_SUBJECT, Target::Plain, &ev)),
+        "[github] deployed: org/acme/app-1.0.jar in libs"
+    );
 }
 
 #[test]
@@ -967,6 +990,54 @@ fn the_built_in_message_tells_other_forge_events_what_happened_to_what() {
         let out = built_in(Target::Plain, &event(event_type, body));
         let shown: Vec<String> = out.lines().map(strip_links).collect();
         assert_eq!(shown.join("\n") + "\n", expected, "{event_type}: {out:?}");
+    }
+    let more = [
+        (
+            "Release Hook",
+            serde_json::json!({"object_kind": "release", "action": "create", "name": "v1.1", "tag": "v1.1", "url": "https://gitlab.example/g/p/-/releases/v1.1", "project": gitlab}),
+            "g/p: release v1.1 created\nTag v1.1\n",
+        ),
+        (
+            "Note Hook",
+            serde_json::json!({"object_kind": "note", "user": {"name": "Ann"}, "project": gitlab, "merge_request": {"iid": 1, "title": "Add x"}, "object_attributes": {"note": "LGTM", "action": "create", "url": "https://gitlab.example/g/p/-/merge_requests/1#note_9"}}),
+            "g/p: note created by Ann\n!1 Add x\nLGTM\n",
+        ),
+        (
+            "workflow_job",
+            serde_json::json!({"action": "completed", "workflow_job": {"name": "build", "status": "completed", "conclusion": "failure", "html_url": "https://github.com/o/r/actions/runs/1/job/2"}, "repository": github, "sender": {"login": "ada"}}),
+            "o/r: workflow job failure by ada\nbuild\n",
+        ),
+        (
+            "deployment_status",
+            serde_json::json!({"action": "created", "deployment_status": {"state": "failure", "environment": "production"}, "deployment": {"environment": "production"}, "repository": github, "sender": {"login": "ada"}}),
+            "o/r: deployment status failure by ada\nEnvironment production\n",
+        ),
+        (
+            "pull_request_review_comment",
+            serde_json::json!({"action": "created", "comment": {"body": "Nit: rename.\nMore.", "html_url": "https://github.com/o/r/pull/7#discussion_r1"}, "pull_request": {"number": 7, "title": "Add x"}, "repository": github, "sender": {"login": "ada"}}),
+            "o/r: ada commented on pull request #7\nAdd x\nNit: rename.\n",
+        ),
+    ];
+    for (event_type, body, expected) in more {
+        let out = built_in(Target::Plain, &event(event_type, body));
+        let shown: Vec<String> = out.lines().map(strip_links).collect();
+        assert_eq!(shown.join("\n") + "\n", expected, "{event_type}: {out:?}");
+    }
+    // Bitbucket: a tag pushed, a branch deleted.
+    for (action, expected) in [
+        ("tag", "Ada pushed tag v2 to p/r\n"),
+        ("deleted", "Ada deleted v2 of p/r\n"),
+    ] {
+        let summary = crate::summary::Summary {
+            action: Some(action.into()),
+            repository: Some("p/r".into()),
+            git_ref: Some("refs/tags/v2".into()),
+            actor: Some("Ada".into()),
+            ..Default::default()
+        };
+        let body = serde_json::json!({"repository": {"full_name": "p/r"}, "push": {"changes": []}});
+        let out = built_in(Target::Plain, &summarized("repo:push", body, Some(summary)));
+        assert_eq!(out, expected);
     }
     // Bitbucket Cloud: the summary's ref and the change's commits.
     let summary = crate::summary::Summary {
