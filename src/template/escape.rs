@@ -86,7 +86,7 @@ const DISCORD_LABEL_MARKUP: &[char] = &['[', ']', '\\', '<', '>', '`', '*', '~',
 /// `text` as the label of a Discord masked link (`[label](url)`), or `None` when it holds
 /// markup that only an escape could neutralise there. An `@` still gets its zero-width space.
 pub fn discord_link_label(text: &str) -> Option<String> {
-    if text.contains(DISCORD_LABEL_MARKUP) {
+    if text.contains(DISCORD_LABEL_MARKUP) || has_edge_underscore(text) {
         return None;
     }
     let mut out = String::with_capacity(text.len());
@@ -97,6 +97,19 @@ pub fn discord_link_label(text: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Whether an `_` in `text` touches something other than a letter or digit: there it can
+/// open or close emphasis (`_config_`, `__init__`); between letters (`my_repo`) it cannot.
+fn has_edge_underscore(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    chars.iter().enumerate().any(|(i, &c)| {
+        let word = |j: Option<usize>| {
+            j.and_then(|j| chars.get(j))
+                .is_some_and(|c| c.is_alphanumeric())
+        };
+        c == '_' && !(word(i.checked_sub(1)) && word(Some(i + 1)))
+    })
 }
 
 /// `text` without bidirectional controls; borrowed when it has none (nearly always).

@@ -175,7 +175,7 @@ fn links_are_written_per_target_and_only_for_http_urls() {
 fn a_discord_link_label_is_never_backslash_escaped() {
     let ev = event(
         "push",
-        serde_json::json!({"u": "https://h.example/x", "plain": "octo-org/my_app #12", "marked": "a*b*c [x]", "at": "@everyone"}),
+        serde_json::json!({"u": "https://h.example/x", "plain": "octo-org/my_app #12", "marked": "a*b*c [x]", "at": "@everyone", "underscored": "_config_ loader"}),
     );
     let discord = |t: &str| render(t, Target::Discord, &ev);
     assert_eq!(
@@ -185,6 +185,10 @@ fn a_discord_link_label_is_never_backslash_escaped() {
     assert_eq!(
         discord("{{ link(body.u, body.marked) }}"),
         "a\\*b\\*c \\[x\\] (<https://h.example/x>)"
+    );
+    assert_eq!(
+        discord("{{ link(body.u, body.underscored) }}"),
+        "\\_config\\_ loader (<https://h.example/x>)"
     );
     assert_eq!(
         discord("{{ link(body.u, body.at) }}"),
