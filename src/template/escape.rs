@@ -50,8 +50,17 @@ pub fn escape(target: Target, text: &str) -> String {
             } else {
                 TEAMS
             };
-            for c in text.chars() {
-                if special.contains(&c) {
+            let chars: Vec<char> = text.chars().collect();
+            for (i, &c) in chars.iter().enumerate() {
+                // Teams' mobile clients show escapes as written: an `_` between letters or
+                // digits (`quota_exceed`), which makes no emphasis, is left alone there.
+                let inner_underscore = target == Target::Teams
+                    && c == '_'
+                    && i.checked_sub(1)
+                        .and_then(|j| chars.get(j))
+                        .is_some_and(|c| c.is_alphanumeric())
+                    && chars.get(i + 1).is_some_and(|c| c.is_alphanumeric());
+                if special.contains(&c) && !inner_underscore {
                     out.push('\\');
                     out.push(c);
                 } else if c == '@' && target == Target::Discord {

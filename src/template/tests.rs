@@ -168,6 +168,16 @@ fn links_are_written_per_target_and_only_for_http_urls() {
     );
 }
 
+/// Teams' mobile clients show backslash escapes as written, so only an `_` that can make
+/// emphasis is escaped.
+#[test]
+fn teams_escapes_an_underscore_only_where_it_can_make_emphasis() {
+    assert_eq!(
+        escape(Target::Teams, "quota_exceed _x_ a__b *y*"),
+        "quota_exceed \\_x\\_ a\\_\\_b \\*y\\*"
+    );
+}
+
 /// Discord shows backslash escapes inside a masked link's label as written (a repository
 /// `octo-org/app` read `octo\-org/app`): a label goes unescaped where nothing in it can form
 /// markup, and is left as text beside its address otherwise.
