@@ -37,6 +37,12 @@ impl LineBudget {
         self.per_second
     }
 
+    /// The lines held back since the last report of them, now reported: for a caller that
+    /// says so once a flood is over, when no line may come to say it.
+    pub fn take_held(&self) -> u64 {
+        self.held.swap(0, Relaxed)
+    }
+
     /// `None` when this line is to be held back; else `Some(n)`: write it, and report the `n`
     /// lines held back before it when `n > 0`.
     pub fn admit(&self) -> Option<u64> {
@@ -78,6 +84,11 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1_050));
             assert_eq!(budget.admit(), Some(15));
             assert_eq!(budget.admit(), Some(0));
+            for _ in 0..10 {
+                budget.admit();
+            }
+            assert_eq!(budget.take_held(), 7);
+            assert_eq!(budget.take_held(), 0);
         }
     }
 }

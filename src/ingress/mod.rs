@@ -359,6 +359,7 @@ pub async fn serve(
         .max_buf_size(64 * 1024);
     let http = Arc::new(http);
     let secure = tls.map(|tls| secure_setup(tls, server));
+    let held_lines = tokio::spawn(refusals::report_held_lines());
     tokio::pin!(shutdown);
     loop {
         // Wait for a free connection slot first: beyond the limit, clients wait in the
@@ -432,6 +433,7 @@ pub async fn serve(
         );
         connections.shutdown().await;
     }
+    held_lines.abort();
 }
 
 /// How much of a refused body is read and dropped so that its sender sees the answer.

@@ -15,16 +15,34 @@ pub(super) fn admit() -> bool {
         None => false,
         Some(0) => true,
         Some(held) => {
-            tracing::warn!(
-                held,
-                per_second = REFUSALS.per_second(),
-                "held back the log lines of {held} refused requests (more than {} a second); \
-                 hookrelay_events_received_total counts every one",
-                REFUSALS.per_second()
-            );
+            report(held);
             true
         }
     }
+}
+
+/// Reports, once a second, lines held back that no later refusal has reported: the end of
+/// a flood is otherwise never said. Runs while ingress serves.
+pub(super) async fn report_held_lines() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match REFUSALS.take_held() {
+            0 => {}
+            held => report(held),
+        }
+    }
+}
+
+fn report(held: u64) {
+    tracing::warn!(
+        held,
+        per_second = REFUSALS.per_second(),
+        "held back the log lines of {held} refused requests (more than {} a second); \
+         hookrelay_events_received_total counts every one",
+        REFUSALS.per_second()
+    );
 }
 
 /// Logs a refused request at `level` (`info` or `warn`) unless this second's budget of
