@@ -980,6 +980,11 @@ fn the_built_in_message_tells_other_forge_events_what_happened_to_what() {
             "o/r: issue comment created by ada\n#12 Crash on start\nSame here.\n",
         ),
         (
+            "issue_comment",
+            serde_json::json!({"action": "created", "issue": {"number": 7, "title": "Add x", "pull_request": {"url": "https://api.github.com/repos/o/r/pulls/7"}}, "comment": {"body": "Looks good"}, "repository": github, "sender": {"login": "ada"}}),
+            "o/r: pull request comment created by ada\n#7 Add x\nLooks good\n",
+        ),
+        (
             "star",
             serde_json::json!({"action": "created", "repository": github, "sender": {"login": "ada"}}),
             "o/r: star created by ada\n",
