@@ -1042,6 +1042,22 @@ fn the_built_in_message_tells_other_forge_events_what_happened_to_what() {
         let shown: Vec<String> = out.lines().map(strip_links).collect();
         assert_eq!(shown.join("\n") + "\n", expected, "{event_type}: {out:?}");
     }
+    // GitLab's summary names the username; the message names the person, as its merge
+    // request and push lines do.
+    let summary = crate::summary::Summary {
+        actor: Some("root".into()),
+        repository: Some("g/p".into()),
+        ..Default::default()
+    };
+    let body = serde_json::json!({"object_kind": "issue", "user": {"name": "Administrator", "username": "root"}, "project": gitlab, "object_attributes": {"iid": 4, "title": "Docs", "action": "open"}});
+    let out = built_in(
+        Target::Plain,
+        &summarized("Issue Hook", body, Some(summary)),
+    );
+    assert!(
+        out.starts_with("g/p (https://gitlab.example/g/p): issue opened by Administrator\n"),
+        "{out}"
+    );
     // Bitbucket: a tag pushed, a branch deleted.
     for (action, expected) in [
         ("tag", "Ada pushed tag v2 to p/r\n"),
