@@ -1088,6 +1088,18 @@ fn the_built_in_message_tells_other_forge_events_what_happened_to_what() {
         out,
         "Ada pushed to main of p/r (https://bitbucket.org/p/r)\n• 0123456 Fix it (Ada <ada@example.com>)\n"
     );
+    let summary = crate::summary::Summary {
+        action: Some("pushed".into()),
+        git_ref: Some("refs/heads/main".into()),
+        actor: Some("Ada".into()),
+        ..Default::default()
+    };
+    let body = serde_json::json!({"repository": {"full_name": "p/r"}, "push": {"changes": [{"truncated": true, "commits": [{"hash": "0123456789ab", "message": "Fix"}]}]}});
+    let out = built_in(Target::Plain, &summarized("repo:push", body, Some(summary)));
+    assert_eq!(
+        out,
+        "Ada pushed to main of p/r\n• 0123456 Fix\n… and more\n"
+    );
 }
 
 #[test]
