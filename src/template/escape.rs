@@ -54,12 +54,8 @@ pub fn escape(target: Target, text: &str) -> String {
             for (i, &c) in chars.iter().enumerate() {
                 // Teams' mobile clients show escapes as written: an `_` between letters or
                 // digits (`quota_exceed`), which makes no emphasis, is left alone there.
-                let inner_underscore = target == Target::Teams
-                    && c == '_'
-                    && i.checked_sub(1)
-                        .and_then(|j| chars.get(j))
-                        .is_some_and(|c| c.is_alphanumeric())
-                    && chars.get(i + 1).is_some_and(|c| c.is_alphanumeric());
+                let inner_underscore =
+                    target == Target::Teams && c == '_' && between_word_characters(&chars, i);
                 if special.contains(&c) && !inner_underscore {
                     out.push('\\');
                     out.push(c);
@@ -112,13 +108,17 @@ pub fn discord_link_label(text: &str) -> Option<String> {
 /// open or close emphasis (`_config_`, `__init__`); between letters (`my_repo`) it cannot.
 fn has_edge_underscore(text: &str) -> bool {
     let chars: Vec<char> = text.chars().collect();
-    chars.iter().enumerate().any(|(i, &c)| {
-        let word = |j: Option<usize>| {
-            j.and_then(|j| chars.get(j))
-                .is_some_and(|c| c.is_alphanumeric())
-        };
-        c == '_' && !(word(i.checked_sub(1)) && word(Some(i + 1)))
-    })
+    chars
+        .iter()
+        .enumerate()
+        .any(|(i, &c)| c == '_' && !between_word_characters(&chars, i))
+}
+
+/// Whether `chars[i]` has a letter or digit on both sides: an `_` there (`my_repo`) cannot
+/// open or close emphasis in the markdown of Discord or Teams.
+fn between_word_characters(chars: &[char], i: usize) -> bool {
+    let word = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric());
+    word(i.checked_sub(1).and_then(|j| chars.get(j))) && word(chars.get(i + 1))
 }
 
 /// `text` without bidirectional controls; borrowed when it has none (nearly always).
