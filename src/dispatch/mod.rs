@@ -70,7 +70,8 @@ struct Lane {
     /// The sink's rate limiter, handed from worker to worker while the rate stays the same.
     limiter: Option<Arc<Limiter>>,
     /// The receiver's `Retry-After`, handed from worker to worker: a reload that changes,
-    /// pauses or resumes the sink does not cut short the wait its receiver asked for.
+    /// pauses or resumes the sink does not cut short the wait its receiver asked for. (An
+    /// outage's wait is cut short: the change may be its fix.)
     hold: Arc<worker::Hold>,
 }
 
@@ -166,6 +167,7 @@ impl Dispatcher {
                 .entry(Arc::from(config.name.as_str()))
                 .or_default();
             retire(lane, retire_at);
+            lane.hold.forget_outage();
             let same_rate = before.as_ref().is_some_and(|b| b.rate == config.rate);
             if !same_rate {
                 lane.limiter = config

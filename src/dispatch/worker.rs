@@ -60,10 +60,10 @@ struct Shared {
     retry: RetryPolicy,
     timeout: Duration,
     observe: Observe,
-    /// No attempt starts before this instant: the receiver answered 429 or 503 with a
-    /// `Retry-After`, which is about the whole sink, not the one event. Shared with the
-    /// sink's next worker after a reload.
-    held_until: Arc<Hold>,
+    /// What holds every attempt back: a 429 or 503 with a `Retry-After` is about the whole
+    /// sink, not the one event, and so is a receiver out of reach. Shared with the sink's
+    /// next worker after a reload.
+    hold: Arc<Hold>,
     /// Events delivered in this round whose outcome could not be recorded (a full disk): they
     /// stay queued, first in due order, and are passed over until every other due entry has
     /// had its turn, so the same few are not sent again and again while the rest wait.
@@ -78,15 +78,72 @@ pub(super) struct Pace {
     pub hold: Arc<Hold>,
 }
 
-/// When a sink's receiver asked it to wait: the end of its `Retry-After`, if any.
+/// What holds back every delivery of a sink: the wait its receiver asked for, and an outage.
 #[derive(Debug, Default)]
-pub(super) struct Hold(std::sync::Mutex<Option<Instant>>);
+pub(super) struct Hold(std::sync::Mutex<HoldState>);
+
+#[derive(Debug, Default)]
+struct HoldState {
+    /// The end of the wait the receiver asked for (`Retry-After`), if any.
+    asked: Option<Instant>,
+    /// Set while the receiver is out of reach.
+    outage: Option<Outage>,
+}
+
+/// A receiver out of reach. No attempt starts before `until`; after it, one attempt at a
+/// time finds out whether it is back, so a long outage spends one delivery's attempt per
+/// try instead of every queued delivery's.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    since: Instant,
+    /// Tries that found the receiver out of reach: the wait grows with them as a retry's
+    /// backoff grows with its attempts.
+    failures: u32,
+    /// When the current wait began: an attempt started before it was already on its way
+    /// when the outage was seen, and its failure is not another try.
+    began: Instant,
+    until: Instant,
+}
+
+impl Hold {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HoldState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets an outage: a reload changed the sink (its URL, say), so the next attempt
+    /// should not wait for a try scheduled against the old settings.
+    pub(super) fn forget_outage(&self) {
+        self.lock().outage = None;
+    }
+}
 
 #[cfg(test)]
 impl Hold {
-    /// The end of the wait, if one was asked for (past or not).
+    /// The end of the wait the receiver asked for, if one was asked for (past or not).
     pub(super) fn until(&self) -> Option<Instant> {
-        *self.0.lock().unwrap()
+        self.lock().asked
+    }
+}
+
+/// Whether an attempt's failure says the receiver, not the event, is the problem: no answer
+/// at all, or a gateway saying the service behind it is down.
+fn out_of_reach(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Retry { error, .. } => {
+            error.unreachable || matches!(error.status, Some(502..=504))
+        }
+        _ => false,
+    }
+}
+
+/// Whether an attempt's outcome shows the receiver answering.
+fn answered(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Delivered { .. } => true,
+        Outcome::Retry { error, .. } | Outcome::Failed(error) => {
+            error.status.is_some() && !out_of_reach(outcome)
+        }
+        Outcome::Skipped { .. } => false,
     }
 }
 
@@ -122,9 +179,9 @@ impl Shared {
             return;
         }
         let until = Instant::now() + (*after).min(backoff::CEILING);
-        let mut held = self.held_until.0.lock().unwrap_or_else(|e| e.into_inner());
-        if held.is_none_or(|current| current < until) {
-            *held = Some(until);
+        let mut hold = self.hold.lock();
+        if hold.asked.is_none_or(|current| current < until) {
+            hold.asked = Some(until);
             tracing::info!(
                 sink = %self.name,
                 wait_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
@@ -133,10 +190,62 @@ impl Shared {
         }
     }
 
+    /// Starts, extends or ends an outage after an attempt that began at `started`.
+    fn note_reach(&self, outcome: &Outcome, started: Instant) {
+        let now = Instant::now();
+        let mut hold = self.hold.lock();
+        if out_of_reach(outcome) {
+            let failures = match hold.outage {
+                None => 1,
+                // On its way before the current wait began: already counted.
+                Some(outage) if started < outage.began => return,
+                Some(outage) => outage.failures.saturating_add(1),
+            };
+            let wait = backoff::cap(&self.retry, failures).max(backoff::FLOOR);
+            let since = hold.outage.map_or(now, |outage| outage.since);
+            hold.outage = Some(Outage {
+                since,
+                failures,
+                began: now,
+                until: now + wait,
+            });
+            drop(hold);
+            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            if failures == 1 {
+                tracing::warn!(
+                    sink = %self.name,
+                    wait_ms,
+                    "the receiver is out of reach; holding every delivery of this sink, then trying one at a time until one gets through"
+                );
+            } else {
+                tracing::debug!(sink = %self.name, tries = failures, wait_ms, "the receiver is still out of reach");
+            }
+        } else if answered(outcome)
+            && let Some(outage) = hold.outage.take()
+        {
+            drop(hold);
+            tracing::info!(
+                sink = %self.name,
+                out_of_reach_ms = u64::try_from(outage.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                tries = outage.failures,
+                "the receiver answers again; resuming deliveries"
+            );
+        }
+    }
+
     /// When the sink is held, the instant the hold ends.
     fn held(&self) -> Option<Instant> {
-        let held = *self.held_until.0.lock().unwrap_or_else(|e| e.into_inner());
-        held.filter(|until| *until > Instant::now())
+        let hold = self.hold.lock();
+        let outage = hold.outage.map(|outage| outage.until);
+        hold.asked
+            .max(outage)
+            .filter(|until| *until > Instant::now())
+    }
+
+    /// Whether the receiver was out of reach and has not answered since: then attempts go
+    /// one at a time.
+    fn probing(&self) -> bool {
+        self.hold.lock().outage.is_some()
     }
 }
 
@@ -220,7 +329,7 @@ impl Worker {
                 retry: config.retry,
                 timeout: config.timeout,
                 observe,
-                held_until: hold,
+                hold,
                 unrecorded: std::sync::Mutex::default(),
             }),
             limiter,
@@ -313,6 +422,13 @@ impl Worker {
                             () = stopped(&mut stop) => break 'work,
                         }
                     }
+                    if probe_in_flight(&shared, &inflight) {
+                        tokio::select! {
+                            Some(result) = inflight.tasks.join_next_with_id() => inflight.ended(&name, result),
+                            () = stopped(&mut stop) => break 'work,
+                        }
+                        continue;
+                    }
                     if let Some(limiter) = &limiter {
                         tokio::select! {
                             () = limiter.until_ready() => {}
@@ -321,7 +437,7 @@ impl Worker {
                     }
                     // A hold set while waiting for the cell comes first; the cell is lost,
                     // which only slows the sink.
-                    if shared.held().is_none() {
+                    if shared.held().is_none() && !probe_in_flight(&shared, &inflight) {
                         break;
                     }
                 }
@@ -351,6 +467,12 @@ impl Worker {
 
         drain(&name, inflight, deadline(&stop)).await;
     }
+}
+
+/// Whether a try of a receiver out of reach is still on its way: the next attempt waits for
+/// its outcome.
+fn probe_in_flight(shared: &Shared, inflight: &InFlight) -> bool {
+    shared.probing() && !inflight.tasks.is_empty()
 }
 
 /// Waits for attempts in flight until `deadline`, then aborts the rest: their entries were
@@ -410,6 +532,7 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
             after: None,
             error: SinkError {
                 status: None,
+                unreachable: false,
                 message: format!(
                     "no outcome within {}; raise [sinks.{}] timeout if the receiver is slow",
                     humantime::format_duration(limit),
@@ -419,6 +542,7 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         });
     let duration = started.elapsed();
     shared.hold_if_asked(&outcome);
+    shared.note_reach(&outcome, started);
     // The slot is free once the receiver is done; recording is the store's work.
     drop(permit);
 
@@ -840,6 +964,76 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_receiver_out_of_reach_holds_the_sink_and_is_tried_one_delivery_at_a_time() {
+        let (_dir, store) = open_store();
+        // Down (a gateway's 502) for five tries, then back.
+        let mut receiver = Receiver::start(vec![Answer::status(502); 5]).await;
+        let mut config = sink_config(
+            receiver.url(),
+            policy(3, 20, 100),
+            None,
+            Duration::from_secs(5),
+        );
+        config.concurrency = 1;
+        let mut ids = Vec::new();
+        for n in 1..=10 {
+            ids.push(ingest(&store, n).await);
+        }
+        let dispatcher = Dispatcher::start(store.clone(), &[config]).unwrap();
+
+        // Each try waits out the sink's backoff after the one before, instead of the next
+        // queued delivery going out at once and spending its own attempt.
+        let mut previous = receiver.next().await.at;
+        for wait_ms in [20, 40, 80, 100] {
+            let at = receiver.next().await.at;
+            assert!(
+                at - previous >= Duration::from_millis(wait_ms),
+                "a try came {:?} after the one before, not after the {wait_ms} ms hold",
+                at - previous
+            );
+            previous = at;
+        }
+        let mut delivered = std::collections::HashSet::new();
+        while delivered.len() < ids.len() {
+            delivered.insert(receiver.next().await.header("webhook-id").to_string());
+        }
+        dispatcher.shutdown(WAIT).await;
+        // Five failed tries over ten deliveries with three attempts each: none ran out.
+        assert!(store.dead_letters(SINK).unwrap().is_empty());
+        assert_eq!(store.queue_len(SINK).unwrap(), 0);
+        store.close().await;
+    }
+
+    #[test]
+    fn only_a_receiver_that_does_not_answer_or_a_gateway_counts_as_out_of_reach() {
+        let retry = |status: Option<u16>, unreachable: bool| Outcome::Retry {
+            after: None,
+            error: SinkError {
+                status,
+                message: String::new(),
+                unreachable,
+            },
+        };
+        assert!(out_of_reach(&retry(None, true)));
+        for gateway in [502, 503, 504] {
+            assert!(out_of_reach(&retry(Some(gateway), false)), "{gateway}");
+            assert!(!answered(&retry(Some(gateway), false)), "{gateway}");
+        }
+        // The event, not the receiver: a crash on this payload, a rate limit, a refusal.
+        for status in [500, 429, 408] {
+            assert!(!out_of_reach(&retry(Some(status), false)), "{status}");
+            assert!(answered(&retry(Some(status), false)), "{status}");
+        }
+        // Nothing sent (a busy local rate bucket): no news either way.
+        assert!(!out_of_reach(&retry(None, false)));
+        assert!(!answered(&retry(None, false)));
+        assert!(answered(&Outcome::Failed(error(Some(400), "bad"))));
+        assert!(!answered(&Outcome::Skipped {
+            reason: String::new()
+        }));
+    }
+
+    #[tokio::test]
     async fn the_rate_limit_spaces_deliveries() {
         let (_dir, store) = open_store();
         let mut receiver = Receiver::start(Vec::new()).await;
@@ -932,6 +1126,7 @@ mod tests {
         SinkError {
             status,
             message: message.to_string(),
+            unreachable: false,
         }
     }
 

@@ -117,6 +117,7 @@ impl Sink for ArchiveSink {
                 after: None,
                 error: SinkError {
                     status: None,
+                    unreachable: false,
                     message: format!(
                         "cannot append to the archive folder {}: {e}; check free space and \
                          permissions of [sinks.{}] path",
@@ -129,6 +130,7 @@ impl Sink for ArchiveSink {
                 after: None,
                 error: SinkError {
                     status: None,
+                    unreachable: false,
                     message: format!("the archive write was interrupted: {e}"),
                 },
             },

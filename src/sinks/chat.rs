@@ -79,6 +79,7 @@ impl Answer {
     pub fn error(&self, message: String) -> SinkError {
         SinkError {
             status: Some(self.status.as_u16()),
+            unreachable: false,
             message,
         }
     }
@@ -118,6 +119,7 @@ impl Http {
             let mut value = HeaderValue::from_bytes(&value).map_err(|_| {
                 Outcome::Failed(SinkError {
                     status: None,
+                    unreachable: false,
                     message: format!(
                         "the token is not a valid header value; fix [sinks.{}] token",
                         self.name
@@ -216,6 +218,7 @@ pub(super) fn render(template: &Template, event: &EventContext) -> Result<String
     }).map_err(|e| {
         Outcome::Failed(SinkError {
             status: None,
+            unreachable: false,
             message: format!(
                 "template at {} cannot render this event: {}; fix the template, then replay \
                  the dead letter",

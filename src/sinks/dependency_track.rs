@@ -271,6 +271,7 @@ impl DependencyTrackSink {
         );
         let error = |message: String| SinkError {
             status: Some(code),
+            unreachable: false,
             message,
         };
         if machine::transient(status) {
@@ -317,6 +318,7 @@ impl Sink for DependencyTrackSink {
             Err(NoDocument::Invalid(why)) => {
                 return Outcome::Failed(SinkError {
                     status: None,
+                    unreachable: false,
                     message: format!("the event's BOM cannot be read: {why}"),
                 });
             }
@@ -331,6 +333,7 @@ impl Sink for DependencyTrackSink {
             Err(message) => {
                 return Outcome::Failed(SinkError {
                     status: None,
+                    unreachable: false,
                     message,
                 });
             }

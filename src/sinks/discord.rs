@@ -160,6 +160,7 @@ impl Sink for DiscordSink {
                     after: Some(wait),
                     error: SinkError {
                         status: None,
+                        unreachable: false,
                         message: "Discord's rate limit bucket is empty; waiting for its reset"
                             .to_string(),
                     },

@@ -115,6 +115,7 @@ impl Sink for GuacSink {
             Err(NoDocument::Invalid(why)) => {
                 return Outcome::Failed(SinkError {
                     status: None,
+                    unreachable: false,
                     message: format!("a document in the event cannot be read: {why}"),
                 });
             }
@@ -315,6 +316,7 @@ impl S3Target {
         let answered = format!("storage answered {}{said}", machine::status_text(status));
         let error = |message: String| SinkError {
             status: Some(status.as_u16()),
+            unreachable: false,
             message,
         };
         if machine::transient(status) {

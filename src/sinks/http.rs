@@ -135,6 +135,7 @@ pub fn proxy_refused(sink: &str, status: http::StatusCode) -> Result<(), Outcome
         after: None,
         error: SinkError {
             status: Some(status.as_u16()),
+            unreachable: false,
             message: format!(
                 "the proxy on the way answered 407 Proxy Authentication Required: give it \
                  credentials as http://user:password@host:port in [sinks.{sink}] proxy, \
@@ -162,6 +163,7 @@ pub fn transport_error(sink: &str, err: reqwest::Error, timeout: Duration) -> Si
     };
     SinkError {
         status: None,
+        unreachable: true,
         message,
     }
 }

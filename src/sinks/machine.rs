@@ -233,6 +233,7 @@ pub fn retry(after: Option<Duration>, message: String) -> Outcome {
         after,
         error: SinkError {
             status: None,
+            unreachable: false,
             message,
         },
     }

@@ -60,6 +60,10 @@ pub struct SinkError {
     pub status: Option<u16>,
     /// A short human-readable reason.
     pub message: String,
+    /// No answer came back at all (no connection, no TLS session, nothing within the
+    /// timeout): the receiver, not this one event, is out of reach, so dispatch holds the
+    /// whole sink instead of spending every queued delivery's attempts on it.
+    pub unreachable: bool,
 }
 
 /// The result of one delivery attempt.

@@ -211,11 +211,11 @@ impl NatsSink {
                  stream (e.g. nats stream add --subjects 'hooks.>') or fix [sinks.{}] subject",
                 self.name
             )),
-            Ok(stream) => retry(format!(
+            Ok(stream) => unreachable(format!(
                 "stream \"{stream}\" did not answer for subject \"{subject}\" (no responders); \
                  is JetStream up?"
             )),
-            Err(_) => retry(format!(
+            Err(_) => unreachable(format!(
                 "JetStream did not answer for subject \"{subject}\" (no responders); is \
                  JetStream enabled and up?"
             )),
@@ -247,9 +247,9 @@ impl Sink for NatsSink {
         }
         let js = match tokio::time::timeout(self.timeout, self.context()).await {
             Ok(Ok(js)) => js,
-            Ok(Err(message)) => return retry(message),
+            Ok(Err(message)) => return unreachable(message),
             Err(_) => {
-                return retry(format!(
+                return unreachable(format!(
                     "cannot connect to NATS: no answer within the sink's timeout ({})",
                     humantime::format_duration(self.timeout)
                 ));
@@ -267,7 +267,7 @@ impl Sink for NatsSink {
         let result = match tokio::time::timeout(self.timeout, publish).await {
             Ok(r) => r,
             Err(_) => {
-                return retry(format!(
+                return unreachable(format!(
                     "no publish acknowledgement within the sink's timeout ({})",
                     humantime::format_duration(self.timeout)
                 ));
@@ -286,9 +286,11 @@ impl Sink for NatsSink {
                      max_payload; raise max_payload on the server",
                     delivery.body.len()
                 )),
-                PublishErrorKind::TimedOut => retry("no publish acknowledgement in time".into()),
+                PublishErrorKind::TimedOut => {
+                    unreachable("no publish acknowledgement in time".into())
+                }
                 PublishErrorKind::BrokenPipe => {
-                    retry("the connection to NATS was lost before the acknowledgement".into())
+                    unreachable("the connection to NATS was lost before the acknowledgement".into())
                 }
                 PublishErrorKind::Other => match std::error::Error::source(&e) {
                     // An error the stream answered with: a refusal for good (the message is
@@ -421,6 +423,19 @@ fn retry(message: String) -> Outcome {
         after: None,
         error: SinkError {
             status: None,
+            unreachable: false,
+            message,
+        },
+    }
+}
+
+/// A retry because NATS or its JetStream did not answer at all: the whole sink waits.
+fn unreachable(message: String) -> Outcome {
+    Outcome::Retry {
+        after: None,
+        error: SinkError {
+            status: None,
+            unreachable: true,
             message,
         },
     }
@@ -429,6 +444,7 @@ fn retry(message: String) -> Outcome {
 fn failed(message: String) -> Outcome {
     Outcome::Failed(SinkError {
         status: None,
+        unreachable: false,
         message,
     })
 }

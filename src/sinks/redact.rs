@@ -294,6 +294,7 @@ mod tests {
         let r = redactor("kind = \"webhook\"\nurl = \"https://h.example/in?token=abcdef123\"\n");
         let outcome = r.outcome(Outcome::Failed(super::super::SinkError {
             status: Some(400),
+            unreachable: false,
             message: "bad token=abcdef123".into(),
         }));
         let Outcome::Failed(error) = outcome else {

@@ -135,6 +135,7 @@ impl Sink for SlackSink {
                 if channel.is_empty() {
                     return Outcome::Failed(SinkError {
                         status: None,
+                        unreachable: false,
                         message: format!(
                             "the channel template rendered nothing for this event; fix \
                              [sinks.{}] channel",

@@ -181,6 +181,7 @@ impl SmtpSink {
             .map_err(|e| {
                 Outcome::Failed(SinkError {
                     status: None,
+                    unreachable: false,
                     message: format!("cannot build the mail: {e}"),
                 })
             })
@@ -222,6 +223,7 @@ impl Sink for SmtpSink {
                 after: None,
                 error: SinkError {
                     status: None,
+                    unreachable: false,
                     message: format!(
                         "timed out after {}; raise [sinks.{}] timeout if the SMTP server is slow",
                         humantime::format_duration(self.timeout),
@@ -240,6 +242,7 @@ impl Sink for SmtpSink {
                 after: None,
                 error: SinkError {
                     status: None,
+                    unreachable: false,
                     message: format!(
                         "the SMTP server refused the mail for now to {later}; the other \
                          recipients have it (a retry goes to these only)"
@@ -439,6 +442,8 @@ fn classify(
     };
     let error = SinkError {
         status: None,
+        // No reply code: the server was never reached, or the connection or TLS failed.
+        unreachable: code.is_none(),
         message,
     };
     if err.is_permanent() {

@@ -228,6 +228,7 @@ fn classify(sink: &str, status: StatusCode, after: Option<Duration>, body: &[u8]
     let said = snippet(body).map_or(String::new(), |s| format!(": \"{s}\""));
     let error = |message: String| SinkError {
         status: Some(code),
+        unreachable: false,
         message,
     };
     if status.is_success() {
