@@ -38,9 +38,11 @@ async fn send(relay: &Relay, delivery: &str) -> String {
     reply.id()
 }
 
-/// The failed attempts of `sink` in the log: event id → (attempt number, retry delay in ms).
-fn failures(lines: &[Value], sink: &str) -> HashMap<String, Vec<(u64, u64)>> {
-    let mut out: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
+/// The failed attempts of `sink` in the log: event id → (attempt number, retry delay in ms,
+/// whether the retry waits behind the sink's hold instead: due at once, sent when the
+/// receiver is tried again).
+fn failures(lines: &[Value], sink: &str) -> HashMap<String, Vec<(u64, u64, bool)>> {
+    let mut out: HashMap<String, Vec<(u64, u64, bool)>> = HashMap::new();
     for line in lines {
         if line["message"] == "delivery failed; will retry" && line["sink"] == sink {
             out.entry(line["event_id"].as_str().unwrap_or_default().to_string())
@@ -48,6 +50,7 @@ fn failures(lines: &[Value], sink: &str) -> HashMap<String, Vec<(u64, u64)>> {
                 .push((
                     line["attempt"].as_u64().unwrap_or(0),
                     line["retry_in_ms"].as_u64().unwrap_or(0),
+                    line["sink_held"] == true,
                 ));
         }
     }
@@ -228,14 +231,14 @@ to = ["down", "up"]
             .find(|a| a["number"].as_u64() == Some(number - 1))
             .unwrap_or_else(|| panic!("{id}: no attempt before the delivered one: {detail:#}"));
         assert_eq!(before["outcome"], "retrying", "{id}: {detail:#}");
-        let (_, retry_in_ms) = failed[id]
+        let (_, retry_in_ms, held) = failed[id]
             .iter()
-            .find(|(attempt, _)| *attempt == number - 1)
+            .find(|(attempt, ..)| *attempt == number - 1)
             .copied()
             .unwrap_or_else(|| panic!("{id}: no log line for attempt {}", number - 1));
         let ended = unix_ms(before["started_at"].as_str().unwrap())
             + before["duration_ms"].as_u64().unwrap();
-        due.insert(id.clone(), ended + retry_in_ms);
+        due.insert(id.clone(), if held { ended } else { ended + retry_in_ms });
     }
     let overdue = order.iter().filter(|id| due[*id] < back_ms).count();
     assert!(
@@ -253,6 +256,87 @@ to = ["down", "up"]
             );
         }
     }
+}
+
+/// An operator sees a sink out of reach as held, with when it is tried next, and its
+/// other deliveries spend no attempt meanwhile; a reload that points the sink at the right
+/// address tries it at once instead of waiting out the hold.
+#[tokio::test]
+async fn a_held_sink_shows_when_it_is_tried_next_and_a_reload_that_fixes_it_sends_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong_addr = Receiver::start().await.stop();
+    let mut right = Receiver::start().await;
+    let config = |addr: String| {
+        format!(
+            r#"{ADMIN}
+[sources.github]
+kind = "github"
+secret = "{SECRET}"
+
+[sinks.audit]
+kind = "webhook"
+url = "{addr}"
+concurrency = 1
+retry = {{ max_attempts = 3, initial = "1h", max = "1h" }}
+
+[[routes]]
+from = "github"
+to = ["audit"]
+"#
+        )
+    };
+    let relay = Relay::start(dir.path(), &config(format!("http://{wrong_addr}/hook")));
+    let admin = admin_addr(&relay).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(send(&relay, &format!("held-{i}")).await);
+    }
+
+    let sinks = wait_until(admin, "/api/sinks", ADMIN_TOKEN, "the sink held", |j| {
+        j["sinks"][0]["held_until"].is_string()
+    })
+    .await;
+    let sink = &sinks["sinks"][0];
+    assert_eq!(sink["state"], "failing", "{sink:#}");
+    assert_eq!(sink["queue_depth"], 3, "{sink:#}");
+    let held_ms = unix_ms(sink["held_until"].as_str().unwrap());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        held_ms > now_ms + 50 * 60 * 1000,
+        "held for the sink's backoff (1h): {sink:#}"
+    );
+    let lines = json_logs(&relay);
+    let tried: usize = failures(&lines, "audit").values().map(Vec::len).sum();
+    assert_eq!(
+        tried, 1,
+        "one delivery found the sink out of reach; the others wait"
+    );
+    assert!(
+        lines.iter().any(|l| l["sink"] == "audit"
+            && l["level"] == "WARN"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("the receiver is out of reach"))),
+        "the outage is logged once, as a warning"
+    );
+
+    // The operator fixes the URL: every delivery goes out now, not in an hour.
+    std::fs::write(dir.path().join("hookrelay.toml"), config(right.url())).unwrap();
+    let reload = call(admin, "POST", "/api/reload", Some(ADMIN_TOKEN)).await;
+    assert_eq!(reload.status, 200, "{}", reload.text);
+    let mut delivered = HashSet::new();
+    while delivered.len() < ids.len() {
+        delivered.insert(right.next().await.header("webhook-id").to_string());
+    }
+    assert_eq!(delivered, ids.iter().cloned().collect());
+    let sinks = wait_until(admin, "/api/sinks", ADMIN_TOKEN, "the sink healthy", |j| {
+        j["sinks"][0]["state"] == "healthy"
+    })
+    .await;
+    assert!(sinks["sinks"][0]["held_until"].is_null(), "{sinks:#}");
 }
 
 /// A sink that accepts connections and never answers: each attempt times out, is recorded

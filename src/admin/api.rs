@@ -411,6 +411,9 @@ async fn sinks(admin: &Admin, view: &View) -> Result<Answer, ApiError> {
     })
     .await?;
     let mut stats = stats.into_iter();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut list: Vec<Value> = view
         .sinks
         .iter()
@@ -431,6 +434,7 @@ async fn sinks(admin: &Admin, view: &View) -> Result<Answer, ApiError> {
                 "kind": sink_kind(sink),
                 "state": state,
                 "failing_since": health.failing_since_ms.map(time),
+                "held_until": health.held_until_ms.filter(|until| *until > now).map(time),
                 "consecutive_failures": health.consecutive_failures,
                 "last_error": health.last_error,
                 "last_error_at": health.last_error_ms.map(time),
@@ -448,6 +452,7 @@ async fn sinks(admin: &Admin, view: &View) -> Result<Answer, ApiError> {
             "kind": null,
             "state": "removed",
             "failing_since": null,
+            "held_until": null,
             "consecutive_failures": 0,
             "last_error": health.last_error,
             "last_error_at": health.last_error_ms.map(time),

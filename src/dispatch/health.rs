@@ -32,6 +32,9 @@ pub struct SinkHealth {
     pub last_error_ms: Option<u64>,
     /// Unix milliseconds of the most recent success.
     pub last_delivered_ms: Option<u64>,
+    /// Unix milliseconds before which no delivery starts: the receiver asked to wait
+    /// (`Retry-After`) or is out of reach. May be past; only a later one holds anything.
+    pub held_until_ms: Option<u64>,
 }
 
 /// One sink's health and whether `sink.unhealthy` was raised for its current failures.
@@ -95,6 +98,15 @@ impl Health {
             ended.map(Change::Recovered)
         });
         self.raise(sink, change, now_ms);
+    }
+
+    /// Notes that no delivery to `sink` starts before `until_ms`, or, with `None`, that
+    /// nothing holds it.
+    pub fn held(&self, sink: &str, until_ms: Option<u64>) {
+        self.update(sink, |state| {
+            state.health.held_until_ms = until_ms;
+            None
+        });
     }
 
     /// Notes a failed attempt that will be retried at `now_ms`.

@@ -182,6 +182,7 @@ impl Shared {
         let mut hold = self.hold.lock();
         if hold.asked.is_none_or(|current| current < until) {
             hold.asked = Some(until);
+            self.publish_hold(&hold);
             tracing::info!(
                 sink = %self.name,
                 wait_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
@@ -190,15 +191,19 @@ impl Shared {
         }
     }
 
-    /// Starts, extends or ends an outage after an attempt that began at `started`.
-    fn note_reach(&self, outcome: &Outcome, started: Instant) {
+    /// Starts, extends or ends an outage after an attempt that began at `started`. When the
+    /// attempt found the receiver out of reach, returns how long until the sink is tried
+    /// again.
+    fn note_reach(&self, outcome: &Outcome, started: Instant) -> Option<Duration> {
         let now = Instant::now();
         let mut hold = self.hold.lock();
         if out_of_reach(outcome) {
             let failures = match hold.outage {
                 None => 1,
                 // On its way before the current wait began: already counted.
-                Some(outage) if started < outage.began => return,
+                Some(outage) if started < outage.began => {
+                    return Some(outage.until.saturating_duration_since(now));
+                }
                 Some(outage) => outage.failures.saturating_add(1),
             };
             let wait = backoff::cap(&self.retry, failures).max(backoff::FLOOR);
@@ -209,6 +214,7 @@ impl Shared {
                 began: now,
                 until: now + wait,
             });
+            self.publish_hold(&hold);
             drop(hold);
             let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
             if failures == 1 {
@@ -220,9 +226,11 @@ impl Shared {
             } else {
                 tracing::debug!(sink = %self.name, tries = failures, wait_ms, "the receiver is still out of reach");
             }
+            return Some(wait);
         } else if answered(outcome)
             && let Some(outage) = hold.outage.take()
         {
+            self.publish_hold(&hold);
             drop(hold);
             tracing::info!(
                 sink = %self.name,
@@ -231,6 +239,18 @@ impl Shared {
                 "the receiver answers again; resuming deliveries"
             );
         }
+        None
+    }
+
+    /// Shows the end of the hold in the sink's health, for the admin API.
+    fn publish_hold(&self, hold: &HoldState) {
+        let until = hold.asked.max(hold.outage.map(|outage| outage.until));
+        let now = Instant::now();
+        let until_ms = until.filter(|until| *until > now).map(|until| {
+            let left = u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX);
+            now_ms().saturating_add(left)
+        });
+        self.observe.health.held(&self.name, until_ms);
     }
 
     /// When the sink is held, the instant the hold ends.
@@ -348,6 +368,8 @@ impl Worker {
         } = self;
         let name = shared.name.clone();
         let added = shared.store.watch(&name);
+        // What holds the sink now: a reload may have ended an outage's wait.
+        shared.publish_hold(&shared.hold.lock());
         let mut inflight = InFlight::default();
 
         'work: while !stopping(&stop) {
@@ -542,20 +564,23 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         });
     let duration = started.elapsed();
     shared.hold_if_asked(&outcome);
-    shared.note_reach(&outcome, started);
+    let sink_held = shared.note_reach(&outcome, started);
     // The slot is free once the receiver is done; recording is the store's work.
     drop(permit);
 
     // A replay starts a new round with a full retry budget.
     let round_attempt = entry.attempt.saturating_sub(entry.first_attempt) + 1;
     let finished_ms = now_ms();
-    let decision = decide(
+    let mut decision = decide(
         &outcome,
         round_attempt,
         &shared.retry,
         finished_ms,
         &mut rand::rng(),
     );
+    if let Some(wait) = sink_held {
+        decision.behind_hold(finished_ms, wait);
+    }
     observe(&shared, &decision, duration, finished_ms);
     let duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
     log_outcome(
@@ -627,6 +652,23 @@ struct Decision {
     retry_in: Option<Duration>,
     /// The sink's id for the delivered message, when it gave one.
     message_id: Option<String>,
+    /// The retry waits for the sink's hold (its receiver is out of reach), not for a
+    /// backoff of its own.
+    held: bool,
+}
+
+impl Decision {
+    /// A retry after the receiver was out of reach is due at once and waits behind the
+    /// sink's hold, which alone says when the receiver is tried again: so when it answers,
+    /// or a reload or restart changes the sink, every such delivery goes out then, not at a
+    /// backoff of its own. `wait` is the hold's, for the log.
+    fn behind_hold(&mut self, now_ms: u64, wait: Duration) {
+        if let NextStep::RetryAt(_) = self.next {
+            self.next = NextStep::RetryAt(now_ms);
+            self.retry_in = Some(wait);
+            self.held = true;
+        }
+    }
 }
 
 /// Decides, from a sink's outcome, whether the entry is done, retried (and when) or
@@ -646,6 +688,7 @@ fn decide<R: Rng + ?Sized>(
             error: None,
             retry_in: None,
             message_id: message_id.clone(),
+            held: false,
         },
         Outcome::Retry { after, error } if attempt < policy.max_attempts => {
             let delay = backoff::delay(policy, attempt, *after, rng);
@@ -657,6 +700,7 @@ fn decide<R: Rng + ?Sized>(
                 error: Some(error.message.clone()),
                 retry_in: Some(delay),
                 message_id: None,
+                held: false,
             }
         }
         Outcome::Retry { error, .. } => Decision {
@@ -669,6 +713,7 @@ fn decide<R: Rng + ?Sized>(
             error: Some(error.message.clone()),
             retry_in: None,
             message_id: None,
+            held: false,
         },
         Outcome::Failed(error) => Decision {
             next: NextStep::DeadLetter(error.message.clone()),
@@ -677,6 +722,7 @@ fn decide<R: Rng + ?Sized>(
             error: Some(error.message.clone()),
             retry_in: None,
             message_id: None,
+            held: false,
         },
         // Done like a delivery; the reason goes where an error would, so it can be read back.
         Outcome::Skipped { reason } => Decision {
@@ -686,6 +732,7 @@ fn decide<R: Rng + ?Sized>(
             error: Some(reason.clone()),
             retry_in: None,
             message_id: None,
+            held: false,
         },
     }
 }
@@ -718,6 +765,7 @@ fn log_outcome(sink: &str, event_id: &EventId, attempt: u32, duration_ms: u32, d
             duration_ms,
             error = d.error.as_deref().unwrap_or(""),
             retry_in_ms = retry_in.map_or(0, |r| r.as_millis() as u64),
+            sink_held = d.held,
             "delivery failed; will retry"
         ),
         (NextStep::DeadLetter(reason), _) => tracing::warn!(

@@ -368,6 +368,9 @@
         state = [state, h('div', { class: 'muted' }, 'since ', when(s.failing_since),
           ` · ${s.consecutive_failures} failed in a row`)];
       }
+      if (s.held_until) {
+        state = [state, h('div', { class: 'muted' }, 'held until ', when(s.held_until))];
+      }
       return h('tr', { data: { sink: s.name, state: s.state } },
         h('td', null, h('strong', null, s.name), h('div', { class: 'muted' }, s.kind)),
         h('td', null, state),
