@@ -578,7 +578,10 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
         finished_ms,
         &mut rand::rng(),
     );
-    if let Some(wait) = sink_held {
+    // A receiver that said how long to wait keeps that wait in the stored due time, also
+    // across a restart, which forgets holds.
+    let asked_to_wait = matches!(outcome, Outcome::Retry { after: Some(_), .. });
+    if let Some(wait) = sink_held.filter(|_| !asked_to_wait) {
         decision.behind_hold(finished_ms, wait);
     }
     observe(&shared, &decision, duration, finished_ms);
