@@ -90,6 +90,13 @@ struct HoldState {
     outage: Option<Outage>,
 }
 
+impl HoldState {
+    /// The end of the later of the two waits, past or not.
+    fn until(&self) -> Option<Instant> {
+        self.asked.max(self.outage.map(|outage| outage.until))
+    }
+}
+
 /// A receiver out of reach. No attempt starts before `until`; after it, one attempt at a
 /// time finds out whether it is back, so a long outage spends one delivery's attempt per
 /// try instead of every queued delivery's.
@@ -244,9 +251,8 @@ impl Shared {
 
     /// Shows the end of the hold in the sink's health, for the admin API.
     fn publish_hold(&self, hold: &HoldState) {
-        let until = hold.asked.max(hold.outage.map(|outage| outage.until));
         let now = Instant::now();
-        let until_ms = until.filter(|until| *until > now).map(|until| {
+        let until_ms = hold.until().filter(|until| *until > now).map(|until| {
             let left = u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX);
             now_ms().saturating_add(left)
         });
@@ -255,10 +261,9 @@ impl Shared {
 
     /// When the sink is held, the instant the hold ends.
     fn held(&self) -> Option<Instant> {
-        let hold = self.hold.lock();
-        let outage = hold.outage.map(|outage| outage.until);
-        hold.asked
-            .max(outage)
+        self.hold
+            .lock()
+            .until()
             .filter(|until| *until > Instant::now())
     }
 

@@ -161,11 +161,7 @@ pub fn transport_error(sink: &str, err: reqwest::Error, timeout: Duration) -> Si
     } else {
         format!("request failed: {}", innermost(&err))
     };
-    SinkError {
-        status: None,
-        unreachable: true,
-        message,
-    }
+    SinkError::unreachable(message)
 }
 
 /// The rustls error somewhere in `err`'s chain. `io::Error` hides the error it wraps from

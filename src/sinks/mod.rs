@@ -66,6 +66,17 @@ pub struct SinkError {
     pub unreachable: bool,
 }
 
+impl SinkError {
+    /// An attempt that got no answer at all (see `unreachable`).
+    pub fn unreachable(message: String) -> SinkError {
+        SinkError {
+            status: None,
+            unreachable: true,
+            message,
+        }
+    }
+}
+
 /// The result of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

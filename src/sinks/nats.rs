@@ -433,11 +433,7 @@ fn retry(message: String) -> Outcome {
 fn unreachable(message: String) -> Outcome {
     Outcome::Retry {
         after: None,
-        error: SinkError {
-            status: None,
-            unreachable: true,
-            message,
-        },
+        error: SinkError::unreachable(message),
     }
 }
 
