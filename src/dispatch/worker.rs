@@ -143,6 +143,19 @@ fn out_of_reach(outcome: &Outcome) -> bool {
     }
 }
 
+/// The outcome of an attempt the sink itself did not end within `limit` (its own `timeout`
+/// plus a margin): no answer came, so it counts as out of reach, like a timeout the sink
+/// enforced.
+fn no_outcome_within(limit: Duration, sink: &str) -> Outcome {
+    Outcome::Retry {
+        after: None,
+        error: SinkError::unreachable(format!(
+            "no outcome within {}; raise [sinks.{sink}] timeout if the receiver is slow",
+            humantime::format_duration(limit),
+        )),
+    }
+}
+
 /// Whether an attempt's outcome shows the receiver answering.
 fn answered(outcome: &Outcome) -> bool {
     match outcome {
@@ -555,18 +568,7 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
     let limit = shared.timeout + TIMEOUT_MARGIN;
     let outcome = tokio::time::timeout(limit, shared.sink.deliver(&delivery))
         .await
-        .unwrap_or_else(|_| Outcome::Retry {
-            after: None,
-            error: SinkError {
-                status: None,
-                unreachable: false,
-                message: format!(
-                    "no outcome within {}; raise [sinks.{}] timeout if the receiver is slow",
-                    humantime::format_duration(limit),
-                    shared.name
-                ),
-            },
-        });
+        .unwrap_or_else(|_| no_outcome_within(limit, &shared.name));
     let duration = started.elapsed();
     shared.hold_if_asked(&outcome);
     let sink_held = shared.note_reach(&outcome, started);
@@ -1082,6 +1084,11 @@ mod tests {
         }
         // Nothing sent (a busy local rate bucket): no news either way.
         assert!(!out_of_reach(&retry(None, false)));
+        // A sink that did not end its own attempt: no answer came either.
+        assert!(out_of_reach(&no_outcome_within(
+            Duration::from_secs(12),
+            SINK
+        )));
         assert!(!answered(&retry(None, false)));
         assert!(answered(&Outcome::Failed(error(Some(400), "bad"))));
         assert!(!answered(&Outcome::Skipped {
