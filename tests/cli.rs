@@ -251,8 +251,8 @@ fn a_source_no_route_takes_events_from_is_a_warning_from_check_and_serve() {
     std::fs::write(
         &path,
         "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"store/h.redb\"\n\
-         [sources.github]\nkind = \"github\"\nsecret = \"s\"\n\
-         [sources.nexus]\nkind = \"github\"\nsecret = \"t\"\n\
+         [sources.github]\nkind = \"github\"\nsecret = \"a-secret-long-enough\"\n\
+         [sources.nexus]\nkind = \"github\"\nsecret = \"another-long-secret\"\n\
          [sinks.audit]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n\
          [[routes]]\nfrom = \"github\"\nto = [\"audit\"]\n",
     )

@@ -336,7 +336,34 @@ impl SourceKind {
             SourceKind::Preset { product, .. } => product.name(),
         }
     }
+
+    /// Each key that holds shared secrets, with the secrets it holds (as used: a `whsec_`
+    /// secret's decoded key bytes).
+    /// The flag says whether the key takes `whsec_` secrets.
+    pub fn secrets_by_key(&self) -> Vec<(&'static str, &[Secret], bool)> {
+        match self {
+            SourceKind::Github { secrets }
+            | SourceKind::Hmac { secrets, .. }
+            | SourceKind::Token { secrets, .. }
+            | SourceKind::Preset { secrets, .. } => vec![("secret", secrets, false)],
+            SourceKind::Gitlab {
+                tokens,
+                signing_keys,
+                ..
+            } => vec![
+                ("token", tokens, false),
+                ("signing_token", signing_keys, true),
+            ],
+            SourceKind::Standard { keys, .. } => vec![("secret", keys, true)],
+            SourceKind::None { .. } => Vec::new(),
+        }
+    }
 }
+
+/// Shared secrets shorter than this are warned about: HMAC keys and tokens that short can be
+/// guessed, and whoever guesses one can sign events (or, for a sink's `signing_secret`,
+/// forge deliveries). 16 bytes is 128 bits; the Standard Webhooks spec asks for 24 to 64.
+pub const MIN_SECRET_BYTES: usize = 16;
 
 /// A sink's rate limit: `count` deliveries per `per`, with bursts up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -765,6 +792,58 @@ impl Config {
             .chain(unrouted)
             .chain(certificates)
             .chain(clear_passwords)
+            .chain(self.weak_secret_warnings())
+            .collect()
+    }
+
+    /// Each key holding a secret shorter than [`MIN_SECRET_BYTES`], with what to do.
+    fn weak_secret_warnings(&self) -> Vec<(String, String)> {
+        let sources = self
+            .sources
+            .iter()
+            .filter(|source| source.enabled)
+            .flat_map(|source| {
+                source
+                    .kind
+                    .secrets_by_key()
+                    .into_iter()
+                    .map(move |(key, secrets, whsec)| {
+                        (format!("sources.{}.{key}", source.name), secrets, whsec)
+                    })
+            });
+        let sinks = self.sinks.iter().filter_map(|sink| match &sink.kind {
+            SinkKind::Webhook(webhook) => Some((
+                format!("sinks.{}.signing_secret", sink.name),
+                webhook.signing_keys.as_slice(),
+                true,
+            )),
+            _ => None,
+        });
+        sources
+            .chain(sinks)
+            .filter_map(|(key, secrets, whsec)| {
+                let shortest = secrets.iter().map(|s| s.expose().len()).min()?;
+                (shortest < MIN_SECRET_BYTES).then(|| {
+                    let which = if secrets.len() > 1 {
+                        "one of its secrets"
+                    } else {
+                        "the secret"
+                    };
+                    let how = if whsec {
+                        "`echo whsec_$(openssl rand -base64 32)` makes one"
+                    } else {
+                        "`openssl rand -hex 32` makes one"
+                    };
+                    (
+                        key,
+                        format!(
+                            "{which} is {shortest} bytes: a short secret can be guessed, and \
+                             whoever guesses it can sign; use at least {MIN_SECRET_BYTES} random \
+                             bytes on both sides ({how})"
+                        ),
+                    )
+                })
+            })
             .collect()
     }
 

@@ -1981,6 +1981,54 @@ mod tests {
         .unwrap();
         let _ = Config::parse(&String::from_utf8_lossy(&crash), "fuzz.toml");
     }
+
+    #[test]
+    fn a_secret_shorter_than_16_bytes_is_warned_about_with_its_key() {
+        let warned = |text: &str| {
+            Config::parse(text, "t.toml")
+                .unwrap()
+                .warnings()
+                .into_iter()
+                .filter(|(_, warning)| warning.contains("can be guessed"))
+                .collect::<Vec<_>>()
+        };
+        // 15 bytes, a whsec_ key of 12 decoded bytes, and a rotation list with one short.
+        let weak = warned(
+            "[sources.gh]\nkind = \"github\"\nsecret = \"fifteen-bytes!!\"\n\
+             [sources.std]\nkind = \"standard\"\nsecret = \"whsec_AAAAAAAAAAAAAAAA\"\n\
+             [sources.gl]\nkind = \"gitlab\"\ntoken = [\"a-long-enough-token-1\", \"short\"]\n\
+             [sinks.out]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+             signing_secret = \"whsec_AAAAAAAAAAAAAAAA\"\n",
+        );
+        let keys: Vec<&str> = weak.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "sources.gh.secret",
+                "sources.gl.token",
+                "sources.std.secret",
+                "sinks.out.signing_secret"
+            ]
+        );
+        assert!(weak[0].1.contains("15 bytes"), "{weak:?}");
+        assert!(
+            weak[1].1.contains("one of its secrets is 5 bytes"),
+            "{weak:?}"
+        );
+        assert!(
+            weak[2].1.contains("12 bytes") && weak[2].1.contains("whsec_"),
+            "{weak:?}"
+        );
+        // 16 bytes and more pass, and a disabled source is not looked at.
+        assert!(
+            warned(
+                "[sources.gh]\nkind = \"github\"\nsecret = \"sixteen-bytes!!!\"\n\
+                 [sources.off]\nkind = \"github\"\nenabled = false\nsecret = \"x\"\n"
+            )
+            .is_empty()
+        );
+    }
+
     use proptest::prelude::*;
 
     /// Sets an environment variable for one test. Names must be unique per test, since
