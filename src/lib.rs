@@ -265,7 +265,8 @@ pub async fn run_with(
 }
 
 /// Logs what is valid in the config but likely a mistake ([`Config::warnings`]): a source
-/// no route takes events from, a sink's client certificate that has expired or soon will.
+/// no route takes events from, a sink's client certificate that has expired or soon will, a
+/// secret short enough to guess.
 pub(crate) fn warn_of_config(config: &Config) {
     for (key, warning) in config.warnings() {
         tracing::warn!(key, "{warning}");
