@@ -11,6 +11,7 @@ mod health;
 mod inspect;
 mod pack;
 mod prefill;
+mod recent;
 mod retention;
 mod slot;
 mod tables;
@@ -243,6 +244,8 @@ struct Inner {
     health: tokio::sync::watch::Receiver<StoreHealth>,
     /// The last counts of [`Store::sink_stats_recent`]: when, for which sinks, and what.
     stats_cache: Mutex<Option<inspect::CachedStats>>,
+    /// Events read for delivery lately, shared by the sinks they fan out to.
+    recent: recent::RecentEvents,
 }
 
 /// One `Notify` per sink, woken by the writer after a commit adds to that sink's queue.
@@ -331,6 +334,7 @@ impl Store {
                 watchers,
                 health,
                 stats_cache: Mutex::new(None),
+                recent: recent::RecentEvents::default(),
             }),
         })
     }
@@ -442,9 +446,17 @@ impl Store {
             let (attempt, first_attempt) = codec::decode_queue(value.value())
                 .map(|v| (v.attempt, v.first_attempt))
                 .unwrap_or((1, 1));
-            let Some(event) = read_event(&events, event_id)? else {
-                tracing::error!(%event_id, sink, "queue entry without its event; skipping it");
-                continue;
+            let event = match self.inner.recent.get(id) {
+                Some(event) => event,
+                None => {
+                    let Some(event) = read_event(&events, event_id)? else {
+                        tracing::error!(%event_id, sink, "queue entry without its event; skipping it");
+                        continue;
+                    };
+                    let event = Arc::new(event);
+                    self.inner.recent.keep(id, &event);
+                    event
+                }
             };
             batch.entries.push(Due {
                 entry: QueueEntry {
@@ -454,7 +466,7 @@ impl Store {
                     attempt,
                     first_attempt,
                 },
-                event: Arc::new(event),
+                event,
             });
         }
         Ok(batch)
