@@ -17,6 +17,7 @@
 //! [`reload`] applies a new config file to the running parts (SIGHUP, `POST /api/reload`).
 
 pub mod admin;
+mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod ingress;

@@ -11,7 +11,7 @@
 //! Invariant: never removes an event with a pending or dead-lettered delivery (the store
 //! checks it inside the step's transaction, not here).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -39,10 +39,7 @@ pub(crate) async fn run(store: Store, mut retention: watch::Receiver<Duration>) 
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let now_ms = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0);
+                    let now_ms = crate::clock::now_ms();
                     pass(&store, now_ms.saturating_sub(current.as_millis() as u64)).await;
                 }
                 // A closed channel (the relay is stopping) disables this branch.

@@ -411,9 +411,7 @@ async fn sinks(admin: &Admin, view: &View) -> Result<Answer, ApiError> {
     })
     .await?;
     let mut stats = stats.into_iter();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = crate::clock::now_ms();
     let mut list: Vec<Value> = view
         .sinks
         .iter()

@@ -11,7 +11,6 @@
 //! warning is logged, rather than failing `/metrics` as a whole.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
@@ -89,10 +88,7 @@ impl Collector for StoreGauges {
                 return Ok(());
             }
         };
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = crate::clock::now_ms();
         {
             let mut metric = encoder.encode_descriptor(
                 "queue_depth",

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rand::Rng;
@@ -26,6 +26,7 @@ use super::Summaries;
 use super::backoff;
 use super::health::Health;
 use super::limiter::Limiter;
+use crate::clock::now_ms;
 use crate::config::{RetryPolicy, SinkConfig};
 use crate::metrics::{DeliveryOutcome, SinkMetrics};
 use crate::sinks::{AnySink, Delivery, Outcome, Sink, SinkError};
@@ -788,13 +789,6 @@ fn log_outcome(sink: &str, event_id: &EventId, attempt: u32, duration_ms: u32, d
             "delivery failed; dead-lettered"
         ),
     }
-}
-
-/// Unix milliseconds now (the store's due times are Unix milliseconds).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Whether shutdown has begun (or the dispatcher is gone).

@@ -29,13 +29,14 @@ mod limit;
 mod storage;
 
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::clock::now_ms;
 use crate::config::{ConfigError, NOTICE_SOURCE, NoticesConfig};
 use crate::metrics::NoticeMetrics;
 use crate::route::Router;
@@ -549,12 +550,6 @@ fn host_name() -> String {
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "hookrelay".to_string())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// RFC 3339 in UTC, to the second.

@@ -14,7 +14,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde_json::{Map, Value, json};
 
-use super::{Notices, Trouble, now_ms};
+use super::{Notices, Trouble};
+use crate::clock::now_ms;
 use crate::store::{Store, StoreHealth};
 
 /// Free space under the threshold, as last measured.

@@ -288,9 +288,7 @@ pub const TEST_SOURCE: &str = "hookrelay:test-sink";
 
 /// The clearly labelled message `hookrelay test-sink` sends: templates see `test = true`.
 pub fn test_delivery() -> Delivery {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::clock::now_ms();
     Delivery {
         event_id: Uuid::now_v7(),
         source: Arc::from(TEST_SOURCE),

@@ -829,7 +829,7 @@ mod tests {
         let (rest, _) = store.dead_letter_page("a", next, 2).unwrap();
         assert_eq!(rest, vec![all[2].clone()]);
 
-        let future = writer::now_ms() + 60_000;
+        let future = crate::clock::now_ms() + 60_000;
         assert_eq!(
             store.replay_dead(Arc::from("a"), future, 10).await.unwrap(),
             0

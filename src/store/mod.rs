@@ -375,7 +375,7 @@ impl Store {
 
     /// Stores the event and one queue entry per sink in one durable commit.
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
-        let received_at_ms = writer::now_ms();
+        let received_at_ms = crate::clock::now_ms();
         let fingerprint = event
             .delivery_id
             .as_deref()
@@ -910,7 +910,10 @@ mod tests {
         let store = open(&dir);
         let done = id_of(store.ingest(event(Some("done"), &[])).await.unwrap());
         let waiting = id_of(store.ingest(event(Some("waiting"), &["a"])).await.unwrap());
-        let step = store.purge(writer::now_ms() + 1000, 100).await.unwrap();
+        let step = store
+            .purge(crate::clock::now_ms() + 1000, 100)
+            .await
+            .unwrap();
         assert_eq!((step.removed, step.kept, step.done), (1, 1, true));
         assert!(store.event(done).unwrap().is_none());
         assert!(store.event(waiting).unwrap().is_some());

@@ -361,9 +361,9 @@ mod in_the_store {
     use redb::{ReadableDatabase, ReadableTable};
 
     use super::super::tables::{DEDUP_LOG, EVENTS};
-    use super::super::writer::now_ms;
     use super::super::{EventId, EventQuery, Ingested, NewEvent, Store, codec, dedup};
     use super::{PACK_TARGET_BYTES, Row};
+    use crate::clock::now_ms;
     use crate::config::StorageConfig;
 
     fn open(path: &std::path::Path) -> Store {

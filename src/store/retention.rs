@@ -273,11 +273,11 @@ mod tests {
 
     use super::super::pack;
     use super::super::tables::{ATTEMPTS, DEDUP_LOG, DEDUP_PACKS};
-    use super::super::writer::now_ms;
     use super::super::{
         AttemptOutcome, AttemptRecord, EventId, Ingested, NewEvent, NextStep, PurgeStep, Replayed,
         Store,
     };
+    use crate::clock::now_ms;
     use crate::config::StorageConfig;
 
     fn open(dir: &tempfile::TempDir) -> Store {

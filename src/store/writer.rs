@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +29,7 @@ use super::{
     AttemptRecord, EventId, Ingested, NextStep, PurgeStep, QueueEntry, Replayed, StoreError,
     Watchers,
 };
+use crate::clock::now_ms;
 use crate::metrics::StoreMetrics;
 
 /// Most operations in one transaction: bounds the time one commit holds its callers.
@@ -185,13 +186,6 @@ impl IdGenerator {
         self.last = candidate.max(self.last.wrapping_add(1));
         Uuid::from_u128(self.last)
     }
-}
-
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// What the writer keeps in memory beside the file; only this thread touches it.
