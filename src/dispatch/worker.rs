@@ -1180,11 +1180,7 @@ mod tests {
     }
 
     fn error(status: Option<u16>, message: &str) -> SinkError {
-        SinkError {
-            status,
-            message: message.to_string(),
-            unreachable: false,
-        }
+        SinkError::new(status, message.to_string())
     }
 
     #[test]

@@ -115,24 +115,19 @@ impl Sink for ArchiveSink {
             },
             Ok(Err(e)) => Outcome::Retry {
                 after: None,
-                error: SinkError {
-                    status: None,
-                    unreachable: false,
-                    message: format!(
+                error: SinkError::new(
+                    None,
+                    format!(
                         "cannot append to the archive folder {}: {e}; check free space and \
                          permissions of [sinks.{}] path",
                         self.dir.display(),
                         self.name
                     ),
-                },
+                ),
             },
             Err(e) => Outcome::Retry {
                 after: None,
-                error: SinkError {
-                    status: None,
-                    unreachable: false,
-                    message: format!("the archive write was interrupted: {e}"),
-                },
+                error: SinkError::new(None, format!("the archive write was interrupted: {e}")),
             },
         }
     }

@@ -77,11 +77,7 @@ impl Answer {
 
     /// A failure that carries this answer's status.
     pub fn error(&self, message: String) -> SinkError {
-        SinkError {
-            status: Some(self.status.as_u16()),
-            unreachable: false,
-            message,
-        }
+        SinkError::new(Some(self.status.as_u16()), message)
     }
 }
 
@@ -117,14 +113,13 @@ impl Http {
             let mut value = b"Bearer ".to_vec();
             value.extend_from_slice(token.expose());
             let mut value = HeaderValue::from_bytes(&value).map_err(|_| {
-                Outcome::Failed(SinkError {
-                    status: None,
-                    unreachable: false,
-                    message: format!(
+                Outcome::Failed(SinkError::new(
+                    None,
+                    format!(
                         "the token is not a valid header value; fix [sinks.{}] token",
                         self.name
                     ),
-                })
+                ))
             })?;
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
@@ -216,15 +211,14 @@ pub(super) fn render(template: &Template, event: &EventContext) -> Result<String
         }
         Err(e)
     }).map_err(|e| {
-        Outcome::Failed(SinkError {
-            status: None,
-            unreachable: false,
-            message: format!(
+        Outcome::Failed(SinkError::new(
+            None,
+            format!(
                 "template at {} cannot render this event: {}; fix the template, then replay \
                  the dead letter",
                 e.at, e.message
             ),
-        })
+        ))
     })
 }
 

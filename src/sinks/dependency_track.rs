@@ -269,11 +269,7 @@ impl DependencyTrackSink {
             "Dependency-Track answered {}{reason}",
             machine::status_text(status)
         );
-        let error = |message: String| SinkError {
-            status: Some(code),
-            unreachable: false,
-            message,
-        };
+        let error = |message: String| SinkError::new(Some(code), message);
         if machine::transient(status) {
             return Outcome::Retry {
                 after: answer.retry_after,
@@ -316,11 +312,10 @@ impl Sink for DependencyTrackSink {
                 };
             }
             Err(NoDocument::Invalid(why)) => {
-                return Outcome::Failed(SinkError {
-                    status: None,
-                    unreachable: false,
-                    message: format!("the event's BOM cannot be read: {why}"),
-                });
+                return Outcome::Failed(SinkError::new(
+                    None,
+                    format!("the event's BOM cannot be read: {why}"),
+                ));
             }
         };
         if let Err(why) = check_cyclonedx(&bom) {
@@ -331,11 +326,7 @@ impl Sink for DependencyTrackSink {
         let target = match self.target(delivery) {
             Ok(target) => target,
             Err(message) => {
-                return Outcome::Failed(SinkError {
-                    status: None,
-                    unreachable: false,
-                    message,
-                });
+                return Outcome::Failed(SinkError::new(None, message));
             }
         };
         let request = if base64_len(bom.bytes.len()) <= PUT_LIMIT_BASE64 {

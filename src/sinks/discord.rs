@@ -158,12 +158,10 @@ impl Sink for DiscordSink {
                 // Too long to hold this slot: let dispatch schedule it.
                 return Outcome::Retry {
                     after: Some(wait),
-                    error: SinkError {
-                        status: None,
-                        unreachable: false,
-                        message: "Discord's rate limit bucket is empty; waiting for its reset"
-                            .to_string(),
-                    },
+                    error: SinkError::new(
+                        None,
+                        "Discord's rate limit bucket is empty; waiting for its reset".to_string(),
+                    ),
                 };
             }
             tokio::time::sleep_until(until).await;

@@ -113,11 +113,10 @@ impl Sink for GuacSink {
                 };
             }
             Err(NoDocument::Invalid(why)) => {
-                return Outcome::Failed(SinkError {
-                    status: None,
-                    unreachable: false,
-                    message: format!("a document in the event cannot be read: {why}"),
-                });
+                return Outcome::Failed(SinkError::new(
+                    None,
+                    format!("a document in the event cannot be read: {why}"),
+                ));
             }
         };
         for doc in &documents {
@@ -314,11 +313,7 @@ impl S3Target {
         let code = xml_field(&answer.body, "Code").or_else(|| snippet(&answer.body));
         let said = code.map_or(String::new(), |c| format!(": \"{c}\""));
         let answered = format!("storage answered {}{said}", machine::status_text(status));
-        let error = |message: String| SinkError {
-            status: Some(status.as_u16()),
-            unreachable: false,
-            message,
-        };
+        let error = |message: String| SinkError::new(Some(status.as_u16()), message);
         if machine::transient(status) {
             return Outcome::Retry {
                 after: answer.retry_after,

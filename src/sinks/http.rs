@@ -133,15 +133,14 @@ pub fn proxy_refused(sink: &str, status: http::StatusCode) -> Result<(), Outcome
     }
     Err(Outcome::Retry {
         after: None,
-        error: SinkError {
-            status: Some(status.as_u16()),
-            unreachable: false,
-            message: format!(
+        error: SinkError::new(
+            Some(status.as_u16()),
+            format!(
                 "the proxy on the way answered 407 Proxy Authentication Required: give it \
                  credentials as http://user:password@host:port in [sinks.{sink}] proxy, \
                  [server] proxy or HTTP_PROXY"
             ),
-        },
+        ),
     })
 }
 

@@ -231,11 +231,7 @@ pub fn transient(status: StatusCode) -> bool {
 pub fn retry(after: Option<Duration>, message: String) -> Outcome {
     Outcome::Retry {
         after,
-        error: SinkError {
-            status: None,
-            unreachable: false,
-            message,
-        },
+        error: SinkError::new(None, message),
     }
 }
 

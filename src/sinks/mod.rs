@@ -67,6 +67,16 @@ pub struct SinkError {
 }
 
 impl SinkError {
+    /// A failure with the receiver's status when it answered, or one found before or
+    /// without sending (`None`): the receiver is not out of reach.
+    pub fn new(status: Option<u16>, message: String) -> SinkError {
+        SinkError {
+            status,
+            unreachable: false,
+            message,
+        }
+    }
+
     /// An attempt that got no answer at all (see `unreachable`).
     pub fn unreachable(message: String) -> SinkError {
         SinkError {

@@ -421,11 +421,7 @@ fn text(bytes: &[u8]) -> String {
 fn retry(message: String) -> Outcome {
     Outcome::Retry {
         after: None,
-        error: SinkError {
-            status: None,
-            unreachable: false,
-            message,
-        },
+        error: SinkError::new(None, message),
     }
 }
 
@@ -438,11 +434,7 @@ fn unreachable(message: String) -> Outcome {
 }
 
 fn failed(message: String) -> Outcome {
-    Outcome::Failed(SinkError {
-        status: None,
-        unreachable: false,
-        message,
-    })
+    Outcome::Failed(SinkError::new(None, message))
 }
 
 #[cfg(test)]

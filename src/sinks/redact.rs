@@ -292,11 +292,10 @@ mod tests {
     #[test]
     fn an_outcome_keeps_its_kind_and_status() {
         let r = redactor("kind = \"webhook\"\nurl = \"https://h.example/in?token=abcdef123\"\n");
-        let outcome = r.outcome(Outcome::Failed(super::super::SinkError {
-            status: Some(400),
-            unreachable: false,
-            message: "bad token=abcdef123".into(),
-        }));
+        let outcome = r.outcome(Outcome::Failed(super::super::SinkError::new(
+            Some(400),
+            "bad token=abcdef123".into(),
+        )));
         let Outcome::Failed(error) = outcome else {
             panic!("still failed")
         };

@@ -133,15 +133,14 @@ impl Sink for SlackSink {
                     Err(outcome) => return outcome,
                 };
                 if channel.is_empty() {
-                    return Outcome::Failed(SinkError {
-                        status: None,
-                        unreachable: false,
-                        message: format!(
+                    return Outcome::Failed(SinkError::new(
+                        None,
+                        format!(
                             "the channel template rendered nothing for this event; fix \
                              [sinks.{}] channel",
                             self.name
                         ),
-                    });
+                    ));
                 }
                 payload["channel"] = json!(channel);
                 match self.http.post_json(url, &payload, Some(token)).await {

@@ -179,11 +179,7 @@ impl SmtpSink {
                     ),
             )
             .map_err(|e| {
-                Outcome::Failed(SinkError {
-                    status: None,
-                    unreachable: false,
-                    message: format!("cannot build the mail: {e}"),
-                })
+                Outcome::Failed(SinkError::new(None, format!("cannot build the mail: {e}")))
             })
     }
 }
@@ -221,15 +217,14 @@ impl Sink for SmtpSink {
             // Recipients that took the mail before the timeout stay settled.
             return Outcome::Retry {
                 after: None,
-                error: SinkError {
-                    status: None,
-                    unreachable: false,
-                    message: format!(
+                error: SinkError::new(
+                    None,
+                    format!(
                         "timed out after {}; raise [sinks.{}] timeout if the SMTP server is slow",
                         humantime::format_duration(self.timeout),
                         self.name
                     ),
-                },
+                ),
             };
         };
         match sent {
@@ -240,14 +235,13 @@ impl Sink for SmtpSink {
             }
             Sent::Partly { later } => Outcome::Retry {
                 after: None,
-                error: SinkError {
-                    status: None,
-                    unreachable: false,
-                    message: format!(
+                error: SinkError::new(
+                    None,
+                    format!(
                         "the SMTP server refused the mail for now to {later}; the other \
                          recipients have it (a retry goes to these only)"
                     ),
-                },
+                ),
             },
             Sent::Failed(err) => {
                 let outcome = classify(&self.name, &err, self.may_want_client_cert);

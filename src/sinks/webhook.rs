@@ -226,11 +226,7 @@ fn classify(sink: &str, status: StatusCode, after: Option<Duration>, body: &[u8]
     };
     let answered = format!("receiver answered {status_text}");
     let said = snippet(body).map_or(String::new(), |s| format!(": \"{s}\""));
-    let error = |message: String| SinkError {
-        status: Some(code),
-        unreachable: false,
-        message,
-    };
+    let error = |message: String| SinkError::new(Some(code), message);
     if status.is_success() {
         Outcome::Delivered {
             status: Some(code),
