@@ -14,8 +14,8 @@
 //! filler neither runs far ahead nor falls behind. It once filled only above the end of
 //! redb's highest write; redb writes a page near the file's new end when it grows it, after
 //! which the space its allocations were heading into was never filled (on a growing store,
-//! thousands of the writer's pages a second went into holes, `perf trace` of
-//! `ext4:ext4_da_reserve_space`).
+//! thousands of the writer's pages a second went into holes, by `perf record -e
+//! ext4:ext4_da_reserve_space`).
 //!
 //! Why it is safe: only holes are filled, and a hole already reads as zeros, so filling one
 //! never changes what the file holds, in whatever order the writes reach the disk. A hole is
@@ -291,13 +291,11 @@ fn fill_holes(shared: &Shared) {
             let mut state = shared.lock();
             state.filling = None;
             match &written {
-                // A shortened file keeps what is left of the range (set_len waited for it).
-                Ok(()) if fill.start < state.len => {
+                // `set_len` waits for a fill in progress, so the range is still in the file.
+                Ok(()) => {
                     state.scanned_to = state.scanned_to.max(fill.end);
-                    let end = fill.end.min(state.len);
-                    state.lead_by(fill.start..end);
+                    state.lead_by(fill.clone());
                 }
-                Ok(()) => {}
                 // Leave the rest to redb: it allocates as it writes, and reports what fails.
                 Err(_) => state.scanned_to = state.scanned_to.max(state.len),
             }
