@@ -214,17 +214,15 @@ impl Sink for SmtpSink {
         let sent =
             tokio::time::timeout(self.timeout, self.send(&envelope, &raw, event, earlier)).await;
         let Ok(sent) = sent else {
-            // Recipients that took the mail before the timeout stay settled.
+            // Recipients that took the mail before the timeout stay settled. No answer
+            // within the timeout: the server is out of reach, as for the webhook sinks.
             return Outcome::Retry {
                 after: None,
-                error: SinkError::new(
-                    None,
-                    format!(
-                        "timed out after {}; raise [sinks.{}] timeout if the SMTP server is slow",
-                        humantime::format_duration(self.timeout),
-                        self.name
-                    ),
-                ),
+                error: SinkError::unreachable(format!(
+                    "timed out after {}; raise [sinks.{}] timeout if the SMTP server is slow",
+                    humantime::format_duration(self.timeout),
+                    self.name
+                )),
             };
         };
         match sent {
@@ -613,10 +611,16 @@ mod tests {
         let took = started.elapsed();
         held.abort();
         match outcome {
-            Outcome::Retry { error, .. } => assert_eq!(
-                error.message,
-                "timed out after 200ms; raise [sinks.mail] timeout if the SMTP server is slow"
-            ),
+            Outcome::Retry { error, .. } => {
+                assert_eq!(
+                    error.message,
+                    "timed out after 200ms; raise [sinks.mail] timeout if the SMTP server is slow"
+                );
+                assert!(
+                    error.unreachable,
+                    "no answer holds the sink like a refused connect"
+                );
+            }
             other => panic!("a silent server is retried: {other:?}"),
         }
         assert!(
