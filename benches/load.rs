@@ -67,6 +67,8 @@ mod backlog;
 mod fanout;
 #[path = "load/halfpeak.rs"]
 mod halfpeak;
+#[path = "load/metrics.rs"]
+mod metrics;
 #[path = "load/receiver.rs"]
 mod receiver;
 #[path = "load/rounds.rs"]

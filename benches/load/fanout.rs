@@ -10,17 +10,13 @@
 //! (its `/metrics`), and how long the queue took to drain once the load stopped. Every
 //! accepted event must reach every sink; a request the receiver cannot place fails the run.
 
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
+use crate::metrics;
 use crate::receiver::Receiver;
 use crate::{
     Machine, PhaseResult, Plan, RelayProcess, Row, SINK_LOG_FILTER, Section, drive, env_u64, ms,
@@ -120,7 +116,7 @@ pub(crate) fn fanout_phase(
             edges.push(Edge {
                 delivered: receiver.delivered(),
                 receiver_cpu: thread_cpu(self_pid, |name| name.starts_with("receiver"))?,
-                queue_depth: client.block_on(queue_depth(admin))?,
+                queue_depth: metrics::queue_depth(&client.block_on(metrics::scrape(admin))?)?,
             });
             Ok(cpu)
         },
@@ -226,37 +222,4 @@ pub(crate) fn fanout_phase(
         rows: vec![Row::of(&result, machine), deliveries],
         text,
     })
-}
-
-/// Deliveries queued over all sinks (in flight included), from the relay's `/metrics`.
-async fn queue_depth(admin: SocketAddr) -> anyhow::Result<u64> {
-    let stream = TcpStream::connect(admin)
-        .await
-        .with_context(|| format!("connect to the admin listener {admin}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let request = Request::get("/metrics")
-        .header(http::header::HOST, admin.to_string())
-        .body(Empty::<Bytes>::new())
-        .expect("static request parts are valid");
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let text = response.into_body().collect().await?.to_bytes();
-    ensure!(status == StatusCode::OK, "GET /metrics answered {status}");
-    let text = std::str::from_utf8(&text).context("/metrics is not UTF-8")?;
-    let mut depth = 0;
-    let mut seen = false;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("hookrelay_queue_depth{") {
-            let value = rest
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .with_context(|| format!("/metrics: cannot read {line:?}"))?;
-            depth += value;
-            seen = true;
-        }
-    }
-    ensure!(seen, "/metrics holds no hookrelay_queue_depth");
-    Ok(depth)
 }

@@ -4,14 +4,16 @@
 //! held the connection then (see `connection_loop`), so a stall shows in the figures instead
 //! of quietly lowering the offered load. Issue 4's target: p99 ≤ 5 ms.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
 
+use crate::metrics::{self, CommitTimes};
 use crate::{
-    Machine, PhaseResult, Plan, RelayProcess, Row, Section, drive, ms, probe, report_phase,
-    thread_cpu, thread_sched,
+    Machine, PhaseResult, Plan, RelayProcess, Row, Section, drive, ms, probe, relay_log_filter,
+    report_phase, thread_cpu, thread_sched,
 };
 
 /// Phase 5; see the module doc. `peak` is phase 2's result, `baseline` phase 1's.
@@ -29,7 +31,10 @@ pub(crate) fn half_peak_phase(
         ..plan
     };
     let dir = tempfile::tempdir().context("cannot create a temp dir for the relay")?;
-    let relay = RelayProcess::start(dir.path())?;
+    // An admin listener, for the relay's own commit times over the window.
+    let admin_config = "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let relay = RelayProcess::start_with(dir.path(), admin_config, &relay_log_filter())?;
+    let admin = relay.admin_addr()?;
     println!(
         "  hookrelay pid {} listening on {}; {target:.0} requests/s over {} connections \
          ({:.2} ms apart on each)",
@@ -41,6 +46,7 @@ pub(crate) fn half_peak_phase(
     client.block_on(probe(relay.addr, body))?;
     let relay_pid = relay.pid();
     let self_pid = std::process::id();
+    let commit_edges = Mutex::new(Vec::new());
     let result = drive(
         client,
         relay.addr,
@@ -49,6 +55,11 @@ pub(crate) fn half_peak_phase(
         "hookrelay, signed + durable, open loop at half of its peak",
         &[self_pid, relay_pid],
         || {
+            let metrics = client.block_on(metrics::scrape(admin))?;
+            commit_edges
+                .lock()
+                .unwrap()
+                .push(CommitTimes::parse(&metrics)?);
             Ok((
                 thread_cpu(relay_pid, |_| true)?,
                 thread_cpu(self_pid, |name| name.starts_with("load-client"))?,
@@ -58,6 +69,13 @@ pub(crate) fn half_peak_phase(
     )?;
     relay.stop()?;
     report_phase(&result, machine);
+    let commits = match commit_edges.into_inner().unwrap().as_slice() {
+        [start, end] => end.since(start),
+        edges => anyhow::bail!("expected the window's two edges, sampled {}", edges.len()),
+    };
+    let commit_p99 = commits
+        .quantile_bound(0.99)
+        .map_or("—".to_string(), |s| format!("≤ {} ms", s * 1000.0));
 
     let p99 = result.latency_us.value_at_quantile(0.99);
     let text = format!(
@@ -65,7 +83,10 @@ pub(crate) fn half_peak_phase(
          (half of its {:.0}), each of the {} connections on a fixed schedule, latency from the \
          scheduled send whenever the previous reply was late. Achieved {:.0} requests/s \
          ({:.2}× baseline); p50 {}, p99 **{}** (issue 4's target ≤ 5 ms: {}), max {}; {:.1}% \
-         of requests fell due while their connection still waited for the previous reply.\n",
+         of requests fell due while their connection still waited for the previous reply. \
+         The relay's group commits (fsync included, its `hookrelay_store_commit_duration` \
+         histogram over the window): {} commits, p99 {commit_p99}; {:.2}% took over 2 ms, \
+         {:.2}% over 4 ms, {:.2}% over 8 ms.\n",
         peak.rate(),
         plan.connections,
         result.rate(),
@@ -79,6 +100,10 @@ pub(crate) fn half_peak_phase(
         },
         ms(result.latency_us.max()),
         result.behind_schedule as f64 / result.requests as f64 * 100.0,
+        commits.count(),
+        commits.share_over(0.002) * 100.0,
+        commits.share_over(0.004) * 100.0,
+        commits.share_over(0.008) * 100.0,
     );
     println!("{}", text.trim());
     Ok(Section {
