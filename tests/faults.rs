@@ -714,10 +714,14 @@ to = {SINKS:?}
     .await;
     let s3_addr = s3_hang.stop().await;
     let mut s3 = Receiver::start_on(s3_addr, vec![Answer::status(200)]).await;
-    let nats_port = nats_hang.stop().await.port();
-    let nats = common::nats::NatsServer::start_on(&dir.path().join("nats"), nats_port);
-    let js = nats.jetstream().await;
-    let mut stream = js
+    // The stream exists before the relay can reach the server: made on a server of the same
+    // store folder elsewhere, which JetStream keeps. Made after, the relay's retry may come
+    // first and rightly dead-letter the event (no stream listens on the subject).
+    let nats_dir = dir.path().join("nats");
+    let setup = common::nats::NatsServer::start(&nats_dir);
+    setup
+        .jetstream()
+        .await
         .create_stream(async_nats::jetstream::stream::Config {
             name: "HOOKS".into(),
             subjects: vec!["hooks.>".into()],
@@ -725,6 +729,10 @@ to = {SINKS:?}
         })
         .await
         .unwrap();
+    drop(setup);
+    let nats_port = nats_hang.stop().await.port();
+    let nats = common::nats::NatsServer::start_on(&nats_dir, nats_port);
+    let mut stream = nats.jetstream().await.get_stream("HOOKS").await.unwrap();
 
     let put = dtrack.next().await;
     assert_eq!(
