@@ -553,7 +553,7 @@ async fn test_sink(view: &View, sink: &str) -> Result<Answer, ApiError> {
     // The same clearly labelled message as `hookrelay test-sink`: event type
     // `hookrelay.test`, a source no real event can have; nothing is stored.
     let delivery = crate::sinks::test_delivery();
-    let id = delivery.event_id;
+    let id = delivery.event.id;
     let started = std::time::Instant::now();
     let limit = config.timeout + TEST_MARGIN;
     let outcome = tokio::time::timeout(limit, built.deliver(&delivery)).await;

@@ -547,15 +547,6 @@ async fn drain(sink: &str, mut inflight: InFlight, deadline: Instant) {
 async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) -> EventId {
     let Due { entry, event } = due;
     let delivery = Delivery {
-        event_id: event.id,
-        source: event.source.clone(),
-        event_type: event.event_type.clone(),
-        content_type: event.content_type.clone(),
-        received_at_ms: event.received_at_ms,
-        body: event.body.clone(),
-        attempt: entry.attempt,
-        delivery_id: event.delivery_id.clone(),
-        headers: event.headers.clone(),
         summary: shared.summaries.as_ref().and_then(|summaries| {
             let summaries = summaries.load();
             let summarizer = summaries.get(&event.source)?;
@@ -563,6 +554,8 @@ async fn attempt(shared: Arc<Shared>, due: Due, permit: OwnedSemaphorePermit) ->
                 summarizer.summarize(event.event_type.as_deref(), &event.body),
             ))
         }),
+        event,
+        attempt: entry.attempt,
     };
     let started_ms = now_ms();
     let started = Instant::now();

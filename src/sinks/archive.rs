@@ -135,21 +135,22 @@ impl Sink for ArchiveSink {
 
 /// The event as one line, newline included.
 fn line(d: &Delivery) -> Vec<u8> {
-    let (body_encoding, body) = match std::str::from_utf8(&d.body) {
+    let (body_encoding, body) = match std::str::from_utf8(&d.event.body) {
         Ok(text) => ("utf-8", text.to_string()),
-        Err(_) => ("base64", BASE64.encode(&d.body)),
+        Err(_) => ("base64", BASE64.encode(&d.event.body)),
     };
-    let received = UNIX_EPOCH + Duration::from_millis(d.received_at_ms);
+    let received = UNIX_EPOCH + Duration::from_millis(d.event.received_at_ms);
     let line = Line {
-        id: d.event_id.hyphenated().to_string(),
-        source: &d.source,
-        event_type: d.event_type.as_deref(),
-        delivery_id: d.delivery_id.as_deref(),
+        id: d.event.id.hyphenated().to_string(),
+        source: &d.event.source,
+        event_type: d.event.event_type.as_deref(),
+        delivery_id: d.event.delivery_id.as_deref(),
         received_at: humantime::format_rfc3339_millis(received).to_string(),
-        content_type: d.content_type.as_deref(),
+        content_type: d.event.content_type.as_deref(),
         // Credentials are masked, as the admin API does; signatures stay, so an auditor
         // can check an event against its sender's secret later.
         headers: d
+            .event
             .headers
             .iter()
             .map(|(k, v)| {
@@ -303,19 +304,21 @@ mod tests {
 
     fn delivery(body: &'static [u8]) -> Delivery {
         Delivery {
+            event: Arc::new(crate::store::StoredEvent {
+                id: Uuid::now_v7(),
+                source: Arc::from("nexus"),
+                event_type: Some("component.created".to_string()),
+                content_type: Some("application/json".to_string()),
+                received_at_ms: 1_700_000_000_123,
+                body: Bytes::from_static(body),
+                delivery_id: Some("d-1".to_string()),
+                headers: vec![(
+                    "x-nexus-webhook-id".to_string(),
+                    b"rm:repository:component".to_vec(),
+                )],
+            }),
             summary: None,
-            event_id: Uuid::now_v7(),
-            source: Arc::from("nexus"),
-            event_type: Some("component.created".to_string()),
-            content_type: Some("application/json".to_string()),
-            received_at_ms: 1_700_000_000_123,
-            body: Bytes::from_static(body),
             attempt: 1,
-            delivery_id: Some("d-1".to_string()),
-            headers: vec![(
-                "x-nexus-webhook-id".to_string(),
-                b"rm:repository:component".to_vec(),
-            )],
         }
     }
 
@@ -341,7 +344,7 @@ mod tests {
     #[test]
     fn credentials_are_masked_and_signatures_kept() {
         let mut d = delivery(b"{}");
-        d.headers = vec![
+        std::sync::Arc::make_mut(&mut d.event).headers = vec![
             ("authorization".to_string(), b"Basic dXNlcjpwYXNz".to_vec()),
             ("x-api-key".to_string(), b"hunter2".to_vec()),
             ("x-hub-signature-256".to_string(), b"sha256=ab".to_vec()),
@@ -363,7 +366,7 @@ mod tests {
     fn a_line_holds_every_field_and_a_non_utf8_body_as_base64() {
         let d = delivery(b"{\"a\":\"\n\"}");
         let v: serde_json::Value = serde_json::from_slice(&line(&d)).unwrap();
-        assert_eq!(v["id"], d.event_id.to_string());
+        assert_eq!(v["id"], d.event.id.to_string());
         assert_eq!(v["source"], "nexus");
         assert_eq!(v["event_type"], "component.created");
         assert_eq!(v["delivery_id"], "d-1");

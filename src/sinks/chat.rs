@@ -338,9 +338,10 @@ mod tests {
 
     fn boom_event() -> EventContext {
         let mut delivery = crate::sinks::test_delivery();
-        delivery.source = std::sync::Arc::from("gh");
-        delivery.event_type = Some("push <@here>".into());
-        delivery.body = bytes::Bytes::from_static(br#"{"boom": {"a": 1}}"#);
+        let event = std::sync::Arc::make_mut(&mut delivery.event);
+        event.source = std::sync::Arc::from("gh");
+        event.event_type = Some("push <@here>".into());
+        event.body = bytes::Bytes::from_static(br#"{"boom": {"a": 1}}"#);
         context(&delivery)
     }
 

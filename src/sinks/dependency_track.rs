@@ -304,7 +304,7 @@ impl Sink for DependencyTrackSink {
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Outcome {
-        let bom = match machine::find(&delivery.body, &self.bom, false) {
+        let bom = match machine::find(&delivery.event.body, &self.bom, false) {
             Ok(mut docs) => docs.swap_remove(0),
             Err(NoDocument::Missing(why)) => {
                 return Outcome::Skipped {

@@ -90,9 +90,9 @@ impl DiscordSink {
         let (title, description) = chat::headline(text);
         let (title, link) = plain_title(&title);
         let title = chat::cut_markup(&title, TITLE);
-        let footer_text = match &delivery.event_type {
-            Some(t) => format!("{} · {t}", delivery.source),
-            None => delivery.source.to_string(),
+        let footer_text = match &delivery.event.event_type {
+            Some(t) => format!("{} · {t}", delivery.event.source),
+            None => delivery.event.source.to_string(),
         };
         // Discord shows a footer as plain text (no markdown, no mentions): escaping would
         // show its backslashes, as in `pull\_request`.
@@ -307,8 +307,9 @@ mod tests {
         )
         .unwrap();
         let mut delivery = crate::sinks::test_delivery();
-        delivery.source = std::sync::Arc::from("my_forge");
-        delivery.event_type = Some("pull_request".into());
+        let event = std::sync::Arc::make_mut(&mut delivery.event);
+        event.source = std::sync::Arc::from("my_forge");
+        event.event_type = Some("pull_request".into());
         let payload = sink.payload(&delivery, "title\ndetail");
         assert_eq!(
             payload["embeds"][0]["footer"]["text"],

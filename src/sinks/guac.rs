@@ -105,7 +105,7 @@ impl Sink for GuacSink {
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Outcome {
-        let documents = match machine::find(&delivery.body, &self.documents, true) {
+        let documents = match machine::find(&delivery.event.body, &self.documents, true) {
             Ok(docs) => docs,
             Err(NoDocument::Missing(why)) => {
                 return Outcome::Skipped {
@@ -152,7 +152,7 @@ fn object_name(delivery: &Delivery, doc: &Document) -> String {
         Some(b'<') => "xml",
         _ => "txt",
     };
-    format!("{}-{}.{ext}", delivery.event_id.hyphenated(), doc.label)
+    format!("{}-{}.{ext}", delivery.event.id.hyphenated(), doc.label)
 }
 
 /// Writes one file atomically: temp file, fsync, rename, fsync of the folder.
@@ -469,16 +469,18 @@ mod tests {
     fn names_are_stable_per_event_and_document_with_a_guessed_extension() {
         let id = Uuid::now_v7();
         let d = Delivery {
+            event: Arc::new(crate::store::StoredEvent {
+                id,
+                source: Arc::from("s"),
+                event_type: None,
+                content_type: None,
+                received_at_ms: 0,
+                body: Bytes::new(),
+                delivery_id: None,
+                headers: Vec::new(),
+            }),
             summary: None,
-            event_id: id,
-            source: Arc::from("s"),
-            event_type: None,
-            content_type: None,
-            received_at_ms: 0,
-            body: Bytes::new(),
             attempt: 1,
-            delivery_id: None,
-            headers: Vec::new(),
         };
         let doc = |label: &str, text: &'static [u8]| Document {
             label: label.to_string(),

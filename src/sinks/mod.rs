@@ -26,26 +26,16 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::config::{SinkConfig, SinkKind};
+use crate::store::StoredEvent;
 
 /// One event on its way to one sink.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// The event's id; stable across retries and replays (the idempotency key).
-    pub event_id: Uuid,
-    /// Source name.
-    pub source: Arc<str>,
-    /// The sender's event type, when known.
-    pub event_type: Option<String>,
-    /// The sender's delivery id, when known.
-    pub delivery_id: Option<String>,
-    /// The request headers kept with the event (secrets already dropped at ingress).
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// The request's `Content-Type`, when it had one.
-    pub content_type: Option<String>,
-    /// When hookrelay accepted the event, in Unix milliseconds.
-    pub received_at_ms: u64,
-    /// The original body, byte for byte.
-    pub body: Bytes,
+    /// The stored event: its id (stable across retries and replays: the idempotency key),
+    /// source, event type, delivery id, kept headers (secrets dropped at ingress), content
+    /// type, acceptance time and body, byte for byte. Shared with the other sinks' deliveries
+    /// of the same event, so an attempt copies none of it.
+    pub event: Arc<StoredEvent>,
     /// 1 for the first attempt.
     pub attempt: u32,
     /// The event summary, for sinks that render messages ([`AnySink::renders_messages`]);
@@ -300,15 +290,17 @@ pub const TEST_SOURCE: &str = "hookrelay:test-sink";
 pub fn test_delivery() -> Delivery {
     let now_ms = crate::clock::now_ms();
     Delivery {
-        event_id: Uuid::now_v7(),
-        source: Arc::from(TEST_SOURCE),
-        event_type: Some("hookrelay.test".to_string()),
-        delivery_id: None,
-        headers: Vec::new(),
+        event: Arc::new(StoredEvent {
+            id: Uuid::now_v7(),
+            source: Arc::from(TEST_SOURCE),
+            event_type: Some("hookrelay.test".to_string()),
+            delivery_id: None,
+            headers: Vec::new(),
+            content_type: Some("application/json".to_string()),
+            received_at_ms: now_ms,
+            body: Bytes::from_static(b"{\"hookrelay\":\"test message\"}"),
+        }),
         summary: None,
-        content_type: Some("application/json".to_string()),
-        received_at_ms: now_ms,
-        body: Bytes::from_static(b"{\"hookrelay\":\"test message\"}"),
         attempt: 1,
     }
 }

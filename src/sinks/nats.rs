@@ -259,7 +259,7 @@ impl Sink for NatsSink {
             js.publish_with_headers(
                 subject.clone(),
                 headers(&self.name, delivery),
-                delivery.body.clone(),
+                delivery.event.body.clone(),
             )
             .await?
             .await
@@ -284,7 +284,7 @@ impl Sink for NatsSink {
                 PublishErrorKind::MaxPayloadExceeded => failed(format!(
                     "the event ({} bytes of body) is larger than the NATS server's \
                      max_payload; raise max_payload on the server",
-                    delivery.body.len()
+                    delivery.event.body.len()
                 )),
                 PublishErrorKind::TimedOut => {
                     unreachable("no publish acknowledgement in time".into())
@@ -318,23 +318,23 @@ impl Sink for NatsSink {
 /// subjects) from being taken for duplicates of each other. Sink and source names hold no
 /// `:`, so the parts cannot be confused.
 fn msg_id(sink: &str, d: &Delivery) -> String {
-    match &d.delivery_id {
-        Some(delivery) => format!("{sink}:{}:{delivery}", d.source),
-        None => format!("{sink}:{}", d.event_id.hyphenated()),
+    match &d.event.delivery_id {
+        Some(delivery) => format!("{sink}:{}:{delivery}", d.event.source),
+        None => format!("{sink}:{}", d.event.id.hyphenated()),
     }
 }
 
 /// The message's headers: the deduplication id and what names the event.
 fn headers(sink: &str, d: &Delivery) -> HeaderMap {
-    let id = d.event_id.hyphenated().to_string();
+    let id = d.event.id.hyphenated().to_string();
     let mut headers = HeaderMap::new();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, value(&msg_id(sink, d)));
     headers.insert(HEADER_EVENT_ID, id.as_str());
-    headers.insert(HEADER_SOURCE, value(&d.source));
-    if let Some(event_type) = &d.event_type {
+    headers.insert(HEADER_SOURCE, value(&d.event.source));
+    if let Some(event_type) = &d.event.event_type {
         headers.insert(HEADER_EVENT_TYPE, value(event_type));
     }
-    if let Some(content_type) = &d.content_type {
+    if let Some(content_type) = &d.event.content_type {
         headers.insert("Content-Type", value(content_type));
     }
     headers
@@ -466,14 +466,14 @@ mod tests {
     #[test]
     fn headers_name_the_event_and_carry_the_dedup_id() {
         let mut d = super::super::test_delivery();
-        d.event_type = Some("push\r\nX: y".to_string());
+        std::sync::Arc::make_mut(&mut d.event).event_type = Some("push\r\nX: y".to_string());
         let h = headers("jetstream", &d);
-        let id = d.event_id.hyphenated().to_string();
+        let id = d.event.id.hyphenated().to_string();
         assert_eq!(
             h.get("Nats-Msg-Id").map(|v| v.as_str()),
             Some(format!("jetstream:{id}").as_str())
         );
-        d.delivery_id = Some("72d3162e\r\n".to_string());
+        std::sync::Arc::make_mut(&mut d.event).delivery_id = Some("72d3162e\r\n".to_string());
         let with_delivery = headers("jetstream", &d);
         assert_eq!(
             with_delivery.get("Nats-Msg-Id").map(|v| v.as_str()),

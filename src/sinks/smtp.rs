@@ -159,7 +159,7 @@ impl SmtpSink {
             .subject(subject)
             .message_id(Some(format!(
                 "<{}@{domain}>",
-                delivery.event_id.hyphenated()
+                delivery.event.id.hyphenated()
             )));
         for to in &self.to {
             builder = builder.to(to.clone());
@@ -194,7 +194,7 @@ impl Sink for SmtpSink {
             Ok(m) => m,
             Err(outcome) => return outcome,
         };
-        let event = delivery.event_id;
+        let event = delivery.event.id;
         let raw = message.formatted();
         let done = self.settled().done(event);
         let left: Vec<Address> = message

@@ -99,7 +99,7 @@ impl WebhookSink {
     /// The request headers for one attempt at Unix time `timestamp` (seconds).
     fn request_headers(&self, delivery: &Delivery, timestamp: u64) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        if let Some(ct) = &delivery.content_type
+        if let Some(ct) = &delivery.event.content_type
             && let Ok(value) = HeaderValue::from_bytes(ct.as_bytes())
         {
             headers.insert(CONTENT_TYPE, value);
@@ -107,6 +107,7 @@ impl WebhookSink {
         // A compressed body (`gzip`, say) is readable only with its encoding, so the
         // encoding travels with the bytes.
         if let Some((_, encoding)) = delivery
+            .event
             .headers
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(CONTENT_ENCODING.as_str()))
@@ -114,12 +115,12 @@ impl WebhookSink {
         {
             headers.insert(CONTENT_ENCODING, value);
         }
-        if let Ok(value) = HeaderValue::from_str(&delivery.source) {
+        if let Ok(value) = HeaderValue::from_str(&delivery.event.source) {
             headers.insert(SOURCE, value);
         }
         // The sender chose the event type: a value that is no valid header is left out
         // rather than failing the delivery.
-        if let Some(event_type) = &delivery.event_type
+        if let Some(event_type) = &delivery.event.event_type
             && let Ok(value) = HeaderValue::from_bytes(event_type.as_bytes())
         {
             headers.insert(EVENT_TYPE, value);
@@ -130,14 +131,14 @@ impl WebhookSink {
             headers.insert(name.clone(), value.clone());
         }
         // ...but never the signed ones: the signature covers exactly these values.
-        let id = delivery.event_id.hyphenated().to_string();
+        let id = delivery.event.id.hyphenated().to_string();
         if !self.signing_keys.is_empty() {
             // Space-separated, as Standard Webhooks says: a receiver that holds either key
             // verifies, so the key can be rotated without a window of failed deliveries.
             let signature = self
                 .signing_keys
                 .iter()
-                .map(|key| sign(key.expose(), &id, timestamp, &delivery.body))
+                .map(|key| sign(key.expose(), &id, timestamp, &delivery.event.body))
                 .collect::<Vec<_>>()
                 .join(" ");
             headers.insert(
@@ -167,7 +168,7 @@ impl Sink for WebhookSink {
             .client
             .post(self.url.clone())
             .headers(self.request_headers(delivery, timestamp))
-            .body(delivery.body.clone());
+            .body(delivery.event.body.clone());
         let mut response = match request.send().await {
             Ok(response) => response,
             Err(err) => {
@@ -467,15 +468,17 @@ mod tests {
 
     fn delivery(body: &'static [u8]) -> Delivery {
         Delivery {
+            event: Arc::new(crate::store::StoredEvent {
+                id: Uuid::now_v7(),
+                source: Arc::from("github"),
+                event_type: Some("push".to_string()),
+                delivery_id: None,
+                headers: Vec::new(),
+                content_type: Some("application/json; charset=utf-8".to_string()),
+                received_at_ms: 1,
+                body: Bytes::from_static(body),
+            }),
             summary: None,
-            event_id: Uuid::now_v7(),
-            source: Arc::from("github"),
-            event_type: Some("push".to_string()),
-            delivery_id: None,
-            headers: Vec::new(),
-            content_type: Some("application/json; charset=utf-8".to_string()),
-            received_at_ms: 1,
-            body: Bytes::from_static(body),
             attempt: 3,
         }
     }
@@ -529,14 +532,14 @@ mod tests {
         let got = receiver.next().await;
 
         assert_eq!(got.method, "POST");
-        assert_eq!(&got.body[..], &d.body[..]);
+        assert_eq!(&got.body[..], &d.event.body[..]);
         assert_eq!(
             got.header("content-type"),
             "application/json; charset=utf-8"
         );
         assert_eq!(
             got.header("webhook-id"),
-            d.event_id.hyphenated().to_string()
+            d.event.id.hyphenated().to_string()
         );
         assert_eq!(got.header("x-hookrelay-source"), "github");
         assert_eq!(got.header("x-hookrelay-event-type"), "push");
@@ -612,7 +615,7 @@ mod tests {
         let d = delivery(b"x");
         sink.deliver(&d).await;
         let got = receiver.next().await;
-        assert_eq!(got.header("webhook-id"), d.event_id.to_string());
+        assert_eq!(got.header("webhook-id"), d.event.id.to_string());
         assert_eq!(got.headers.get_all("webhook-id").iter().count(), 1);
         assert_eq!(got.header("content-type"), "text/plain");
         assert!(got.headers.get("webhook-signature").is_none());
@@ -623,8 +626,9 @@ mod tests {
         let mut receiver = Receiver::start(Vec::new()).await;
         let sink = sink(&receiver.url(), false, Duration::from_secs(5));
         let mut d = delivery(b"raw");
-        d.content_type = None;
-        d.event_type = None;
+        let event = std::sync::Arc::make_mut(&mut d.event);
+        event.content_type = None;
+        event.event_type = None;
         sink.deliver(&d).await;
         let got = receiver.next().await;
         assert!(got.headers.get("content-type").is_none());
@@ -636,7 +640,7 @@ mod tests {
         let mut receiver = Receiver::start(Vec::new()).await;
         let sink = sink(&receiver.url(), false, Duration::from_secs(5));
         let mut d = delivery(b"\x1f\x8b\x08\x00 not really gzip");
-        d.headers = vec![
+        std::sync::Arc::make_mut(&mut d.event).headers = vec![
             ("content-encoding".to_string(), b"gzip".to_vec()),
             ("x-other".to_string(), b"not forwarded".to_vec()),
         ];

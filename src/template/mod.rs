@@ -306,14 +306,15 @@ pub struct EventContext {
 impl EventContext {
     /// The context of one delivery.
     pub fn new(delivery: &Delivery) -> EventContext {
-        let received = UNIX_EPOCH + Duration::from_millis(delivery.received_at_ms);
+        let received = UNIX_EPOCH + Duration::from_millis(delivery.event.received_at_ms);
         EventContext {
-            source: delivery.source.to_string(),
-            event_type: delivery.event_type.clone(),
-            delivery_id: delivery.delivery_id.clone(),
-            event_id: delivery.event_id.hyphenated().to_string(),
+            source: delivery.event.source.to_string(),
+            event_type: delivery.event.event_type.clone(),
+            delivery_id: delivery.event.delivery_id.clone(),
+            event_id: delivery.event.id.hyphenated().to_string(),
             received_at: humantime::format_rfc3339_seconds(received).to_string(),
             headers: delivery
+                .event
                 .headers
                 .iter()
                 .map(|(name, value)| {
@@ -323,13 +324,14 @@ impl EventContext {
                     )
                 })
                 .collect(),
-            body: crate::summary::body_json(&delivery.body).unwrap_or(serde_json::Value::Null),
+            body: crate::summary::body_json(&delivery.event.body)
+                .unwrap_or(serde_json::Value::Null),
             summary: delivery
                 .summary
                 .as_deref()
                 .and_then(|summary| serde_json::to_value(summary).ok())
                 .unwrap_or(serde_json::Value::Null),
-            test: delivery.source.as_ref() == crate::sinks::TEST_SOURCE,
+            test: delivery.event.source.as_ref() == crate::sinks::TEST_SOURCE,
         }
     }
 }

@@ -15,15 +15,17 @@ fn summarized(
     summary: Option<crate::summary::Summary>,
 ) -> EventContext {
     let delivery = Delivery {
+        event: Arc::new(crate::store::StoredEvent {
+            id: Uuid::now_v7(),
+            source: Arc::from("github"),
+            event_type: Some(event_type.to_string()),
+            delivery_id: Some("d-1".to_string()),
+            headers: vec![("X-GitHub-Event".to_string(), b"push".to_vec())],
+            content_type: Some("application/json".to_string()),
+            received_at_ms: 1_700_000_000_123,
+            body: Bytes::from(body.to_string()),
+        }),
         summary: summary.map(Arc::new),
-        event_id: Uuid::now_v7(),
-        source: Arc::from("github"),
-        event_type: Some(event_type.to_string()),
-        delivery_id: Some("d-1".to_string()),
-        headers: vec![("X-GitHub-Event".to_string(), b"push".to_vec())],
-        content_type: Some("application/json".to_string()),
-        received_at_ms: 1_700_000_000_123,
-        body: Bytes::from(body.to_string()),
         attempt: 1,
     };
     EventContext::new(&delivery)
@@ -525,20 +527,22 @@ fn cut_and_one_line() {
 #[test]
 fn the_event_summary_reaches_templates_escaped() {
     let delivery = Delivery {
+        event: Arc::new(crate::store::StoredEvent {
+            id: Uuid::now_v7(),
+            source: Arc::from("nexus"),
+            event_type: Some("rm:repository:component".to_string()),
+            delivery_id: None,
+            headers: Vec::new(),
+            content_type: None,
+            received_at_ms: 0,
+            body: Bytes::from_static(b"{}"),
+        }),
         summary: Some(Arc::new(crate::summary::Summary {
             action: Some("uploaded".to_string()),
             repository: Some("releases <b>".to_string()),
             version: Some("1.4.2".to_string()),
             ..Default::default()
         })),
-        event_id: Uuid::now_v7(),
-        source: Arc::from("nexus"),
-        event_type: Some("rm:repository:component".to_string()),
-        delivery_id: None,
-        headers: Vec::new(),
-        content_type: None,
-        received_at_ms: 0,
-        body: Bytes::from_static(b"{}"),
         attempt: 1,
     };
     let ev = EventContext::new(&delivery);
