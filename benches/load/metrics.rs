@@ -105,14 +105,14 @@ impl CommitTimes {
         self.count
     }
 
-    /// The share of commits (0 to 1) that took longer than the bucket bound nearest to
-    /// `seconds` from below.
+    /// The share of commits (0 to 1) that took longer than the largest bucket bound at or
+    /// under `seconds` (the bounds are `0.0005 × 2^k`, so 0.002 is one exactly).
     pub(crate) fn share_over(&self, seconds: f64) -> f64 {
         let within = self
             .buckets
             .iter()
             .rev()
-            .find(|(bound, _)| *bound <= seconds * (1.0 + 1e-9))
+            .find(|(bound, _)| *bound <= seconds)
             .map_or(0, |(_, n)| *n);
         if self.count == 0 {
             0.0

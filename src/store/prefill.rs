@@ -50,8 +50,9 @@ type BackendIoError = std::io::Error;
 /// ahead of need.
 const AHEAD: u64 = 32 << 20;
 
-/// Zeros written, then synced, per step: small, so that a commit's sync, which waits for pages
-/// already being written back, never waits for much.
+/// Zeros written, then synced, per step: small, so that each claim holds up redb's writes
+/// into it only briefly, and, where the zeros go through the page cache, a commit's sync
+/// never has many of them to write or wait for.
 const CHUNK: u64 = 1 << 20;
 
 /// One buffered write of zeros: a page, so that the page cache holds them as pages, not as
