@@ -9,7 +9,9 @@
 //! 2. **hookrelay, signed + durable**: the release binary (`CARGO_BIN_EXE_hookrelay`) as a
 //!    child process with one `kind = "github"` source and no routes, so every request is
 //!    HMAC-verified and fsync'd to redb before its `202`, and nothing else runs. Then both
-//!    again in alternating rounds (`load/rounds.rs`): the median ratio, robust to a noisy host.
+//!    again in alternating rounds (`load/rounds.rs`): the median ratio, robust to a noisy host,
+//!    beside a third server in the same rounds, the durable ceiling (`load/ceiling.rs`: the
+//!    signature check and one contiguous write and sync per batch, no index).
 //! 3. **hookrelay + JetStream**: the same, plus one `kind = "nats"` sink every event is
 //!    routed to, publishing to a `nats-server -js` started here; reported as a ratio to
 //!    phase 2, with the publish rate and how long the backlog took to drain. Skipped, saying
@@ -63,6 +65,8 @@ use tokio::net::{TcpListener, TcpStream};
 // take its files for benches of their own).
 #[path = "load/backlog.rs"]
 mod backlog;
+#[path = "load/ceiling.rs"]
+mod ceiling;
 #[path = "load/fanout.rs"]
 mod fanout;
 #[path = "load/halfpeak.rs"]
