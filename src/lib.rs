@@ -147,7 +147,9 @@ pub async fn run_with(
     let retention = tokio::spawn(retention::run(store.clone(), retention_rx));
     let ingress = Arc::new(ingress::Ingress::new(&config, store.clone()).observed(&metrics));
     let grace = config.server.shutdown_timeout;
-    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    // The admin API answers until dispatch has drained (`/healthz` 200, `/readyz` 503
+    // meanwhile), then gets what is left of the deadline for its own requests.
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<std::time::Duration>();
     let mut admin_state = None;
     let admin_task = match (admin_listener, &config.admin) {
         (Some(listener), Some(admin_config)) => {
@@ -172,10 +174,8 @@ pub async fn run_with(
             }
             let state = Arc::new(state);
             admin_state = Some(state.clone());
-            let stop = async move {
-                let _ = admin_stopped.await;
-            };
-            Some(tokio::spawn(admin::serve(listener, state, stop, grace)))
+            let stop = async move { admin_stopped.await.unwrap_or_default() };
+            Some(tokio::spawn(admin::serve(listener, state, stop)))
         }
         _ => None,
     };
@@ -189,6 +189,7 @@ pub async fn run_with(
         config.sinks.len(),
         config.routes.len(),
     );
+    let stopping_admin = admin_state.clone();
     let (reloader, mut dispatcher) = match reloading {
         Some((path, (_, requests))) => {
             let parts = reload::Parts {
@@ -219,7 +220,9 @@ pub async fn run_with(
         async move {
             shutdown.await;
             let _ = stop_started.set(tokio::time::Instant::now());
-            let _ = admin_stop.send(());
+            if let Some(admin) = stopping_admin {
+                admin.stopping();
+            }
         }
     };
     // Only now: the store is open and every listener bound, so the line means ready.
@@ -242,9 +245,6 @@ pub async fn run_with(
     if let Some(hangup) = hangup {
         hangup.abort();
     }
-    if let Some(task) = admin_task {
-        let _ = task.await;
-    }
     retention.abort();
     let _ = reloader_stop.send(());
     if let Some(reloader) = reloader {
@@ -258,6 +258,10 @@ pub async fn run_with(
     if let Some(dispatcher) = dispatcher {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         dispatcher.shutdown(left).await;
+    }
+    let _ = admin_stop.send(deadline.saturating_duration_since(tokio::time::Instant::now()));
+    if let Some(task) = admin_task {
+        let _ = task.await;
     }
     notice_tasks.stop();
     store.close().await;

@@ -1021,3 +1021,56 @@ to = ["hang"]
     );
     drop(trickle);
 }
+
+/// SIGTERM while a delivery hangs at its sink: the admin API answers while dispatch drains,
+/// `/healthz` 200 (the process runs, so a liveness probe must not fail it) and `/readyz`
+/// 503 saying why; then the relay exits 0 within `shutdown_timeout`.
+#[tokio::test]
+async fn regression_admin_answers_while_deliveries_drain_after_sigterm() {
+    let mut hang = HangServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // `Relay::start` sets `shutdown_timeout = "5s"`.
+    let relay = Relay::start(
+        dir.path(),
+        &format!(
+            r#"{ADMIN}
+[sources.github]
+kind = "github"
+secret = "{SECRET}"
+
+[sinks.hang]
+kind = "webhook"
+url = "http://{}/hook"
+timeout = "60s"
+
+[[routes]]
+from = "github"
+to = ["hang"]
+"#,
+            hang.addr
+        ),
+    );
+    let admin = admin_addr(&relay).await;
+    send(&relay, "held").await;
+    hang.accepted(1).await;
+
+    common::faults::signal(relay.pid(), "TERM");
+    wait_for_logs(&relay, "ingress stopped after SIGTERM", |lines| {
+        lines
+            .iter()
+            .any(|l| l["message"] == "ingress stopped; finishing deliveries in flight")
+    })
+    .await;
+    let health = call(admin, "GET", "/healthz", None).await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    let ready = call(admin, "GET", "/readyz", Some(ADMIN_TOKEN)).await;
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert!(ready.text.contains("stopping"), "{}", ready.text);
+
+    let (status, took, _) = relay.terminate_timed().await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(9),
+        "exited {took:?} after SIGTERM"
+    );
+}

@@ -167,6 +167,12 @@ fn enabled_sink<'a>(view: &'a View, name: &str) -> Result<&'a SinkConfig, ApiErr
 }
 
 async fn readyz(admin: &Admin) -> Answer {
+    if admin.is_stopping() {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the relay is stopping: it takes no new events and is finishing the deliveries in flight",
+        );
+    }
     match tokio::time::timeout(READY_TIMEOUT, admin.store.ping()).await {
         Ok(Ok(())) => ok(json!({ "status": "ready", "store": "writable", "config": "loaded" })),
         Ok(Err(err)) => json_error(

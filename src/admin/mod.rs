@@ -106,6 +106,8 @@ pub struct Admin {
     health: Arc<Health>,
     /// Asks for a reload (`POST /api/reload`); `None` when the relay has no file to reload.
     reload: Option<ReloadHandle>,
+    /// Set once a stop began: `/readyz` answers 503 while deliveries drain.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// What the admin knows of the running config.
@@ -178,7 +180,20 @@ impl Admin {
             metrics,
             health,
             reload: None,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// From now on `/readyz` says the relay is stopping; the rest of the API still answers
+    /// while in-flight deliveries drain.
+    pub fn stopping(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Admin::stopping`] was called.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Answers `POST /api/reload` through `reload`.
@@ -430,12 +445,11 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
 }
 
 /// Serves `listener` until `shutdown` resolves, then lets requests in progress finish for
-/// up to `grace`.
+/// up to the time it resolves with.
 pub async fn serve(
     listener: TcpListener,
     admin: Arc<Admin>,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    shutdown: impl Future<Output = Duration>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -446,13 +460,13 @@ pub async fn serve(
         .keep_alive(true);
     let http = Arc::new(http);
     tokio::pin!(shutdown);
-    loop {
+    let grace = loop {
         let permit = tokio::select! {
-            _ = &mut shutdown => break,
+            grace = &mut shutdown => break grace,
             permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
         };
         let stream = tokio::select! {
-            _ = &mut shutdown => break,
+            grace = &mut shutdown => break grace,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(err) => {
@@ -483,7 +497,7 @@ pub async fn serve(
                 }
             }
         });
-    }
+    };
     drop(listener);
     let _ = stop_tx.send(true);
     if tokio::time::timeout(grace, async {
