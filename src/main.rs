@@ -472,7 +472,7 @@ fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         };
         hookrelay::run_with(listener, config, options, shutdown)
             .await
-            .context("hookrelay stopped")
+            .context("stopped")
     })
 }
 

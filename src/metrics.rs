@@ -364,7 +364,7 @@ impl Metrics {
         let deliveries = Family::<DeliveryLabels, Counter>::default();
         registry.register(
             "deliveries",
-            "Delivery attempts, by sink and outcome (delivered, retrying, dead_lettered)",
+            "Delivery attempts, by sink and outcome (delivered, retrying, dead_lettered, skipped)",
             deliveries.clone(),
         );
         let latency = Family::<SinkLabel, Histogram>::new_with_constructor(

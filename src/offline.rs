@@ -560,6 +560,7 @@ fn words(result: Replayed) -> &'static str {
 pub fn export(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
     let (from_ms, to_ms) = time_range(args.from.as_deref(), args.to.as_deref())?;
     if let Some(source) = &args.source
+        && source != hookrelay::config::NOTICE_SOURCE
         && !config.sources.iter().any(|s| s.name == *source)
     {
         // Not an error: a source removed from the file keeps its stored events.

@@ -242,6 +242,15 @@ async fn offline_commands_read_and_requeue_a_stopped_relays_store() {
         "{}",
         stderr(&typo)
     );
+    // The relay's own notices are the built-in source "hookrelay": exported without a word.
+    let notices = hookrelay(&config, &["export", "--source", "hookrelay"]);
+    assert!(notices.status.success(), "{}", stderr(&notices));
+    assert!(stderr(&notices).is_empty(), "{}", stderr(&notices));
+    assert!(
+        stdout(&notices).contains("sink.unhealthy"),
+        "{}",
+        stdout(&notices)
+    );
     // A reader that stops reading (`| head`) is not a failure: the pipe is closed first.
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
         .args(["export", "--config"])

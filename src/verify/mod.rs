@@ -44,10 +44,14 @@ pub enum Rejection {
     /// The signature or token does not match any configured secret.
     #[error("signature mismatch")]
     BadSignature,
-    /// A Standard Webhooks timestamp is unparsable or outside the tolerance (a missing one is
+    /// A Standard Webhooks timestamp is outside the tolerance (a missing one is
     /// [`Rejection::MissingSignature`]).
     #[error("timestamp outside tolerance")]
     StaleTimestamp,
+    /// A Standard Webhooks timestamp is not a whole number of seconds: a sender's bug, not
+    /// a clock to check.
+    #[error("timestamp malformed")]
+    MalformedTimestamp,
     /// The body must be JSON (to read the event type or delivery id) and is not.
     #[error("body is not valid JSON")]
     MalformedJson,
@@ -61,6 +65,7 @@ impl Rejection {
             Rejection::MalformedSignature => "malformed_signature",
             Rejection::BadSignature => "bad_signature",
             Rejection::StaleTimestamp => "stale_timestamp",
+            Rejection::MalformedTimestamp => "malformed_timestamp",
             Rejection::MalformedJson => "malformed_json",
         }
     }
@@ -239,7 +244,12 @@ fn explain_credential(rejection: Rejection, header: &str, expected: Expected<'_>
              the way changes the body"
         ),
         // Not produced for these schemes; the short form still names the problem.
-        (Rejection::MalformedSignature | Rejection::StaleTimestamp, _) => {
+        (
+            Rejection::MalformedSignature
+            | Rejection::StaleTimestamp
+            | Rejection::MalformedTimestamp,
+            _,
+        ) => {
             format!("{header}: {rejection}")
         }
     }

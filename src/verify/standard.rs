@@ -91,7 +91,8 @@ impl StandardVerifier {
         let timestamp = present(&TIMESTAMP)?;
         let signature = present(&SIGNATURE)?;
 
-        let (canonical, seconds) = parse_timestamp(timestamp).ok_or(Rejection::StaleTimestamp)?;
+        let (canonical, seconds) =
+            parse_timestamp(timestamp).ok_or(Rejection::MalformedTimestamp)?;
         if i128::from(seconds).abs_diff(i128::from(now_unix)) > u128::from(self.tolerance_secs) {
             return Err(Rejection::StaleTimestamp);
         }
@@ -162,7 +163,10 @@ impl StandardVerifier {
                 );
             }
         }
-        if rejection == Rejection::StaleTimestamp {
+        if matches!(
+            rejection,
+            Rejection::StaleTimestamp | Rejection::MalformedTimestamp
+        ) {
             let Some((_, seconds)) = value(&TIMESTAMP).and_then(parse_timestamp) else {
                 return "webhook-timestamp is not a whole number of seconds since \
                         1970-01-01 00:00 UTC"
@@ -402,7 +406,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn unparsable_timestamps_are_stale() {
+    fn unparsable_timestamps_are_malformed_not_stale() {
         let v = verifier(&[VECTOR_SECRET]);
         for ts in [
             "+1614265330",
@@ -417,7 +421,7 @@ pub(super) mod tests {
             h.insert(TIMESTAMP, HeaderValue::from_str(ts).unwrap());
             assert_eq!(
                 v.verify(&h, VECTOR_PAYLOAD, VECTOR_TIMESTAMP),
-                Err(Rejection::StaleTimestamp),
+                Err(Rejection::MalformedTimestamp),
                 "{ts:?}"
             );
         }
