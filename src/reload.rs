@@ -102,7 +102,7 @@ impl Changes {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 
-    /// `+added ~changed -removed`, for a log line.
+    /// `+added ~changed -removed`, for a log line; `unchanged` when nothing is.
     fn summary(&self) -> String {
         let mut marked = Vec::new();
         for (mark, names) in [
@@ -111,6 +111,9 @@ impl Changes {
             ('-', &self.removed),
         ] {
             marked.extend(names.iter().map(|name| format!("{mark}{name}")));
+        }
+        if marked.is_empty() {
+            return "unchanged".to_owned();
         }
         marked.join(" ")
     }
@@ -448,7 +451,11 @@ impl Reloader {
             sources = %report.sources.summary(),
             sinks = %report.sinks.summary(),
             routes_changed = report.routes_changed,
-            settings = %report.settings.join(", "),
+            settings = %if report.settings.is_empty() {
+                "unchanged".to_owned()
+            } else {
+                report.settings.join(", ")
+            },
             "configuration reloaded"
         );
         if !report.needs_restart.is_empty() {
@@ -699,6 +706,7 @@ to = ["audit"]
         assert_eq!(report.needs_restart, ["[server] listen"]);
         assert_eq!(report.sinks.summary(), "~chat");
         assert_eq!(report.sources.summary(), "+gitlab ~github -old");
+        assert_eq!(Changes::default().summary(), "unchanged");
     }
 
     #[test]
