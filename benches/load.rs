@@ -437,20 +437,11 @@ async fn serve_baseline(listener: TcpListener) {
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-                let body = request.into_body().collect().await;
-                let mut response = match body {
-                    Ok(_) => {
-                        let id = uuid::Uuid::now_v7();
-                        Response::new(Full::new(Bytes::from(format!("{{\"id\":\"{id}\"}}"))))
-                    }
-                    Err(_) => Response::new(Full::new(Bytes::from_static(b"{}"))),
+                let status = match request.into_body().collect().await {
+                    Ok(_) => StatusCode::ACCEPTED,
+                    Err(_) => StatusCode::BAD_REQUEST,
                 };
-                *response.status_mut() = StatusCode::ACCEPTED;
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                );
-                Ok::<_, Infallible>(response)
+                Ok::<_, Infallible>(id_reply(status))
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
@@ -458,6 +449,18 @@ async fn serve_baseline(listener: TcpListener) {
                 .await;
         });
     }
+}
+
+/// A reply like the relay's: `status` with `{"id":"<a fresh UUIDv7>"}`.
+fn id_reply(status: StatusCode) -> Response<Full<Bytes>> {
+    let id = uuid::Uuid::now_v7();
+    let mut response = Response::new(Full::new(Bytes::from(format!("{{\"id\":\"{id}\"}}"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// What one connection task saw.

@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Machine, SECRET};
+use crate::{Machine, SECRET, id_reply};
 
 /// The journal's span: records wrap around inside it, over blocks written (zeroed) at start,
 /// so no write waits for the file system to allocate (as the relay's hole filler arranges).
@@ -162,15 +162,7 @@ async fn serve(listener: TcpListener, journal: Arc<mpsc::UnboundedSender<Entry>>
                         }
                         Err(_) => StatusCode::BAD_REQUEST,
                     };
-                    let id = uuid::Uuid::now_v7();
-                    let mut response =
-                        Response::new(Full::new(Bytes::from(format!("{{\"id\":\"{id}\"}}"))));
-                    *response.status_mut() = status;
-                    response.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
-                    Ok::<_, Infallible>(response)
+                    Ok::<_, Infallible>(id_reply(status))
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
