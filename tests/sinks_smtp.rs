@@ -69,8 +69,13 @@ async fn a_mail_has_both_parts_and_hostile_fields_cannot_add_headers_or_markup()
     assert_eq!(headers["to"], "Team <team@example.com>");
     assert_eq!(
         headers["message-id"],
-        format!("<{event_id}@example.com>"),
-        "the Message-ID is stable per event"
+        format!("<{event_id}.mail@example.com>"),
+        "the Message-ID is stable per event and sink"
+    );
+    assert_eq!(
+        busy["headers"]["message-id"],
+        format!("<{event_id}.mail-busy@example.com>"),
+        "another sink's mail of the same event is another message"
     );
     assert_eq!(
         headers["auto-submitted"], "auto-generated",

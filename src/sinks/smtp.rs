@@ -8,8 +8,8 @@
 //! The mail is `multipart/alternative`: a plain-text part and an HTML part rendered from the
 //! same template (escaped for each), CRLF line endings. The subject is rendered as plain text
 //! and folded onto one line, so an event cannot add a header (`\r\nBcc: …`); lettre encodes
-//! what is left. The `Message-ID` is derived from the event id, the same on every attempt,
-//! so a mail system can drop a duplicate after a retry.
+//! what is left. The `Message-ID` is derived from the event id and the sink's name, the same
+//! on every attempt, so a mail system can drop a duplicate after a retry, and only then.
 //!
 //! Answers: a 2xx reply delivered; a permanent rejection (5xx) is never retried; a transient
 //! one (4xx), a timeout and any connection or TLS failure retry. A retry after some
@@ -33,6 +33,7 @@ use lettre::transport::smtp::client::{
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use sha2::Digest;
 use uuid::Uuid;
 
 use super::chat;
@@ -157,10 +158,7 @@ impl SmtpSink {
             .from(self.from.clone())
             .header(AutoSubmitted)
             .subject(subject)
-            .message_id(Some(format!(
-                "<{}@{domain}>",
-                delivery.event.id.hyphenated()
-            )));
+            .message_id(Some(message_id(delivery.event.id, &self.name, domain)));
         for to in &self.to {
             builder = builder.to(to.clone());
         }
@@ -368,6 +366,25 @@ fn refusal(to: &Address, err: &lettre::transport::smtp::Error) -> String {
     format!("{to} ({})", one_line(&err.to_string()))
 }
 
+/// `<event id.sink@domain>`: the same on every attempt of one mail, and different for each
+/// sink, whose mails differ (subject, template, recipients): a mail system that drops a
+/// repeated Message-ID must not drop one sink's mail as a copy of another's. A sink name
+/// with characters a Message-ID cannot hold (TOML allows quoted names) is replaced by a
+/// digest of it.
+fn message_id(event: Uuid, sink: &str, domain: &str) -> String {
+    let plain = !sink.is_empty()
+        && sink
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let tag = if plain {
+        sink.to_owned()
+    } else {
+        let digest = sha2::Sha256::digest(sink.as_bytes());
+        hex::encode(&digest[..8])
+    };
+    format!("<{}.{tag}@{domain}>", event.hyphenated())
+}
+
 /// Most events remembered with recipients settled while others are retried; past it the
 /// oldest is forgotten, and its next attempt goes to every recipient again.
 const MAX_REMEMBERED: usize = 10_000;
@@ -552,6 +569,26 @@ impl lettre::message::header::Header for AutoSubmitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_ids_differ_by_sink_and_hold_only_characters_a_message_id_allows() {
+        let event = Uuid::from_u128(0x0123_4567_89ab_cdef);
+        let plain = message_id(event, "team-mail_2", "example.com");
+        assert_eq!(
+            plain,
+            "<00000000-0000-0000-0123-456789abcdef.team-mail_2@example.com>"
+        );
+        assert_ne!(plain, message_id(event, "ops-mail", "example.com"));
+        // A quoted TOML name with a space and an `@`: a digest stands in for it.
+        let odd = message_id(event, "ops mail@x", "example.com");
+        let tag = odd
+            .strip_prefix("<00000000-0000-0000-0123-456789abcdef.")
+            .and_then(|rest| rest.strip_suffix("@example.com>"))
+            .unwrap();
+        assert_eq!(tag.len(), 16, "{odd}");
+        assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()), "{odd}");
+        assert_ne!(odd, message_id(event, "ops mail@y", "example.com"));
+    }
 
     #[test]
     fn settled_recipients_are_bounded_and_forgotten_once_the_mail_is_done() {
