@@ -4,8 +4,8 @@
 //! limits (title 256, description 4096, footer 2048, 6000 characters in all), cut cleanly.
 //!
 //! Answers: 200/204 delivered (with `wait=true` Discord answers 200 and the message, whose
-//! id is recorded); 429 retried after the JSON `retry_after` (float seconds) or
-//! `Retry-After`; 5xx retried; 404 (webhook deleted), 401/403 and 400 permanent. When an
+//! id is recorded); 429 retried after `X-RateLimit-Reset-After`, else the JSON
+//! `retry_after` (float seconds), else `Retry-After`; 5xx retried; 404 (webhook deleted), 401/403 and 400 permanent. When an
 //! answer says `X-RateLimit-Remaining: 0`, the next attempt waits `X-RateLimit-Reset-After`
 //! before sending (pacing, not a retry loop: dispatch still decides every retry).
 //!
@@ -31,6 +31,21 @@ const EMBED_TOTAL: usize = 6000;
 /// The longest embed `url` sent: Discord has answered 400 to longer ones, refusing the whole
 /// message; 2048 is the common URL limit of browsers and services.
 const MAX_EMBED_URL: usize = 2048;
+
+/// The API version a webhook URL without one is sent to.
+const API_VERSION: &str = "v10";
+
+/// Puts an API version into a webhook URL as Discord's UI hands it out
+/// (`/api/webhooks/ID/TOKEN`): without one Discord answers as its oldest API, whose 429s
+/// give `retry_after` and `Retry-After` in milliseconds, so a wait of 1.5 s would have held
+/// the sink for 25 minutes. The versioned path is the same webhook (what Discord's own
+/// libraries call); a URL that names a version, or another path (a proxy), is left alone.
+fn pin_api_version(url: &mut reqwest::Url) {
+    if let Some(rest) = url.path().strip_prefix("/api/webhooks/") {
+        let path = format!("/api/{API_VERSION}/webhooks/{rest}");
+        url.set_path(&path);
+    }
+}
 
 /// Posts messages to a Discord channel webhook.
 pub struct DiscordSink {
@@ -64,6 +79,7 @@ impl DiscordSink {
         timeout: Duration,
     ) -> Result<DiscordSink, SinkBuildError> {
         let mut url = chat::parse_url(name, "url", &config.url)?;
+        pin_api_version(&mut url);
         // Ask for the created message back, so its id can be recorded.
         let pairs: Vec<(String, String)> = url
             .query_pairs()
@@ -262,10 +278,20 @@ fn classify(name: &str, answer: &Answer) -> Outcome {
     let said = format!("Discord answered {}", answer.describe());
     match code {
         429 => {
+            // `X-RateLimit-Reset-After` is seconds in every API version; the body's
+            // `retry_after` is seconds since v8 (the URL is pinned to one, see
+            // `pin_api_version`); a global limit sends only the body and `Retry-After`.
             let after = answer
-                .json()
-                .and_then(|b| b["retry_after"].as_f64())
-                .and_then(|s| seconds(&s.to_string()))
+                .headers
+                .get("x-ratelimit-reset-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| seconds(v.trim()))
+                .or_else(|| {
+                    answer
+                        .json()
+                        .and_then(|b| b["retry_after"].as_f64())
+                        .and_then(|s| seconds(&s.to_string()))
+                })
                 .or_else(|| answer.retry_after());
             Outcome::Retry {
                 after,
@@ -322,6 +348,64 @@ mod tests {
         assert!(payload["embeds"][0].get("url").is_none(), "{payload}");
         let payload = sink.payload(&delivery, "[title](https://h.example/a)\ndetail");
         assert_eq!(payload["embeds"][0]["url"], "https://h.example/a");
+    }
+
+    #[test]
+    fn a_webhook_url_from_discords_ui_is_pinned_to_an_api_version() {
+        let pinned = |url: &str| {
+            let mut url: reqwest::Url = url.parse().unwrap();
+            pin_api_version(&mut url);
+            url.to_string()
+        };
+        assert_eq!(
+            pinned("https://discord.com/api/webhooks/123/tok-en?thread_id=9"),
+            "https://discord.com/api/v10/webhooks/123/tok-en?thread_id=9"
+        );
+        for kept in [
+            "https://discord.com/api/v9/webhooks/123/token",
+            "https://proxy.example/discord/api/webhooks/123/token",
+            "http://127.0.0.1:9000/hook",
+        ] {
+            assert_eq!(pinned(kept), kept);
+        }
+    }
+
+    #[test]
+    fn a_429_waits_for_the_bucket_reset_before_the_bodys_retry_after() {
+        let answer = |headers: &[(&'static str, &str)], body: &str| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in headers {
+                map.insert(*name, value.parse().unwrap());
+            }
+            Answer {
+                status: http::StatusCode::TOO_MANY_REQUESTS,
+                headers: map,
+                body: body.as_bytes().to_vec(),
+            }
+        };
+        let after = |a: &Answer| match classify("chat", a) {
+            Outcome::Retry { after, .. } => after,
+            other => panic!("not a retry: {other:?}"),
+        };
+        let body = r#"{"message":"You are being rate limited.","retry_after":1500,"global":false}"#;
+        assert_eq!(
+            after(&answer(
+                &[("x-ratelimit-reset-after", "1.5"), ("retry-after", "1500")],
+                body
+            )),
+            Some(Duration::from_millis(1500))
+        );
+        // A global limit: no bucket headers, the body's seconds.
+        let global =
+            r#"{"message":"You are being rate limited.","retry_after":0.25,"global":true}"#;
+        assert_eq!(
+            after(&answer(&[("retry-after", "1")], global)),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            after(&answer(&[("retry-after", "2")], "not json")),
+            Some(Duration::from_secs(2))
+        );
     }
 
     #[test]
