@@ -27,6 +27,12 @@ use crate::template::{Target, Template, one_line};
 const SECTION_TEXT: usize = 3000;
 /// Slack's limit on blocks per message.
 const MAX_BLOCKS: usize = 50;
+/// Most characters of section text in one message, all blocks together. Slack refuses a
+/// message past about 12,000 (`msg_blocks_too_long`, or a 400 from an incoming webhook):
+/// undocumented for sections, measured by users, and the documented total of its markdown
+/// block. Kept under it with room for the blocks' own markup, so a long message is cut,
+/// not dead-lettered.
+const BLOCKS_TEXT: usize = 11_000;
 /// Slack truncates `text` beyond this.
 const MAX_TEXT: usize = 40_000;
 /// Web API errors worth retrying: rate limits and Slack's own failures.
@@ -177,16 +183,7 @@ pub(super) fn payload(text: &str) -> serde_json::Value {
     if !current.is_empty() {
         sections.push(current);
     }
-    if sections.len() > MAX_BLOCKS {
-        sections.truncate(MAX_BLOCKS);
-        let last = sections.last_mut().expect("MAX_BLOCKS > 0");
-        let mut kept = chat::cut_markup(last, SECTION_TEXT - 1);
-        if !kept.ends_with('…') {
-            kept.push('…');
-        }
-        *last = kept;
-    }
-    let blocks: Vec<_> = sections
+    let blocks: Vec<_> = within_budget(sections)
         .into_iter()
         .map(|t| json!({"type": "section", "text": {"type": "mrkdwn", "text": t}}))
         .collect();
@@ -196,6 +193,30 @@ pub(super) fn payload(text: &str) -> serde_json::Value {
         "unfurl_links": false,
         "unfurl_media": false,
     })
+}
+
+/// The sections that fit in [`MAX_BLOCKS`] blocks and [`BLOCKS_TEXT`] characters; the last
+/// one kept is cut cleanly and ends with `…` when anything was left out.
+fn within_budget(sections: Vec<String>) -> Vec<String> {
+    let total = sections.len();
+    let mut room = BLOCKS_TEXT;
+    let mut kept = Vec::with_capacity(total.min(MAX_BLOCKS));
+    for (index, section) in sections.into_iter().enumerate() {
+        let length = section.chars().count();
+        let more_after = index + 1 < total;
+        if length <= room && !(more_after && kept.len() + 1 == MAX_BLOCKS) {
+            room -= length;
+            kept.push(section);
+            continue;
+        }
+        let mut cut = chat::cut_markup(&section, room.min(length).saturating_sub(1));
+        if !cut.ends_with('…') {
+            cut.push('…');
+        }
+        kept.push(cut);
+        break;
+    }
+    kept
 }
 
 /// An incoming webhook's answer.
@@ -295,15 +316,18 @@ mod tests {
 
     #[test]
     fn long_messages_are_split_into_sections_within_limits() {
-        let line = format!("{}\n", "word ".repeat(100));
+        let line = format!("{}\n", "wörd ".repeat(100));
         let text = line.repeat(400);
         let p = payload(&text);
         let blocks = p["blocks"].as_array().unwrap();
-        assert_eq!(blocks.len(), MAX_BLOCKS);
+        let mut total = 0;
         for b in blocks {
             let t = b["text"]["text"].as_str().unwrap();
             assert!(t.chars().count() <= SECTION_TEXT, "{}", t.len());
+            total += t.chars().count();
         }
+        assert!(total <= BLOCKS_TEXT, "{total}");
+        assert!(total > BLOCKS_TEXT - SECTION_TEXT, "{total}: cut too early");
         assert!(p["text"].as_str().unwrap().chars().count() <= MAX_TEXT);
         assert!(
             blocks.last().unwrap()["text"]["text"]
@@ -311,6 +335,31 @@ mod tests {
                 .unwrap()
                 .ends_with('…')
         );
+    }
+
+    #[test]
+    fn sections_are_kept_whole_within_the_budget_and_the_block_count() {
+        let whole = vec!["a".repeat(3000), "b".repeat(3000), "c".repeat(3000)];
+        assert_eq!(within_budget(whole.clone()), whole);
+        // Past the text budget: the section that crosses it is cut and marked.
+        let four = vec!["a".repeat(3000); 4];
+        let kept = within_budget(four);
+        assert_eq!(kept.len(), 4);
+        let room = BLOCKS_TEXT - 9000;
+        assert!(
+            (room - 10..=room).contains(&kept[3].chars().count()),
+            "{}",
+            kept[3].len()
+        );
+        assert!(kept[3].ends_with('…'));
+        // Past the block count: the last block says something was left out.
+        let many = vec!["x".to_string(); MAX_BLOCKS + 5];
+        let kept = within_budget(many);
+        assert_eq!(kept.len(), MAX_BLOCKS);
+        assert_eq!(kept[MAX_BLOCKS - 1], "…");
+        assert!(kept[..MAX_BLOCKS - 1].iter().all(|s| s == "x"));
+        let exact = vec!["x".to_string(); MAX_BLOCKS];
+        assert_eq!(within_budget(exact.clone()), exact);
     }
 
     #[test]
