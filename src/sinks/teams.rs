@@ -5,8 +5,8 @@
 //!
 //! The card holds the headline (bold), the detail, and a fact set (source, event, received).
 //! Adaptive Card markdown needs a blank line for a line break, so single newlines are
-//! doubled. The whole request stays under Teams' ~28 KB message limit: the detail is cut
-//! cleanly until it fits.
+//! doubled. The whole request stays under 20 KiB, well within Teams' ~28 KB message limit
+//! (which counts the rendered message): the detail is cut cleanly until it fits.
 //!
 //! Answers: any 2xx delivered (Workflows answers 202); 408, 429 and 5xx retried (429 after
 //! its `Retry-After`); other 4xx permanent. The URL (a credential) is never logged.
@@ -21,8 +21,11 @@ use super::{Delivery, Outcome, Sink, SinkBuildError};
 use crate::config::{Outbound, TeamsSinkConfig};
 use crate::template::{EventContext, Target, Template, escape};
 
-/// The most a request body may weigh; Teams refuses messages above about 28 KB.
-const MAX_BYTES: usize = 27 * 1024;
+/// The most a request body may weigh. Teams refuses messages above about 28 KB, counted on
+/// the message as it stores it, HTML included, which weighs more than the card's JSON; and
+/// a Workflows webhook answers 202 before it posts, so a card refused then is lost without
+/// a word. Hence a wide margin.
+const MAX_BYTES: usize = 20 * 1024;
 
 /// Posts Adaptive Cards to a Teams Workflows webhook.
 pub struct TeamsSink {
