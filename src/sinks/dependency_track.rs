@@ -285,6 +285,10 @@ impl DependencyTrackSink {
             StatusCode::BAD_REQUEST => {
                 "Dependency-Track rejected this BOM; see its reason.".to_string()
             }
+            StatusCode::PAYLOAD_TOO_LARGE => "The BOM is larger than the server takes, most \
+                 often a proxy in front of Dependency-Track (nginx's client_max_body_size is \
+                 1 MB by default): raise that limit for /api/v1/bom."
+                .to_string(),
             StatusCode::NOT_FOUND => format!(
                 "Fix [sinks.{name}] project or project_name/project_version, or set \
                  auto_create = true."
@@ -370,15 +374,34 @@ fn looks_like_xml(bytes: &[u8]) -> bool {
     bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
 }
 
-/// Dependency-Track's reason: the `detail` or `title` of a problem document, else the
-/// start of the body.
+/// Most entries of a problem document's `errors` quoted in a reason.
+const MAX_ERRORS: usize = 3;
+
+/// Dependency-Track's reason: the `detail` or `title` of a problem document, with the
+/// first of its `errors` (for an invalid BOM, the schema violations: the part that says
+/// what to fix), else the start of the body.
 fn reason(body: &[u8]) -> Option<String> {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        for field in ["detail", "title", "message"] {
-            if let Some(text) = v.get(field).and_then(|t| t.as_str()) {
-                return snippet(text.as_bytes());
-            }
-        }
+        let errors: Vec<&str> = v
+            .get("errors")
+            .and_then(|e| e.as_array())
+            .map(|list| {
+                list.iter()
+                    .filter_map(|e| e.as_str())
+                    .take(MAX_ERRORS)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let headline = ["detail", "title", "message"]
+            .into_iter()
+            .find_map(|field| v.get(field).and_then(|t| t.as_str()));
+        let text = match (headline, errors.is_empty()) {
+            (Some(headline), true) => headline.to_string(),
+            (Some(headline), false) => format!("{headline}: {}", errors.join("; ")),
+            (None, false) => errors.join("; "),
+            (None, true) => return snippet(body),
+        };
+        return snippet(text.as_bytes());
     }
     snippet(body)
 }
@@ -410,4 +433,29 @@ fn multipart(
     out.extend_from_slice(content);
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_boms_reason_keeps_the_schema_errors() {
+        let body = br#"{"status":400,"title":"The uploaded BOM is invalid","detail":"Schema validation failed","errors":["$.components[0].type: does not have a value in the enumeration [application, library]","$.metadata: is missing",7]}"#;
+        assert_eq!(
+            reason(body).unwrap(),
+            "Schema validation failed: $.components[0].type: does not have a value in the \
+             enumeration [application, library]; $.metadata: is missing"
+        );
+        assert_eq!(reason(br#"{"title":"Forbidden"}"#).unwrap(), "Forbidden");
+        assert_eq!(
+            reason(br#"{"errors":["a","b","c","d"]}"#).unwrap(),
+            "a; b; c"
+        );
+        assert_eq!(
+            reason(b"<html><title>413 Request Entity Too Large</title></html>").unwrap(),
+            "<html><title>413 Request Entity Too Large</title></html>"
+        );
+        assert_eq!(reason(b"  "), None);
+    }
 }
