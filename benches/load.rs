@@ -430,18 +430,32 @@ fn baseline_runtime(machine: &Machine) -> anyhow::Result<tokio::runtime::Runtime
 
 /// The bare server: reads the whole body, answers `202 {"id":"<uuid>"}` like the relay.
 async fn serve_baseline(listener: TcpListener) {
+    serve_http1(listener, |request: Request<Incoming>| async move {
+        match request.into_body().collect().await {
+            Ok(_) => id_reply(StatusCode::ACCEPTED),
+            Err(_) => id_reply(StatusCode::BAD_REQUEST),
+        }
+    })
+    .await
+}
+
+/// Serves keep-alive HTTP/1.1 connections from `listener` with `handle`, until the runtime
+/// stops.
+async fn serve_http1<F, R>(listener: TcpListener, handle: F)
+where
+    F: Fn(Request<Incoming>) -> R + Clone + Send + 'static,
+    R: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let handle = handle.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-                let status = match request.into_body().collect().await {
-                    Ok(_) => StatusCode::ACCEPTED,
-                    Err(_) => StatusCode::BAD_REQUEST,
-                };
-                Ok::<_, Infallible>(id_reply(status))
+            let service = hyper::service::service_fn(move |request| {
+                let reply = handle(request);
+                async move { Ok::<_, Infallible>(reply.await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)

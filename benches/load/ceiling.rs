@@ -7,7 +7,6 @@
 //! these cores. The relay's ratio to it says how much of the gap to bare hyper is the
 //! store's own work, and how much is the host's price of a sync.
 
-use std::convert::Infallible;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,11 +17,10 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Machine, SECRET, id_reply};
+use crate::{Machine, SECRET, id_reply, serve_http1};
 
 /// The journal's span: records wrap around inside it, over blocks written (zeroed) at start,
 /// so no write waits for the file system to allocate (as the relay's hole filler arranges).
@@ -133,42 +131,26 @@ fn signed(header: Option<&http::HeaderValue>, body: &[u8]) -> bool {
     mac.verify_slice(&tag).is_ok()
 }
 
+/// Answers `202` once the body is synced, `401` when its signature does not check.
 async fn serve(listener: TcpListener, journal: Arc<mpsc::UnboundedSender<Entry>>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    serve_http1(listener, move |request: Request<Incoming>| {
         let journal = journal.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let journal = journal.clone();
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let status = match body.collect().await {
-                        Ok(body) => {
-                            let body = body.to_bytes();
-                            if signed(parts.headers.get("x-hub-signature-256"), &body) {
-                                let (synced, wait) = oneshot::channel();
-                                let sent = journal.send((body, synced)).is_ok();
-                                if sent && wait.await.is_ok() {
-                                    StatusCode::ACCEPTED
-                                } else {
-                                    StatusCode::INTERNAL_SERVER_ERROR
-                                }
-                            } else {
-                                StatusCode::UNAUTHORIZED
-                            }
-                        }
-                        Err(_) => StatusCode::BAD_REQUEST,
-                    };
-                    Ok::<_, Infallible>(id_reply(status))
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+        async move {
+            let (parts, body) = request.into_parts();
+            let Ok(body) = body.collect().await else {
+                return id_reply(StatusCode::BAD_REQUEST);
+            };
+            let body = body.to_bytes();
+            if !signed(parts.headers.get("x-hub-signature-256"), &body) {
+                return id_reply(StatusCode::UNAUTHORIZED);
+            }
+            let (synced, wait) = oneshot::channel();
+            if journal.send((body, synced)).is_ok() && wait.await.is_ok() {
+                id_reply(StatusCode::ACCEPTED)
+            } else {
+                id_reply(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    })
+    .await
 }
