@@ -976,21 +976,9 @@ body_timeout = "60s"
 [storage]
 path = "store/hookrelay.redb"
 
-[sources.github]
-kind = "github"
-secret = "{SECRET}"
-
-[sinks.hang]
-kind = "webhook"
-url = "http://{}/hook"
-timeout = "60s"
-
-[[routes]]
-from = "github"
-to = ["hang"]
-"#,
+{}"#,
             GRACE.as_secs(),
-            hang.addr,
+            github_to_hanging_sink(hang.addr),
         ),
     )
     .unwrap();
@@ -1038,23 +1026,7 @@ async fn regression_admin_answers_while_deliveries_drain_after_sigterm() {
     // `Relay::start` sets `shutdown_timeout = "5s"`.
     let relay = Relay::start(
         dir.path(),
-        &format!(
-            r#"{ADMIN}
-[sources.github]
-kind = "github"
-secret = "{SECRET}"
-
-[sinks.hang]
-kind = "webhook"
-url = "http://{}/hook"
-timeout = "60s"
-
-[[routes]]
-from = "github"
-to = ["hang"]
-"#,
-            hang.addr
-        ),
+        &format!("{ADMIN}\n{}", github_to_hanging_sink(hang.addr)),
     );
     let admin = admin_addr(&relay).await;
     send(&relay, "held").await;
@@ -1079,4 +1051,24 @@ to = ["hang"]
         took < Duration::from_secs(9),
         "exited {took:?} after SIGTERM"
     );
+}
+
+/// A GitHub source routed to one webhook sink, `hang`, posting to `addr` with a timeout
+/// longer than any test waits.
+fn github_to_hanging_sink(addr: std::net::SocketAddr) -> String {
+    format!(
+        r#"[sources.github]
+kind = "github"
+secret = "{SECRET}"
+
+[sinks.hang]
+kind = "webhook"
+url = "http://{addr}/hook"
+timeout = "60s"
+
+[[routes]]
+from = "github"
+to = ["hang"]
+"#
+    )
 }
